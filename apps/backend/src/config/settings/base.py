@@ -1,0 +1,133 @@
+"""Settings shared by every environment, read from the environment (12-factor).
+
+Only PostgreSQL is accepted: the online migration engine depends on its locking
+(`FOR UPDATE SKIP LOCKED`, `lock_timeout`, concurrent index builds), so a wrong
+`DATABASE_URL` must fail at start-up, not half-way through a migration.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+SRC_DIR = Path(__file__).resolve().parents[2]
+PROJECT_DIR = SRC_DIR.parents[2]
+
+LOCAL_DATABASE_URL = "postgres://postgres@127.0.0.1:55432/investments"
+LOCAL_REDIS_URL = "redis://127.0.0.1:56379/0"
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def postgres_database(url: str) -> dict:
+    """Parse DATABASE_URL, refusing any engine but PostgreSQL with a message that says why."""
+    config = dj_database_url.parse(url, conn_max_age=0)
+    if config["ENGINE"] != "django.db.backends.postgresql":
+        scheme = url.split(":", 1)[0]
+        raise ImproperlyConfigured(
+            f"DATABASE_URL uses '{scheme}', but this project runs only on PostgreSQL: the online "
+            "migration engine needs row locks with SKIP LOCKED, lock_timeout and concurrent index "
+            "builds. Use a postgres:// URL."
+        )
+    config.setdefault("OPTIONS", {})["application_name"] = os.environ.get(
+        "DB_APPLICATION_NAME", "investments"
+    )
+    return config
+
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_results",
+    "migrations_worker",
+    "assets",
+    "portfolios",
+    "investments",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": postgres_database(os.environ.get("DATABASE_URL", LOCAL_DATABASE_URL))}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = os.environ.get("STATIC_ROOT", str(PROJECT_DIR / ".local" / "static"))
+
+REDIS_URL = os.environ.get("REDIS_URL", LOCAL_REDIS_URL)
+
+# Celery: see migrations_worker/celery.py for the task-level guarantees.
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {"migrations_worker.*": {"queue": "migrations"}}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_BEAT_SCHEDULE_FILENAME = str(PROJECT_DIR / ".local" / "celerybeat-schedule")
+
+# Engine defaults; each can be overridden per job class and per run.
+MIGRATIONS_WORKER = {
+    "STALE_HEARTBEAT_SECONDS": int(os.environ.get("MW_STALE_HEARTBEAT_SECONDS", "60")),
+    "REQUEUE_INTERVAL_SECONDS": float(os.environ.get("MW_REQUEUE_INTERVAL_SECONDS", "15")),
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

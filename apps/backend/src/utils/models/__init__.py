@@ -1,0 +1,3 @@
+from .base import SoftDeleteModel, SoftDeleteQuerySet, TimeStampedModel, UUIDModel
+
+__all__ = ["SoftDeleteModel", "SoftDeleteQuerySet", "TimeStampedModel", "UUIDModel"]

@@ -1,0 +1,1 @@
+"""The online migration engine: batched, resumable data jobs tracked in PostgreSQL."""

@@ -1,0 +1,21 @@
+"""The Celery app (`celery -A migrations_worker worker -Q migrations`).
+
+Delivery guarantees come from settings (`CELERY_*` in config/settings/base.py): tasks are
+acknowledged late and rejected back to the queue when a worker dies, one message prefetched at a
+time, routed to the dedicated `migrations` queue. The engine does not rely on them for
+correctness: progress lives in PostgreSQL, and a beat task re-dispatches runs whose heartbeat
+went stale.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from celery import Celery
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps" / "backend" / "src"))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+
+app = Celery("migrations_worker")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["migrations_worker"])

@@ -1,0 +1,44 @@
+"""Shared fixtures: every test runs against the real PostgreSQL and Redis that
+`deploy/services.sh up` started (or DATABASE_URL / REDIS_URL)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def test_database_url(transactional_db) -> str:
+    """A URL for the test database, for subprocesses (workers, manage.py) to share it."""
+    s = connection.settings_dict
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    return f"postgres://{s['USER']}{password}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+@pytest.fixture
+def manage(test_database_url):
+    """Run `manage.py` in a subprocess against the test database; returns CompletedProcess."""
+
+    def run(*args: str, env: dict | None = None, timeout: float = 300, **kwargs):
+        full_env = {
+            **os.environ,
+            "DATABASE_URL": test_database_url,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            **(env or {}),
+        }
+        return subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), *args],
+            cwd=ROOT,
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            **kwargs,
+        )
+
+    return run
