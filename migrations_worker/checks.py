@@ -12,7 +12,8 @@ def postgresql_only(app_configs=None, **kwargs) -> list[Error]:
         if vendor != "postgresql":
             errors.append(
                 Error(
-                    f"Database '{alias}' is {vendor}; the online migration engine needs PostgreSQL.",
+                    f"Database '{alias}' is {vendor}; the online migration engine needs "
+                    "PostgreSQL.",
                     hint="Point DATABASE_URL at a PostgreSQL 13+ server.",
                     id="migrations_worker.E001",
                 )

@@ -1,1 +1,139 @@
-from django.db import models  # noqa: F401
+"""Progress tables: a row per job run, a row per batch, and a log of status changes.
+
+Everything an operator or a crashed worker needs to pick a job up again lives here, in the same
+PostgreSQL database as the data, so a batch's effect and its bookkeeping commit together.
+"""
+
+from django.db import models
+from django.db.models import Q
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSING = "pausing"
+    PAUSED = "paused"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    FINISHED = "finished"
+
+
+# A job has at most one run in these states at a time (enforced by a partial unique index).
+ACTIVE_STATUSES = (
+    RunStatus.PENDING,
+    RunStatus.RUNNING,
+    RunStatus.PAUSING,
+    RunStatus.PAUSED,
+    RunStatus.CANCELLING,
+    RunStatus.FAILED,
+)
+# States in which workers claim batches.
+WORKING_STATUSES = (RunStatus.RUNNING,)
+
+
+class BatchStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class JobRun(models.Model):
+    job_name = models.CharField(max_length=100, db_index=True)
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.PENDING)
+    # Key bounds frozen at enqueue; the catch-up pass may extend max_key once before finishing.
+    min_key = models.BigIntegerField(null=True, blank=True)
+    max_key = models.BigIntegerField(null=True, blank=True)
+    cursor = models.BigIntegerField(null=True, blank=True, help_text="Last key handed to a batch.")
+    caught_up = models.BooleanField(default=False)
+    batch_size = models.PositiveIntegerField()
+    workers = models.PositiveSmallIntegerField(default=1)
+    options = models.JSONField(default=dict, blank=True)
+    rows_done = models.BigIntegerField(default=0)
+    batches_done = models.PositiveIntegerField(default=0)
+    estimated_total = models.BigIntegerField(default=0)
+    avg_seconds_per_row = models.FloatField(null=True, blank=True)
+    report = models.JSONField(default=dict, blank=True)
+    # Fences Celery messages: a message from an older dispatch does nothing.
+    dispatch_epoch = models.PositiveIntegerField(default=0)
+    hold_reason = models.CharField(max_length=300, blank=True, default="")
+    hold_until = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    worker = models.CharField(max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job_name"],
+                condition=Q(status__in=ACTIVE_STATUSES),
+                name="migrations_worker_one_active_run_per_job",
+            ),
+            models.CheckConstraint(
+                condition=Q(batch_size__gt=0), name="migrations_worker_run_batch_size_positive"
+            ),
+        ]
+        permissions = [("operate_jobrun", "Can start, pause, resume, cancel and retry job runs")]
+
+    def __str__(self) -> str:
+        return f"{self.job_name} #{self.pk} ({self.status})"
+
+    @property
+    def percent(self) -> float:
+        if self.status == RunStatus.FINISHED:
+            return 100.0
+        if not self.estimated_total:
+            return 0.0
+        return min(99.9, 100.0 * self.rows_done / self.estimated_total)
+
+
+class JobBatch(models.Model):
+    run = models.ForeignKey(JobRun, on_delete=models.CASCADE, related_name="batches")
+    start_key = models.BigIntegerField(help_text="Exclusive lower bound.")
+    end_key = models.BigIntegerField(help_text="Inclusive upper bound.")
+    status = models.CharField(
+        max_length=20, choices=BatchStatus.choices, default=BatchStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    batch_size = models.PositiveIntegerField()
+    rows_affected = models.BigIntegerField(default=0)
+    duration_ms = models.FloatField(null=True, blank=True)
+    worker = models.CharField(max_length=200, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    lease_until = models.DateTimeField(null=True, blank=True)
+    retry_after = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["run_id", "start_key"]
+        indexes = [models.Index(fields=["run", "status"], name="mw_batch_run_status_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "start_key"], name="mw_batch_run_start_uniq"),
+        ]
+        verbose_name_plural = "job batches"
+
+    def __str__(self) -> str:
+        return f"({self.start_key}, {self.end_key}] {self.status}"
+
+
+class JobRunEvent(models.Model):
+    run = models.ForeignKey(JobRun, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True)
+    from_status = models.CharField(max_length=20, blank=True, default="")
+    to_status = models.CharField(max_length=20)
+    actor = models.CharField(max_length=200, blank=True, default="")
+    message = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["run_id", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status or '-'} -> {self.to_status}"

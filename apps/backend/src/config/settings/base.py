@@ -117,10 +117,16 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_BEAT_SCHEDULE_FILENAME = str(PROJECT_DIR / ".local" / "celerybeat-schedule")
 
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stale-runs": {
+        "task": "migrations_worker.requeue_stale_runs",
+        "schedule": float(os.environ.get("MW_REQUEUE_INTERVAL_SECONDS", "15")),
+    },
+}
+
 # Engine defaults; each can be overridden per job class and per run.
 MIGRATIONS_WORKER = {
     "STALE_HEARTBEAT_SECONDS": int(os.environ.get("MW_STALE_HEARTBEAT_SECONDS", "60")),
-    "REQUEUE_INTERVAL_SECONDS": float(os.environ.get("MW_REQUEUE_INTERVAL_SECONDS", "15")),
 }
 
 LOGGING = {

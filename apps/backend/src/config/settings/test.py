@@ -1,8 +1,15 @@
 """Tests: the dev services plus a test-only app whose job exercises the engine."""
 
+import os
+
 from .dev import *  # noqa: F403
-from .dev import INSTALLED_APPS, MIGRATIONS_WORKER
+from .dev import CELERY_BEAT_SCHEDULE, INSTALLED_APPS, MIGRATIONS_WORKER, REDIS_URL
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.engine_app"]
-MIGRATIONS_WORKER = {**MIGRATIONS_WORKER, "STALE_HEARTBEAT_SECONDS": 3, "REQUEUE_INTERVAL_SECONDS": 1}
+MIGRATIONS_WORKER = {**MIGRATIONS_WORKER, "STALE_HEARTBEAT_SECONDS": 3}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+CELERY_BEAT_SCHEDULE = {
+    name: {**entry, "schedule": 1.0} for name, entry in CELERY_BEAT_SCHEDULE.items()
+}
+# Tests use their own Redis database, so a demo's queue never feeds them stray messages.
+CELERY_BROKER_URL = os.environ.get("TEST_REDIS_URL", REDIS_URL.rsplit("/", 1)[0] + "/15")

@@ -1,0 +1,241 @@
+"""`manage.py backfill`: the operator's console for data jobs.
+
+Exit codes, for scripts: 0 done, 1 unexpected error, 2 bad input (unknown job, bad number),
+3 conflict (already running, wrong state for the action), 4 the run failed or was cancelled,
+5 timed out waiting, 6 the broker is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from migrations_worker import control, runner
+from migrations_worker.job import UnknownJob, get_job, job_classes
+from migrations_worker.models import JobRun, RunStatus
+from migrations_worker.progress import one_line, progress_of
+from migrations_worker.states import InvalidTransition, transition
+
+EXIT_USAGE, EXIT_CONFLICT, EXIT_FAILED, EXIT_TIMEOUT, EXIT_BROKER = 2, 3, 4, 5, 6
+TERMINAL = (RunStatus.FINISHED, RunStatus.CANCELLED, RunStatus.FAILED)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+class Command(BaseCommand):
+    help = "Start, steer and watch the online migration's data jobs."
+
+    def add_arguments(self, parser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        sub.add_parser("list", help="the registered jobs and their latest run")
+        status = sub.add_parser("status", help="progress of the latest run of each job, or of NAME")
+        status.add_argument("name", nargs="?")
+        status.add_argument("--watch", action="store_true", help="refresh until the runs end")
+        status.add_argument("--json", action="store_true", help="machine-readable output")
+        start = sub.add_parser("start", help="start a run on the Celery workers")
+        start.add_argument("name")
+        start.add_argument("--batch-size", type=positive_int)
+        start.add_argument("--workers", type=positive_int, default=1, help="parallel lanes")
+        start.add_argument(
+            "--option", action="append", default=[], metavar="KEY=VALUE",
+            help="a tuning option for this run, e.g. pause_seconds=0.1",
+        )
+        for action in ("pause", "resume", "cancel", "retry"):
+            p = sub.add_parser(action, help=f"{action} the job's active run")
+            p.add_argument("name")
+        run = sub.add_parser("run", help="work the job in the foreground until it is finished")
+        run.add_argument("name")
+        run.add_argument("--batch-size", type=positive_int)
+        wait = sub.add_parser("wait", help="wait until the named jobs' runs are finished")
+        wait.add_argument("names", nargs="+", metavar="NAME")
+        wait.add_argument("--timeout", type=float, default=None, help="seconds; exit 5 after")
+
+    def handle(self, *args, **options) -> None:
+        self.console = Console(file=self.stdout, highlight=False, soft_wrap=True)
+        self.actor = "cli"
+        action = options["action"]
+        try:
+            getattr(self, f"do_{action}")(options)
+        except UnknownJob as exc:
+            raise CommandError(str(exc), returncode=EXIT_USAGE) from None
+        except control.BrokerUnavailable as exc:
+            raise CommandError(str(exc), returncode=EXIT_BROKER) from None
+        except (control.AlreadyActive, InvalidTransition) as exc:
+            raise CommandError(str(exc), returncode=EXIT_CONFLICT) from None
+        except (control.ControlError, ValueError) as exc:
+            raise CommandError(str(exc), returncode=EXIT_USAGE) from None
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def do_list(self, options) -> None:
+        table = Table("job", "table", "latest run", "description", box=None)
+        for job_class in job_classes():
+            latest = control.latest_run(job_class.name)
+            table.add_row(
+                job_class.name, job_class.table,
+                f"#{latest.pk} {latest.status}" if latest else "-", job_class.description,
+            )
+        self.console.print(table)
+
+    def _runs(self, name: str | None) -> list[JobRun]:
+        if name:
+            get_job(name)
+            run = control.latest_run(name)
+            if run is None:
+                raise CommandError(f"job {name} has never run", returncode=EXIT_USAGE)
+            return [run]
+        return [r for r in (control.latest_run(c.name) for c in job_classes()) if r]
+
+    def _status_table(self, runs: list[JobRun]) -> Table:
+        table = Table("run", "job", "status", "progress", "rows/s", "ETA", "batch", "hold / error")
+        for run in runs:
+            run.refresh_from_db()
+            p = progress_of(run)
+            table.add_row(
+                f"#{p.run_id}", p.job, p.status,
+                f"{p.percent:5.1f}% {p.rows_done:,}/{p.estimated_total:,}",
+                f"{p.rows_per_second:,.0f}" if p.rows_per_second else "-",
+                p.eta, f"{p.batch_size:,}",
+                p.hold_reason or (p.error[:80] if p.error else ""),
+            )
+        return table
+
+    def do_status(self, options) -> None:
+        runs = self._runs(options["name"])
+        if options["json"]:
+            self.stdout.write(json.dumps([progress_of(r).__dict__ for r in runs], default=str))
+            return
+        if not options["watch"]:
+            self.console.print(self._status_table(runs))
+            for run in runs:
+                if run.report:
+                    self.console.print(f"{run.job_name} #{run.pk} report: {run.report}")
+            return
+        with Live(self._status_table(runs), console=self.console, refresh_per_second=2) as live:
+            while not all(r.status in TERMINAL for r in runs):
+                time.sleep(1)
+                live.update(self._status_table(runs))
+
+    # -- steering ---------------------------------------------------------------------------
+
+    def do_start(self, options) -> None:
+        tuning = {}
+        for item in options["option"]:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise control.ControlError(f"--option takes KEY=VALUE, got {item!r}")
+            try:
+                tuning[key] = json.loads(value)
+            except json.JSONDecodeError:
+                raise control.ControlError(f"--option {key}: {value!r} is not a number") from None
+        run = control.start(
+            options["name"], batch_size=options["batch_size"], workers=options["workers"],
+            options=tuning, actor=self.actor,
+        )
+        self.console.print(f"started {run.job_name} run #{run.pk} with {run.workers} worker lane(s)")
+        self.console.print(f"watch it: python manage.py backfill status {run.job_name} --watch")
+
+    def _active(self, name: str) -> JobRun:
+        get_job(name)
+        run = control.active_run(name)
+        if run is None:
+            latest = control.latest_run(name)
+            state = f"its latest run #{latest.pk} is {latest.status}" if latest else "it never ran"
+            raise InvalidTransition(f"{name} has no active run: {state}")
+        return run
+
+    def do_pause(self, options) -> None:
+        run = control.pause(self._active(options["name"]), actor=self.actor)
+        self.console.print(f"{run.job_name} #{run.pk} is {run.status}")
+
+    def do_resume(self, options) -> None:
+        run = control.resume(self._active(options["name"]), actor=self.actor)
+        self.console.print(f"{run.job_name} #{run.pk} is {run.status}")
+
+    def do_cancel(self, options) -> None:
+        run = control.cancel(self._active(options["name"]), actor=self.actor)
+        self.console.print(f"{run.job_name} #{run.pk} is {run.status}")
+
+    def do_retry(self, options) -> None:
+        run = control.retry(self._active(options["name"]), actor=self.actor)
+        self.console.print(f"{run.job_name} #{run.pk} is {run.status}: failed batches requeued")
+
+    def do_run(self, options) -> None:
+        """Work the job here until it is finished: joins an active run or starts one."""
+        name = options["name"]
+        get_job(name)
+        run = control.active_run(name)
+        if run is None:
+            run = control.create_run(name, batch_size=options["batch_size"], actor=self.actor)
+        if run.status == RunStatus.FAILED:
+            raise InvalidTransition(
+                f"{name} run #{run.pk} failed: {run.error}; `backfill retry {name}` requeues it"
+            )
+        if run.status in (RunStatus.PENDING, RunStatus.PAUSED):
+            run = transition(run.pk, RunStatus.RUNNING, actor=self.actor, message="run inline")
+        worker = runner.RunWorker(run.pk, name=f"{runner.worker_name()}/inline")
+        columns = (
+            TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+            TextColumn("{task.completed:,.0f}/{task.total:,.0f} rows"),
+            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=self.console, transient=False) as bar:
+            task = bar.add_task(name, total=max(run.estimated_total, 1), rate="")
+
+            def show(r: JobRun) -> None:
+                p = progress_of(r)
+                rate = f"{p.rows_per_second:,.0f} rows/s" if p.rows_per_second else ""
+                bar.update(task, completed=r.rows_done, total=max(r.estimated_total, r.rows_done, 1),
+                           rate=rate)
+
+            while True:
+                outcome = worker.work(on_batch=show)
+                if outcome.kind in (runner.HOLD, runner.WAIT):
+                    time.sleep(outcome.delay)
+                    continue
+                break
+        run.refresh_from_db()
+        self.console.print(one_line(progress_of(run)))
+        if run.report:
+            self.console.print(f"report: {run.report}")
+        if run.status != RunStatus.FINISHED:
+            raise CommandError(f"{name} run #{run.pk} ended {run.status}", returncode=EXIT_FAILED)
+
+    def do_wait(self, options) -> None:
+        for name in options["names"]:
+            get_job(name)
+        deadline = None if options["timeout"] is None else time.monotonic() + options["timeout"]
+        while True:
+            runs = {name: control.latest_run(name) for name in options["names"]}
+            missing = [n for n, r in runs.items() if r is None]
+            if missing:
+                raise CommandError(f"never started: {', '.join(missing)}", returncode=EXIT_USAGE)
+            bad = [r for r in runs.values() if r.status in (RunStatus.FAILED, RunStatus.CANCELLED)]
+            if bad:
+                raise CommandError(
+                    "; ".join(one_line(progress_of(r)) for r in bad), returncode=EXIT_FAILED
+                )
+            if all(r.status == RunStatus.FINISHED for r in runs.values()):
+                for run in runs.values():
+                    self.console.print(one_line(progress_of(run)))
+                return
+            if deadline is not None and time.monotonic() >= deadline:
+                pending = [one_line(progress_of(r)) for r in runs.values()
+                           if r.status != RunStatus.FINISHED]
+                raise CommandError("timed out: " + "; ".join(pending), returncode=EXIT_TIMEOUT)
+            time.sleep(0.5)

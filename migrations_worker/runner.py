@@ -1,0 +1,417 @@
+"""Working a run: claim a batch, do it, commit its effect with its progress, repeat.
+
+The same loop serves a Celery task (a bounded slice, then it re-enqueues itself) and the inline
+`backfill run` command. Correctness never depends on the broker:
+
+- a batch's data change and its progress rows commit in one transaction;
+- a claimed batch is row-locked while it is processed, so other workers skip it
+  (`FOR UPDATE SKIP LOCKED`); if its worker dies, PostgreSQL drops the lock and the batch is
+  reclaimed once its lease runs out;
+- processing re-checks the claim's attempt number (a fence), so a worker that lost its claim
+  does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Min, Q
+from django.utils import timezone
+
+from . import batching, throttle
+from .job import BatchResult, Job, get_job
+from .models import BatchStatus, JobBatch, JobRun, RunStatus
+from .states import record, transition
+
+log = logging.getLogger("migrations_worker.runner")
+
+CONTINUE, HOLD, WAIT, STOPPED, DONE, FENCED = (
+    "continue",
+    "hold",
+    "wait",
+    "stopped",
+    "done",
+    "fenced",
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: str
+    delay: float = 0.0
+    status: str = ""
+
+
+@dataclass(frozen=True)
+class Claim:
+    batch_id: int
+    start: int
+    end: int
+    attempt: int
+    size: int
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def tuning_for(job: Job, run: JobRun) -> throttle.Tuning:
+    return throttle.Tuning.resolve(job.defaults, run.options or {})
+
+
+class RunWorker:
+    """Works one run from one process; any number may work the same run at once."""
+
+    def __init__(self, run_id: int, *, epoch: int | None = None, name: str | None = None):
+        self.run_id = run_id
+        self.epoch = epoch
+        self.name = name or worker_name()
+        run = JobRun.objects.get(pk=run_id)
+        self.job = get_job(run.job_name)
+        self.tuning = tuning_for(self.job, run)
+        self._last_health_check = 0.0
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def work(
+        self, max_seconds: float | None = None, on_batch: Callable[[JobRun], None] | None = None
+    ) -> Outcome:
+        started = time.monotonic()
+        while True:
+            outcome = self._check_run()
+            if outcome is not None:
+                return outcome
+            claim = self._claim()
+            if claim is None:
+                outcome = self._finalize()
+                if outcome.kind != CONTINUE:
+                    return outcome
+                continue
+            self._process(claim)
+            if on_batch is not None:
+                on_batch(JobRun.objects.get(pk=self.run_id))
+            if max_seconds is not None and time.monotonic() - started >= max_seconds:
+                return Outcome(CONTINUE)
+            if self.tuning.pause_seconds:
+                time.sleep(self.tuning.pause_seconds)
+
+    def _check_run(self) -> Outcome | None:
+        """Honour operator requests and health holds between batches."""
+        run = JobRun.objects.get(pk=self.run_id)
+        if self.epoch is not None and run.dispatch_epoch != self.epoch:
+            return Outcome(FENCED, status=run.status)
+        if run.status == RunStatus.PAUSING:
+            self._settle(RunStatus.PAUSING, RunStatus.PAUSED, "paused between batches")
+            return Outcome(STOPPED, status=RunStatus.PAUSED)
+        if run.status == RunStatus.CANCELLING:
+            self._settle(RunStatus.CANCELLING, RunStatus.CANCELLED, "cancelled between batches")
+            return Outcome(STOPPED, status=RunStatus.CANCELLED)
+        if run.status != RunStatus.RUNNING:
+            return Outcome(STOPPED, status=run.status)
+        if time.monotonic() - self._last_health_check >= 1.0:
+            self._last_health_check = time.monotonic()
+            reason = throttle.health_hold_reason(self.job.tables_to_watch(), self.tuning)
+            if reason != run.hold_reason:
+                self._set_hold(run, reason)
+            if reason:
+                return Outcome(HOLD, delay=self.tuning.hold_seconds, status=run.status)
+        return None
+
+    def _settle(self, expected: str, to: str, message: str) -> None:
+        with transaction.atomic():
+            run = JobRun.objects.select_for_update().get(pk=self.run_id)
+            if run.status == expected:
+                run.status = to
+                if to == RunStatus.CANCELLED:
+                    run.finished_at = timezone.now()
+                run.save(update_fields=["status", "finished_at", "updated_at"])
+                record(run, expected, to, self.name, message)
+                log.info("run=%s job=%s status=%s", run.pk, run.job_name, to)
+
+    def _set_hold(self, run: JobRun, reason: str) -> None:
+        now = timezone.now()
+        until = now + timedelta(seconds=self.tuning.hold_seconds) if reason else None
+        JobRun.objects.filter(pk=run.pk).update(
+            hold_reason=reason, hold_until=until, heartbeat_at=now, updated_at=now
+        )
+        message = f"on hold: {reason}" if reason else "hold cleared"
+        record(run, run.status, run.status, self.name, message)
+        log.info("run=%s job=%s %s", run.pk, run.job_name, message)
+
+    # -- claiming -------------------------------------------------------------------------
+
+    def _claim(self) -> Claim | None:
+        while True:
+            with transaction.atomic():
+                now = timezone.now()
+                lease = now + timedelta(seconds=self.tuning.lease_seconds)
+                batch = self._reclaimable(now)
+                if batch is not None:
+                    if (
+                        batch.status == BatchStatus.RUNNING
+                        and batch.attempts >= self.tuning.max_attempts
+                    ):
+                        self._give_up(batch, "its worker was lost on every attempt")
+                        return None
+                    batch.status = BatchStatus.RUNNING
+                    batch.attempts += 1
+                    batch.worker = self.name
+                    batch.started_at = now
+                    batch.lease_until = lease
+                    batch.save(
+                        update_fields=["status", "attempts", "worker", "started_at", "lease_until"]
+                    )
+                    return Claim(
+                        batch.pk, batch.start_key, batch.end_key, batch.attempts, batch.batch_size
+                    )
+                run = JobRun.objects.select_for_update().get(pk=self.run_id)
+                if run.status != RunStatus.RUNNING or run.max_key is None:
+                    return None
+                if run.cursor is not None and run.cursor >= run.max_key:
+                    return None
+                after = run.cursor if run.cursor is not None else run.min_key - 1
+                with connection.cursor() as cursor:
+                    end = batching.next_range_end(
+                        cursor, self.job.table, self.job.key, after, run.max_key, run.batch_size
+                    )
+                if end is None:
+                    run.cursor = run.max_key
+                    run.save(update_fields=["cursor", "updated_at"])
+                    continue
+                batch = JobBatch.objects.create(
+                    run=run,
+                    start_key=after,
+                    end_key=end,
+                    status=BatchStatus.RUNNING,
+                    attempts=1,
+                    batch_size=run.batch_size,
+                    worker=self.name,
+                    started_at=now,
+                    lease_until=lease,
+                )
+                run.cursor = end
+                run.save(update_fields=["cursor", "updated_at"])
+                return Claim(batch.pk, after, end, 1, batch.batch_size)
+
+    def _reclaimable(self, now) -> JobBatch | None:
+        """A pending batch due for (re)try, or one whose worker vanished, lowest keys first."""
+        return (
+            JobBatch.objects.select_for_update(skip_locked=True)
+            .filter(run_id=self.run_id)
+            .filter(
+                Q(status=BatchStatus.PENDING, retry_after__isnull=True)
+                | Q(status=BatchStatus.PENDING, retry_after__lte=now)
+                | Q(status=BatchStatus.RUNNING, lease_until__lt=now)
+            )
+            .order_by("start_key")
+            .first()
+        )
+
+    # -- processing -----------------------------------------------------------------------
+
+    def _process(self, claim: Claim) -> None:
+        t0 = time.monotonic()
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT set_config('lock_timeout', %s, true), "
+                        "set_config('statement_timeout', %s, true)",
+                        [
+                            f"{self.tuning.lock_timeout_ms}ms",
+                            f"{self.tuning.statement_timeout_ms}ms",
+                        ],
+                    )
+                    batch = (
+                        JobBatch.objects.select_for_update()
+                        .filter(
+                            pk=claim.batch_id, status=BatchStatus.RUNNING, attempts=claim.attempt
+                        )
+                        .first()
+                    )
+                    if batch is None:
+                        log.info(
+                            "run=%s batch=%s fenced: claimed again elsewhere",
+                            self.run_id,
+                            claim.batch_id,
+                        )
+                        return
+                    result = self.job.process_batch(cursor, claim.start, claim.end)
+                if isinstance(result, int):
+                    result = BatchResult(rows=result)
+                seconds = time.monotonic() - t0
+                now = timezone.now()
+                batch.status = BatchStatus.SUCCEEDED
+                batch.rows_affected = result.rows
+                batch.duration_ms = seconds * 1000
+                batch.finished_at = now
+                batch.lease_until = None
+                batch.retry_after = None
+                batch.save(
+                    update_fields=[
+                        "status",
+                        "rows_affected",
+                        "duration_ms",
+                        "finished_at",
+                        "lease_until",
+                        "retry_after",
+                    ]
+                )
+                run = JobRun.objects.select_for_update().get(pk=self.run_id)
+                run.rows_done += result.rows
+                run.batches_done += 1
+                run.heartbeat_at = now
+                run.worker = self.name
+                report = dict(run.report or {})
+                for name, value in result.counts.items():
+                    report[name] = report.get(name, 0) + value
+                run.report = report
+                run.avg_seconds_per_row = throttle.moving_average(
+                    run.avg_seconds_per_row, seconds / max(claim.size, 1), self.tuning
+                )
+                run.batch_size = throttle.next_batch_size(
+                    run.batch_size, run.avg_seconds_per_row, self.tuning
+                )
+                run.save(
+                    update_fields=[
+                        "rows_done",
+                        "batches_done",
+                        "heartbeat_at",
+                        "worker",
+                        "report",
+                        "avg_seconds_per_row",
+                        "batch_size",
+                        "updated_at",
+                    ]
+                )
+            log.info(
+                "run=%s job=%s batch=(%s,%s] rows=%s duration_ms=%.0f batch_size=%s attempt=%s",
+                self.run_id,
+                self.job.name,
+                claim.start,
+                claim.end,
+                result.rows,
+                seconds * 1000,
+                claim.size,
+                claim.attempt,
+            )
+        except Exception as exc:
+            self._reset_connection_if_broken()
+            self._record_failure(claim, exc, time.monotonic() - t0)
+
+    def _record_failure(self, claim: Claim, exc: Exception, seconds: float) -> None:
+        error = f"{type(exc).__name__}: {exc}".strip()
+        log.warning(
+            "run=%s job=%s batch=(%s,%s] attempt=%s failed after %.0fms: %s",
+            self.run_id,
+            self.job.name,
+            claim.start,
+            claim.end,
+            claim.attempt,
+            seconds * 1000,
+            error,
+        )
+        with transaction.atomic():
+            batch = (
+                JobBatch.objects.select_for_update()
+                .filter(pk=claim.batch_id, status=BatchStatus.RUNNING, attempts=claim.attempt)
+                .first()
+            )
+            if batch is None:
+                return
+            batch.error = error
+            batch.duration_ms = seconds * 1000
+            batch.lease_until = None
+            if batch.attempts >= self.tuning.max_attempts:
+                self._give_up(batch, error)
+                return
+            batch.status = BatchStatus.PENDING
+            backoff = self.tuning.retry_backoff_seconds * 2 ** (batch.attempts - 1)
+            batch.retry_after = timezone.now() + timedelta(seconds=backoff)
+            batch.save(
+                update_fields=["status", "error", "duration_ms", "lease_until", "retry_after"]
+            )
+
+    def _give_up(self, batch: JobBatch, error: str) -> None:
+        """A batch out of attempts fails, and with it the run, with the error for the operator."""
+        batch.status = BatchStatus.FAILED
+        batch.error = error
+        batch.lease_until = None
+        batch.finished_at = timezone.now()
+        batch.save(update_fields=["status", "error", "lease_until", "finished_at"])
+        message = (
+            f"batch ({batch.start_key}, {batch.end_key}] failed after {batch.attempts} "
+            f"attempt(s): {error}"
+        )
+        run = JobRun.objects.get(pk=self.run_id)
+        if run.status in (RunStatus.RUNNING, RunStatus.PAUSING):
+            transition(self.run_id, RunStatus.FAILED, actor=self.name, message=message)
+        log.error("run=%s job=%s status=failed %s", self.run_id, self.job.name, message)
+
+    @staticmethod
+    def _reset_connection_if_broken() -> None:
+        try:
+            if connection.connection is not None and not connection.is_usable():
+                connection.close()
+        except DatabaseError:
+            connection.close()
+
+    # -- finishing ------------------------------------------------------------------------
+
+    def _finalize(self) -> Outcome:
+        """No batch left to claim: wait for others, catch up once, then verify."""
+        with transaction.atomic():
+            run = JobRun.objects.select_for_update().get(pk=self.run_id)
+            if run.status != RunStatus.RUNNING:
+                return Outcome(STOPPED, status=run.status)
+            open_batches = run.batches.filter(status__in=[BatchStatus.PENDING, BatchStatus.RUNNING])
+            if open_batches.exists():
+                due = open_batches.aggregate(retry=Min("retry_after"), lease=Min("lease_until"))
+                soonest = min(
+                    d
+                    for d in (due["retry"], due["lease"], timezone.now() + timedelta(seconds=1))
+                    if d
+                )
+                delay = max(0.05, (soonest - timezone.now()).total_seconds())
+                return Outcome(WAIT, delay=min(delay, 1.0), status=run.status)
+            with connection.cursor() as cursor:
+                if not run.caught_up:
+                    run.caught_up = True
+                    low, high = batching.key_bounds(cursor, self.job.table, self.job.key)
+                    if high is not None and (run.max_key is None or high > run.max_key):
+                        if run.min_key is None:
+                            run.min_key = low
+                        message = (
+                            f"catch-up pass: keys {run.max_key} to {high} arrived since enqueue"
+                        )
+                        run.max_key = high
+                        run.save(update_fields=["caught_up", "min_key", "max_key", "updated_at"])
+                        record(run, run.status, run.status, self.name, message)
+                        return Outcome(CONTINUE)
+                    run.save(update_fields=["caught_up", "updated_at"])
+                remaining = self.job.count_remaining(cursor)
+            if remaining:
+                message = f"verification failed: {remaining} row(s) still need {run.job_name}"
+                transition(self.run_id, RunStatus.FAILED, actor=self.name, message=message)
+                log.error("run=%s job=%s status=failed %s", run.pk, run.job_name, message)
+                return Outcome(DONE, status=RunStatus.FAILED)
+            transition(
+                self.run_id,
+                RunStatus.FINISHED,
+                actor=self.name,
+                message=(
+                    f"verified: 0 rows left; {run.rows_done} row(s) "
+                    f"in {run.batches_done} batch(es)"
+                ),
+                hold_reason="",
+                hold_until=None,
+            )
+        log.info("run=%s job=%s status=finished rows=%s", run.pk, run.job_name, run.rows_done)
+        return Outcome(DONE, status=RunStatus.FINISHED)

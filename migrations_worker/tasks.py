@@ -1,0 +1,64 @@
+"""Celery tasks: work a bounded slice of a run, then re-enqueue; re-send runs gone quiet."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from . import runner
+from .control import dispatch_run
+from .models import JobRun, RunStatus
+
+log = logging.getLogger("migrations_worker.tasks")
+
+
+@shared_task(
+    bind=True,
+    name="migrations_worker.run_slice",
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=False,
+)
+def run_slice(self, run_id: int, job_name: str, epoch: int, lane: int) -> dict:
+    """Work run `run_id` for one slice. `job_name` is there for Flower's task list."""
+    try:
+        worker = runner.RunWorker(run_id, epoch=epoch, name=f"{self.request.hostname}/lane{lane}")
+    except JobRun.DoesNotExist:
+        return {"run_id": run_id, "job": job_name, "outcome": "gone"}
+    outcome = worker.work(max_seconds=worker.tuning.slice_seconds)
+    if outcome.kind in (runner.CONTINUE, runner.HOLD, runner.WAIT):
+        run_slice.apply_async((run_id, job_name, epoch, lane), countdown=outcome.delay)
+    return {"run_id": run_id, "job": job_name, "lane": lane, "outcome": outcome.kind,
+            "status": outcome.status}
+
+
+@shared_task(name="migrations_worker.requeue_stale_runs", ignore_result=True)
+def requeue_stale_runs() -> list[int]:
+    """Re-send runs no worker has touched lately: a killed worker, a lost message, a broker
+    restart. A new epoch fences the old messages, should they ever arrive."""
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.MIGRATIONS_WORKER["STALE_HEARTBEAT_SECONDS"])
+    candidates = JobRun.objects.filter(
+        status__in=[RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSING, RunStatus.CANCELLING]
+    ).filter(Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)).exclude(
+        hold_until__gt=now
+    )
+    requeued = []
+    for run in candidates:
+        with transaction.atomic():
+            fresh = JobRun.objects.select_for_update().get(pk=run.pk)
+            if fresh.heartbeat_at and fresh.heartbeat_at >= stale_before:
+                continue
+            if fresh.status == RunStatus.PENDING and fresh.created_at >= stale_before:
+                continue
+            last = fresh.heartbeat_at.isoformat() if fresh.heartbeat_at else "never"
+            dispatch_run(fresh.pk, actor="beat", message=f"re-sent: no heartbeat since {last}")
+            requeued.append(fresh.pk)
+            log.warning("run=%s job=%s re-sent: heartbeat stale since %s", run.pk, run.job_name, last)
+    return requeued

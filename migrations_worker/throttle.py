@@ -1,0 +1,101 @@
+"""How hard a run may push: batch sizing toward a target duration, and health checks that put a
+run on hold instead of failing it. One place for the policy; jobs only override numbers."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from django.db import connection
+
+
+@dataclass(frozen=True)
+class Tuning:
+    batch_size: int = 1_000
+    min_batch_size: int = 100
+    max_batch_size: int = 50_000
+    target_batch_seconds: float = 0.5
+    max_growth: float = 2.0  # a batch is at most this many times the previous one
+    smoothing: float = 0.3  # weight of the newest batch in the moving average
+    pause_seconds: float = 0.0  # sleep between batches, to leave room for live traffic
+    max_attempts: int = 3
+    retry_backoff_seconds: float = 2.0
+    lease_seconds: float = 30.0  # a claimed batch whose worker vanished is reclaimed after this
+    slice_seconds: float = 20.0  # a Celery task works this long, then re-enqueues itself
+    lock_timeout_ms: int = 2_000  # a batch waits at most this long for a row lock
+    statement_timeout_ms: int = 60_000
+    hold_seconds: float = 5.0
+    max_lock_waiters: int = 0  # sessions queued on a lock on the job's tables before holding
+    max_transaction_seconds: float = 600.0  # an older open transaction puts the run on hold
+    max_replica_lag_seconds: float = 30.0
+
+    @classmethod
+    def resolve(cls, *layers: dict) -> Tuning:
+        """Merge defaults, then the job's, then the run's options; unknown keys are an error."""
+        names = {f.name for f in fields(cls)}
+        merged: dict = {}
+        for layer in layers:
+            unknown = set(layer) - names
+            if unknown:
+                raise ValueError(f"unknown tuning option(s): {', '.join(sorted(unknown))}")
+            merged.update(layer)
+        tuning = cls(**merged)
+        tuning.validate()
+        return tuning
+
+    def validate(self) -> None:
+        if not 0 < self.min_batch_size <= self.max_batch_size:
+            raise ValueError("min_batch_size must be positive and at most max_batch_size")
+        for name in ("target_batch_seconds", "lease_seconds", "slice_seconds", "max_growth"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def next_batch_size(current: int, seconds_per_key: float | None, tuning: Tuning) -> int:
+    """Aim the next batch at the target duration, growing at most `max_growth` times per step."""
+    if not seconds_per_key or seconds_per_key <= 0:
+        ideal = current * tuning.max_growth
+    else:
+        ideal = tuning.target_batch_seconds / seconds_per_key
+    ideal = min(ideal, current * tuning.max_growth)
+    ideal = max(ideal, current / tuning.max_growth)
+    return int(max(tuning.min_batch_size, min(tuning.max_batch_size, ideal)))
+
+
+def moving_average(previous: float | None, observed: float, tuning: Tuning) -> float:
+    if previous is None:
+        return observed
+    return tuning.smoothing * observed + (1 - tuning.smoothing) * previous
+
+
+def health_hold_reason(tables: tuple[str, ...], tuning: Tuning) -> str:
+    """Why the database is too busy for another batch right now, or '' if it is not."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks l WHERE NOT l.granted AND l.pid <> pg_backend_pid() "
+            "AND l.relation = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) AS t)",
+            [list(tables)],
+        )
+        waiters = cursor.fetchone()[0]
+        if waiters > tuning.max_lock_waiters:
+            return f"{waiters} session(s) waiting for a lock on {', '.join(tables)}"
+        cursor.execute(
+            "SELECT pid, extract(epoch FROM now() - xact_start)::int FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend' "
+            "AND xact_start < now() - make_interval(secs => %s) "
+            "ORDER BY xact_start LIMIT 1",
+            [tuning.max_transaction_seconds],
+        )
+        row = cursor.fetchone()
+        if row:
+            return f"transaction open for {row[1]}s (pid {row[0]})"
+        cursor.execute("SELECT max(extract(epoch FROM replay_lag)) FROM pg_stat_replication")
+        lag = cursor.fetchone()[0]
+        if lag is not None and lag > tuning.max_replica_lag_seconds:
+            return f"replica lag {lag:.0f}s"
+    return ""

@@ -1,0 +1,119 @@
+"""The engine without Celery: the inline runner, batching, verification, failures, bad input."""
+
+import itertools
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connection
+
+from migrations_worker import control
+from migrations_worker.models import BatchStatus, JobRun, RunStatus
+from tests.engine_app.models import Knob, Widget
+
+JOB = "test_touch_widgets"
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def make_widgets(count: int, first_id: int = 1) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO engine_app_widget (id, touches, value) "
+            "SELECT g, 0, g FROM generate_series(%s, %s) g",
+            [first_id, first_id + count - 1],
+        )
+        cursor.execute("SELECT setval(pg_get_serial_sequence('engine_app_widget', 'id'), %s)",
+                       [first_id + count - 1])
+
+
+def touches_histogram() -> dict[int, int]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT touches, count(*) FROM engine_app_widget GROUP BY 1")
+        return dict(cursor.fetchall())
+
+
+def test_inline_run_touches_every_row_exactly_once(capsys):
+    make_widgets(2_500)
+    call_command("backfill", "run", JOB, "--batch-size", "100")
+    run = JobRun.objects.get(job_name=JOB)
+    assert run.status == RunStatus.FINISHED
+    assert touches_histogram() == {1: 2_500}
+    assert run.rows_done == 2_500
+    assert run.report == {"widgets_touched": 2_500}
+
+
+def test_batches_are_contiguous_keyset_ranges_with_no_gap_or_overlap():
+    make_widgets(3_000)
+    with connection.cursor() as cursor:  # sparse keys: the ranges must still cover everything
+        cursor.execute("DELETE FROM engine_app_widget WHERE id % 7 = 0")
+    call_command("backfill", "run", JOB, "--batch-size", "50")
+    run = JobRun.objects.get(job_name=JOB)
+    batches = list(run.batches.order_by("start_key"))
+    assert batches[0].start_key == run.min_key - 1
+    assert batches[-1].end_key == run.max_key
+    for before, after in itertools.pairwise(batches):
+        assert after.start_key == before.end_key
+    assert all(b.status == BatchStatus.SUCCEEDED and b.attempts == 1 for b in batches)
+    assert set(touches_histogram()) == {1}
+
+
+def test_batch_size_grows_toward_the_target_duration_within_its_clamp():
+    make_widgets(20_000)
+    call_command("backfill", "run", JOB, "--batch-size", "10")
+    run = JobRun.objects.get(job_name=JOB)
+    sizes = list(run.batches.order_by("start_key").values_list("batch_size", flat=True))
+    # Fast batches: each step may at most double, and the size never leaves [min, max].
+    assert sizes[0] == 10
+    assert max(sizes) > 10
+    for before, after in itertools.pairwise(sizes):
+        assert after <= before * 2
+        assert 10 <= after <= 100_000
+
+
+def test_rows_inserted_after_the_run_started_are_covered_by_the_catch_up_pass():
+    make_widgets(1_000)
+    run = control.create_run(JOB, batch_size=100)
+    assert run.max_key == 1_000
+    make_widgets(250, first_id=1_001)  # arrive after the bounds were frozen
+    call_command("backfill", "run", JOB)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FINISHED
+    assert run.max_key == 1_250
+    assert touches_histogram() == {1: 1_250}
+    assert run.events.filter(message__startswith="catch-up pass").exists()
+
+
+def test_verification_query_not_the_batches_decides_finished():
+    make_widgets(500, first_id=100)
+    control.create_run(JOB, batch_size=100)
+    make_widgets(1, first_id=5)  # below the frozen bounds: no batch or catch-up covers it
+    with pytest.raises(CommandError) as failed:
+        call_command("backfill", "run", JOB)
+    assert failed.value.returncode == 4
+    run = JobRun.objects.get(job_name=JOB)
+    assert run.status == RunStatus.FAILED
+    assert "verification failed: 1 row(s)" in run.error
+    assert all(b.status == BatchStatus.SUCCEEDED for b in run.batches.all())
+
+
+def test_failing_batch_is_retried_then_fails_the_run_and_retry_continues_from_it():
+    make_widgets(1_000)
+    Knob.objects.create(name="fail_at", value=450)
+    with pytest.raises(CommandError) as failed:
+        call_command("backfill", "run", JOB, "--batch-size", "100")
+    assert failed.value.returncode == 4
+    run = JobRun.objects.get(job_name=JOB)
+    assert run.status == RunStatus.FAILED
+    bad = run.batches.get(status=BatchStatus.FAILED)
+    assert bad.start_key < 450 <= bad.end_key
+    assert bad.attempts == 3
+    assert "injected failure at key 450" in bad.error
+    assert "injected failure at key 450" in run.error
+    assert not Widget.objects.filter(id=450, touches__gt=0).exists()
+
+    Knob.objects.filter(name="fail_at").delete()
+    call_command("backfill", "retry", JOB)
+    call_command("backfill", "run", JOB)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FINISHED
+    assert touches_histogram() == {1: 1_000}
