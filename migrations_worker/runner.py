@@ -91,9 +91,9 @@ class RunWorker:
             claim = self._claim()
             if claim is None:
                 outcome = self._finalize()
-                if outcome.kind != CONTINUE:
-                    return outcome
-                continue
+                if outcome.kind in (CONTINUE, STOPPED):
+                    continue  # STOPPED: an operator stepped in; the check above settles it
+                return outcome
             self._process(claim)
             if on_batch is not None:
                 on_batch(JobRun.objects.get(pk=self.run_id))

@@ -42,3 +42,38 @@ def manage(test_database_url):
         )
 
     return run
+
+
+@pytest.fixture
+def celery_env(test_database_url) -> dict[str, str]:
+    from django.conf import settings
+
+    from tests.workers import flush_broker
+
+    flush_broker(settings.CELERY_BROKER_URL)
+    return {
+        **os.environ,
+        "DATABASE_URL": test_database_url,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "TEST_REDIS_URL": settings.CELERY_BROKER_URL,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'apps' / 'backend' / 'src'}",
+    }
+
+
+@pytest.fixture
+def processes(celery_env, tmp_path, request):
+    """Celery workers and beat in subprocesses; killed at the end, logs shown on failure."""
+    from tests.workers import Processes
+
+    procs = Processes(celery_env, tmp_path)
+    yield procs
+    procs.stop_all()
+    if getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed:
+        print(procs.logs())
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -1,0 +1,9 @@
+from django.db import migrations
+
+from migrations_worker.operations import RequireJob
+
+
+class Migration(migrations.Migration):
+    atomic = False  # RequireJob may finish the job inline, committing batch by batch
+    dependencies = [("engine_app", "0002_enqueue_touch_widgets")]
+    operations = [RequireJob("test_touch_widgets", inline_limit=1_000)]

@@ -1,0 +1,159 @@
+"""Operator input, good and bad: each mistake gets a clear error, a telling exit code, and
+changes nothing."""
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.urls import reverse
+
+from migrations_worker import control
+from migrations_worker.models import JobRun, JobRunEvent, RunStatus
+from tests.test_engine_inline import JOB, make_widgets
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def snapshot() -> tuple:
+    return (
+        list(JobRun.objects.order_by("id").values_list("id", "status", "batch_size")),
+        JobRunEvent.objects.count(),
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["start", "no_such_job"], 2, "unknown job 'no_such_job'; known jobs:"),
+        (["start", "x'; DROP TABLE engine_app_widget; --"], 2, "unknown job"),
+        (["start", JOB, "--batch-size", "0"], 2, "must be positive, got 0"),
+        (["start", JOB, "--batch-size", "-5"], 2, "must be positive, got -5"),
+        (["start", JOB, "--batch-size", "ten"], 2, "must be a whole number"),
+        (["start", JOB, "--batch-size", "99999999999"], 2, "above this job's maximum"),
+        (["start", JOB, "--option", "nonsense=1"], 2, "unknown tuning option(s): nonsense"),
+        (["start", JOB, "--option", "pause_seconds"], 2, "--option takes KEY=VALUE"),
+        (["pause", JOB], 3, "has no active run: it never ran"),
+        (["status", "no_such_job"], 2, "unknown job"),
+        (["wait", "no_such_job"], 2, "unknown job"),
+        (["frobnicate"], 2, "invalid choice"),
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_changes_nothing(manage, args, code, message):
+    make_widgets(10)
+    before = snapshot()
+    result = manage("backfill", *args)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert snapshot() == before
+
+
+def test_a_job_started_twice_is_refused_while_the_first_run_is_active(manage):
+    make_widgets(10)
+    first = manage("backfill", "start", JOB)
+    assert first.returncode == 0, first.stderr
+    before = snapshot()
+    second = manage("backfill", "start", JOB)
+    assert second.returncode == 3
+    assert f"{JOB} already has run #" in second.stderr
+    assert snapshot() == before
+
+
+def test_two_concurrent_starts_create_exactly_one_run():
+    import threading
+
+    from django.db import connections
+
+    make_widgets(10)
+    outcomes = []
+
+    def start():
+        try:
+            outcomes.append(control.create_run(JOB))
+        except control.AlreadyActive as exc:
+            outcomes.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(isinstance(o, JobRun) for o in outcomes) == 1
+    assert JobRun.objects.filter(job_name=JOB).count() == 1
+
+
+def test_resume_of_a_finished_run_is_refused(manage):
+    make_widgets(10)
+    assert manage("backfill", "run", JOB).returncode == 0
+    before = snapshot()
+    result = manage("backfill", "resume", JOB)
+    assert result.returncode == 3
+    assert "has no active run: its latest run #" in result.stderr
+    assert "is finished" in result.stderr
+    assert snapshot() == before
+
+
+def test_start_with_the_broker_down_says_so_and_creates_no_run(manage):
+    make_widgets(10)
+    result = manage("backfill", "start", JOB, env={"TEST_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert result.returncode == 6
+    assert "cannot reach the Celery broker" in result.stderr
+    assert not JobRun.objects.exists()
+
+
+def test_wait_times_out_with_exit_code_5_and_reports_progress(manage):
+    make_widgets(10)
+    control.create_run(JOB)
+    result = manage("backfill", "wait", JOB, "--timeout", "0.5")
+    assert result.returncode == 5
+    assert "timed out" in result.stderr and JOB in result.stderr
+
+
+def test_status_reports_percent_rate_eta_batch_size_and_report(manage):
+    make_widgets(300)
+    assert manage("backfill", "run", JOB, "--batch-size", "100").returncode == 0
+    result = manage("backfill", "status", JOB)
+    assert result.returncode == 0
+    assert "finished" in result.stdout and "100.0%" in result.stdout and "300/300" in result.stdout
+    assert "widgets_touched" in result.stdout
+
+
+# -- the admin --------------------------------------------------------------------------------
+
+
+def staff(username: str, operate: bool) -> User:
+    user = User.objects.create_user(username, password="pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_jobrun"))
+    if operate:
+        user.user_permissions.add(Permission.objects.get(codename="operate_jobrun"))
+    return user
+
+
+def test_admin_shows_runs_with_progress_and_actions_only_to_operators(client):
+    make_widgets(10)
+    run = control.create_run(JOB)
+    url = reverse("admin:migrations_worker_jobrun_changelist")
+
+    client.force_login(staff("viewer", operate=False))
+    page = client.get(url)
+    assert page.status_code == 200
+    assert b"<progress" in page.content and JOB.encode() in page.content
+    assert b"pause_runs" not in page.content
+    refused = client.post(url, {"action": "pause_runs", "_selected_action": [run.pk]})
+    assert refused.status_code == 200  # Django answers an unknown action with the list again
+    assert JobRun.objects.get(pk=run.pk).status == RunStatus.PENDING
+
+    client.force_login(staff("operator", operate=True))
+    page = client.get(url)
+    assert b"pause_runs" in page.content
+    done = client.post(url, {"action": "pause_runs", "_selected_action": [run.pk]}, follow=True)
+    assert done.status_code == 200
+    assert JobRun.objects.get(pk=run.pk).status == RunStatus.PAUSED
+    assert run.events.filter(to_status="paused", actor="admin:operator").exists()
+
+
+def test_admin_is_closed_to_users_who_are_not_staff(client):
+    User.objects.create_user("plain", password="pw")
+    client.login(username="plain", password="pw")
+    page = client.get(reverse("admin:migrations_worker_jobrun_changelist"))
+    assert page.status_code == 302
+    assert "/admin/login/" in page["Location"]

@@ -1,0 +1,68 @@
+"""The migration operations that gate schema changes on data jobs."""
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from migrations_worker.models import JobRun, RunStatus
+from migrations_worker.operations import JobNotFinished
+from tests.test_engine_inline import JOB, make_widgets, touches_histogram
+
+pytestmark = pytest.mark.django_db(transaction=True)
+LATEST = ("engine_app", "0003_require_touch_widgets")
+
+
+def migrate_to(*targets) -> None:
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(list(targets))
+
+
+@pytest.fixture
+def before_the_job():
+    """engine_app migrated back to before EnqueueJob, with no runs; restored afterwards."""
+    migrate_to(("engine_app", "0001_initial"))
+    JobRun.objects.all().delete()
+    yield
+    migrate_to(LATEST)
+
+
+def test_gate_finishes_a_small_remainder_inline_so_migrate_runs_in_one_go(before_the_job):
+    make_widgets(800)
+    migrate_to(LATEST)
+    run = JobRun.objects.get(job_name=JOB)
+    assert run.status == RunStatus.FINISHED
+    assert touches_histogram() == {1: 800}
+    assert run.events.filter(actor="migrate").exists()
+
+
+def test_gate_stops_a_big_remainder_with_progress_and_the_commands_to_finish_it(before_the_job):
+    make_widgets(5_000)
+    with pytest.raises(JobNotFinished) as stopped:
+        migrate_to(LATEST)
+    message = str(stopped.value)
+    assert stopped.value.job_name == JOB
+    assert f"data job {JOB} (needed by engine_app) is not finished" in message
+    assert "0 of ~5,000 rows" in message
+    assert f"python manage.py backfill status {JOB} --watch" in message
+    assert f"python manage.py backfill run {JOB}" in message
+    assert touches_histogram() == {0: 5_000}  # the gate did not do the big job under migrate
+
+    call_command("backfill", "run", JOB)
+    migrate_to(LATEST)  # now the gate opens
+    assert touches_histogram() == {1: 5_000}
+
+
+def test_gate_refuses_to_run_inside_an_atomic_migration(before_the_job):
+    from django.core.management.base import CommandError
+    from django.db import transaction
+
+    from migrations_worker.operations import RequireJob
+
+    with (
+        transaction.atomic(),
+        connection.schema_editor(atomic=True) as editor,
+        pytest.raises(CommandError, match="atomic = False"),
+    ):
+        RequireJob(JOB).database_forwards("engine_app", editor, None, None)
