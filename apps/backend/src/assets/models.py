@@ -13,7 +13,7 @@ from django.db import models
 from utils.models import SoftDeleteModel, TimeStampedModel
 
 
-class Country(TimeStampedModel):
+class Country(TimeStampedModel, SoftDeleteModel):
     iso_code = models.CharField(max_length=2, unique=True)
     name = models.CharField(max_length=100)
 
@@ -24,7 +24,7 @@ class Country(TimeStampedModel):
         return self.name
 
 
-class Currency(TimeStampedModel):
+class Currency(TimeStampedModel, SoftDeleteModel):
     code = models.CharField(max_length=3, unique=True)
     name = models.CharField(max_length=100)
 
@@ -35,14 +35,14 @@ class Currency(TimeStampedModel):
         return self.code
 
 
-class Sector(TimeStampedModel):
+class Sector(TimeStampedModel, SoftDeleteModel):
     name = models.CharField(max_length=100, unique=True)
 
     def __str__(self) -> str:
         return self.name
 
 
-class Industry(TimeStampedModel):
+class Industry(TimeStampedModel, SoftDeleteModel):
     sector = models.ForeignKey(Sector, on_delete=models.PROTECT, related_name="industries")
     name = models.CharField(max_length=100)
 

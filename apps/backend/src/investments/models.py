@@ -23,7 +23,7 @@ class Watchlist(TimeStampedModel, SoftDeleteModel):
         return f"{self.user_id} watches {self.asset_id}"
 
 
-class NewsArticle(TimeStampedModel):
+class NewsArticle(TimeStampedModel, SoftDeleteModel):
     title = models.CharField(max_length=300)
     url = models.URLField(max_length=500)
     source = models.CharField(max_length=100)
@@ -34,7 +34,7 @@ class NewsArticle(TimeStampedModel):
         return self.title
 
 
-class Alert(models.Model):
+class Alert(SoftDeleteModel):
     class Condition(models.TextChoices):
         ABOVE = "above", "Price above"
         BELOW = "below", "Price below"

@@ -12,7 +12,7 @@ from assets.models import Asset, Currency
 from utils.models import SoftDeleteModel, TimeStampedModel, UUIDModel
 
 
-class Benchmark(TimeStampedModel):
+class Benchmark(TimeStampedModel, SoftDeleteModel):
     name = models.CharField(max_length=200)
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="benchmarks")
 

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "assets",
     "portfolios",
     "investments",
+    "seed",
 ]
 
 MIDDLEWARE = [

@@ -7,6 +7,8 @@ from .dev import CELERY_BEAT_SCHEDULE, INSTALLED_APPS, MIGRATIONS_WORKER, REDIS_
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.engine_app"]
 MIGRATIONS_WORKER = {**MIGRATIONS_WORKER, "STALE_HEARTBEAT_SECONDS": 3}
+# A name of its own per checkout/run (TEST_DATABASE_NAME), so parallel runs never collide.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME", "test_investments")}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_BEAT_SCHEDULE = {
     name: {**entry, "schedule": 1.0} for name, entry in CELERY_BEAT_SCHEDULE.items()

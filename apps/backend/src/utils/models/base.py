@@ -27,7 +27,8 @@ class SoftDeleteQuerySet(models.QuerySet):
     """`delete()` marks rows instead of removing them, so nothing that refers to them breaks."""
 
     def delete(self) -> tuple[int, dict[str, int]]:
-        count = self.update(is_deleted=True, deleted_at=timezone.now())
+        # Already-deleted rows keep the time they were first deleted.
+        count = self.filter(is_deleted=False).update(is_deleted=True, deleted_at=timezone.now())
         return count, {self.model._meta.label: count}
 
     delete.alters_data = True

@@ -1,0 +1,26 @@
+"""Soft delete on NewsArticle: catalog-only columns (a constant default needs no rewrite), one
+table per transaction, under lock_timeout with retries. Older code that inserts without the
+columns keeps working: the database supplies is_deleted = false."""
+
+from django.db import migrations, models
+
+from migrations_worker.ddl import Safely
+
+
+class Migration(migrations.Migration):
+    atomic = False
+    dependencies = [("investments", "0001_initial")]
+    operations = [
+        Safely(
+            migrations.AddField(
+                model_name="newsarticle",
+                name="is_deleted",
+                field=models.BooleanField(db_default=False, default=False),
+            ),
+            migrations.AddField(
+                model_name="newsarticle",
+                name="deleted_at",
+                field=models.DateTimeField(blank=True, null=True),
+            ),
+        ),
+    ]

@@ -1,0 +1,370 @@
+"""Schema changes that never queue behind a long transaction for long.
+
+Every step runs under `lock_timeout`; when PostgreSQL refuses the lock (SQLSTATE 55P03) the
+whole step is rolled back and retried after a capped, jittered, exponential backoff, a bounded
+number of times, logging each wait. Queued behind a lock, an `ALTER TABLE` blocks every query
+that arrives after it, so it must give up quickly and try again rather than wait.
+
+A *step* is a list of statements that run in one transaction (e.g. the primary-key swap) or a
+single statement that cannot run in one (`CREATE INDEX CONCURRENTLY`). Operations here belong in
+`atomic = False` migrations: each step is its own transaction, so a retry never sleeps while
+holding locks taken by an earlier step, and a re-run after a crash resumes at the first step
+whose effect is missing (steps are written to be idempotent).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.migrations.operations.base import Operation
+from psycopg import errors, sql
+
+log = logging.getLogger("migrations_worker.ddl")
+
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+@dataclass(frozen=True)
+class LockPolicy:
+    lock_timeout_ms: int = 2_000
+    statement_timeout_ms: int = 60_000
+    attempts: int = 8
+    backoff_ms: int = 250
+    max_backoff_ms: int = 10_000
+
+    @classmethod
+    def from_settings(cls) -> LockPolicy:
+        return cls(**getattr(settings, "MIGRATIONS_WORKER", {}).get("DDL", {}))
+
+
+def _is_lock_timeout(exc: BaseException) -> bool:
+    cause = exc.__cause__ or exc
+    return isinstance(cause, errors.LockNotAvailable) or getattr(cause, "sqlstate", "") == LOCK_NOT_AVAILABLE
+
+
+def run_step(
+    statements: Sequence[str | sql.Composable],
+    *,
+    long_running: bool = False,
+    policy: LockPolicy | None = None,
+    description: str = "",
+    before_attempt: Callable[[], None] | None = None,
+) -> int:
+    """Run `statements` in one transaction under lock_timeout, retrying on 55P03 only.
+
+    `long_running` lifts statement_timeout (index builds, VALIDATE CONSTRAINT): they hold only
+    weak locks, and cutting them short would leave an invalid index behind. A step of a single
+    CONCURRENTLY statement runs outside a transaction block, as PostgreSQL requires.
+    `before_attempt` runs before every attempt, e.g. to drop the INVALID index that a
+    CONCURRENTLY build refused its lock leaves behind. Returns the number of attempts it took.
+    """
+    concurrent = len(statements) == 1 and "CONCURRENTLY" in _text(statements[0]).upper()
+
+    def execute() -> None:
+        with connection.cursor() as cursor:
+            for statement in statements:
+                cursor.execute(statement)
+
+    return run_callable_step(
+        execute,
+        long_running=long_running,
+        policy=policy,
+        description=description or _describe(statements),
+        before_attempt=before_attempt,
+        in_transaction=not concurrent,
+    )
+
+
+def run_callable_step(
+    step: Callable[[], None],
+    *,
+    long_running: bool = False,
+    policy: LockPolicy | None = None,
+    description: str = "",
+    before_attempt: Callable[[], None] | None = None,
+    in_transaction: bool = True,
+) -> int:
+    """The retry loop behind every lock-safe step; see `run_step`."""
+    if connection.in_atomic_block:
+        raise RuntimeError(
+            "lock-safe DDL steps must run outside a transaction: put them in an "
+            "`atomic = False` migration"
+        )
+    policy = policy or LockPolicy.from_settings()
+    statement_timeout = "0" if long_running else f"{policy.statement_timeout_ms}ms"
+    timeouts = [f"{policy.lock_timeout_ms}ms", statement_timeout]
+    for attempt in range(1, policy.attempts + 1):
+        if before_attempt is not None:
+            before_attempt()
+        started = time.monotonic()
+        try:
+            if in_transaction:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT set_config('lock_timeout', %s, true), "
+                        "set_config('statement_timeout', %s, true)",
+                        timeouts,
+                    )
+                    step()
+            else:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT set_config('lock_timeout', %s, false), "
+                        "set_config('statement_timeout', %s, false)",
+                        timeouts,
+                    )
+                    try:
+                        step()
+                    finally:
+                        cursor.execute("RESET lock_timeout")
+                        cursor.execute("RESET statement_timeout")
+            if attempt > 1:
+                log.info("ddl %s: lock granted on attempt %s", description, attempt)
+            return attempt
+        except Exception as exc:
+            if not _is_lock_timeout(exc) or attempt == policy.attempts:
+                raise
+            waited = (time.monotonic() - started) * 1000
+            backoff = min(policy.max_backoff_ms, policy.backoff_ms * 2 ** (attempt - 1))
+            sleep_ms = random.uniform(backoff / 2, backoff)  # noqa: S311 - jitter, not crypto
+            log.warning(
+                "ddl %s: lock not granted after %.0fms (attempt %s/%s); retrying in %.0fms",
+                description, waited, attempt, policy.attempts, sleep_ms,
+            )
+            time.sleep(sleep_ms / 1000)
+    raise AssertionError("unreachable")
+
+
+def _text(statement: str | sql.Composable) -> str:
+    return statement if isinstance(statement, str) else statement.as_string(connection.connection)
+
+
+def _describe(statements: Sequence[str | sql.Composable]) -> str:
+    first = " ".join(_text(statements[0]).split())
+    return first[:90] + ("..." if len(first) > 90 or len(statements) > 1 else "")
+
+
+def index_state(name: str) -> str:
+    """'missing', 'valid' or 'invalid' (a CONCURRENTLY build that died half-way)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+            "WHERE c.relname = %s AND c.relnamespace = 'public'::regnamespace",
+            [name],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return "missing"
+    return "valid" if row[0] else "invalid"
+
+
+class SafeSQL(Operation):
+    """Raw SQL in lock-safe steps: the project's only sanctioned way to run SQL in a migration.
+
+    `steps` is a list of steps; each step is a list of statements run in one transaction, or a
+    single CONCURRENTLY statement. `state_operations` keep Django's model state in line.
+    """
+
+    reduces_to_sql = True
+    reversible = True
+    atomic = False
+
+    def __init__(
+        self,
+        steps: Sequence[Sequence[str]],
+        reverse_steps: Sequence[Sequence[str]] | None = None,
+        state_operations: Sequence[Operation] = (),
+        long_running: bool = False,
+        description: str = "",
+    ):
+        self.steps = [list(step) for step in steps]
+        self.reverse_steps = None if reverse_steps is None else [list(s) for s in reverse_steps]
+        self.state_operations = list(state_operations)
+        self.long_running = long_running
+        self.description = description
+        self.reversible = reverse_steps is not None
+
+    def deconstruct(self):
+        kwargs = {"steps": self.steps}
+        if self.reverse_steps is not None:
+            kwargs["reverse_steps"] = self.reverse_steps
+        if self.state_operations:
+            kwargs["state_operations"] = self.state_operations
+        if self.long_running:
+            kwargs["long_running"] = True
+        if self.description:
+            kwargs["description"] = self.description
+        return (self.__class__.__qualname__, [], kwargs)
+
+    def state_forwards(self, app_label, state):
+        for operation in self.state_operations:
+            operation.state_forwards(app_label, state)
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        self._run(schema_editor, self.steps)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if self.reverse_steps is None:
+            raise NotImplementedError(f"{self.describe()} cannot be reversed")
+        self._run(schema_editor, self.reverse_steps)
+
+    def _run(self, schema_editor, steps) -> None:
+        if schema_editor.collect_sql:  # sqlmigrate: show the SQL, run nothing
+            for step in steps:
+                for statement in step:
+                    schema_editor.collected_sql.append(_text(statement).rstrip(";") + ";")
+            return
+        for step in steps:
+            run_step(step, long_running=self.long_running, description=self.description)
+
+    def describe(self):
+        return self.description or "Lock-safe SQL"
+
+
+class CreateIndexConcurrently(Operation):
+    """`CREATE [UNIQUE] INDEX CONCURRENTLY`, re-runnable: a valid index is kept, an INVALID one
+    left by a failed build is dropped and rebuilt (`IF NOT EXISTS` alone would keep it)."""
+
+    reduces_to_sql = True
+    reversible = True
+    atomic = False
+
+    def __init__(self, name: str, table: str, columns: Sequence[str], unique: bool = False,
+                 state_operations: Sequence[Operation] = ()):
+        self.name = name
+        self.table = table
+        self.columns = list(columns)
+        self.unique = unique
+        self.state_operations = list(state_operations)
+
+    def deconstruct(self):
+        kwargs = {"name": self.name, "table": self.table, "columns": self.columns}
+        if self.unique:
+            kwargs["unique"] = True
+        if self.state_operations:
+            kwargs["state_operations"] = self.state_operations
+        return (self.__class__.__qualname__, [], kwargs)
+
+    def state_forwards(self, app_label, state):
+        for operation in self.state_operations:
+            operation.state_forwards(app_label, state)
+
+    def _columns(self) -> sql.Composable:
+        parts = []
+        for column in self.columns:
+            name, _, direction = column.partition(" ")
+            if direction.upper() not in ("", "ASC", "DESC"):
+                raise ValueError(f"bad index column {column!r}")
+            parts.append(sql.SQL(" ").join(
+                [sql.Identifier(name)] + ([sql.SQL(direction.upper())] if direction else [])
+            ))
+        return sql.SQL(", ").join(parts)
+
+    def create_sql(self) -> sql.Composable:
+        return sql.SQL("CREATE {unique}INDEX CONCURRENTLY {name} ON {table} ({columns})").format(
+            unique=sql.SQL("UNIQUE " if self.unique else ""),
+            name=sql.Identifier(self.name),
+            table=sql.Identifier(self.table),
+            columns=self._columns(),
+        )
+
+    def drop_sql(self) -> sql.Composable:
+        return sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {name}").format(
+            name=sql.Identifier(self.name)
+        )
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.collect_sql:
+            schema_editor.collected_sql.append(_text(self.create_sql()) + ";")
+            return
+        ensure_index(self.name, self.create_sql(), self.drop_sql())
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.collect_sql:
+            schema_editor.collected_sql.append(_text(self.drop_sql()) + ";")
+            return
+        run_step([self.drop_sql()], long_running=True, description=f"drop index {self.name}")
+
+    def describe(self):
+        return f"Create index {self.name} on {self.table} concurrently"
+
+
+def ensure_index(name: str, create: sql.Composable, drop: sql.Composable) -> None:
+    if index_state(name) == "valid":
+        log.info("index %s already exists and is valid", name)
+        return
+
+    def drop_if_invalid() -> None:
+        if index_state(name) == "invalid":
+            log.warning("index %s is INVALID (a failed build); dropping it to rebuild", name)
+            run_step([drop], long_running=True, description=f"drop invalid index {name}")
+
+    run_step([create], long_running=True, description=f"create index {name}",
+             before_attempt=drop_if_invalid)
+
+
+class Safely(Operation):
+    """Run Django's own schema operations (AddField, RemoveField, ...) as one lock-safe step:
+    one transaction under lock_timeout, retried when the lock is not granted.
+
+    Use one `Safely` per table so no transaction takes ACCESS EXCLUSIVE on two tables.
+    """
+
+    reduces_to_sql = True
+    reversible = True
+    atomic = False
+
+    def __init__(self, *operations: Operation):
+        self.operations = list(operations)
+
+    def deconstruct(self):
+        return (self.__class__.__qualname__, self.operations, {})
+
+    def state_forwards(self, app_label, state):
+        for operation in self.operations:
+            operation.state_forwards(app_label, state)
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        self._run(app_label, schema_editor, from_state, forwards=True)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        self._run(app_label, schema_editor, from_state, forwards=False)
+
+    def _run(self, app_label, schema_editor, from_state, forwards: bool) -> None:
+        # Each inner operation needs the states before and after itself.
+        states = [from_state]
+        for operation in self.operations:
+            state = states[-1].clone()
+            operation.state_forwards(app_label, state)
+            states.append(state)
+        pairs = list(zip(self.operations, itertools.pairwise(states), strict=True))
+
+        def apply() -> None:
+            first_deferred = len(schema_editor.deferred_sql)
+            for operation, (before, after) in pairs if forwards else reversed(pairs):
+                if forwards:
+                    operation.database_forwards(app_label, schema_editor, before, after)
+                else:
+                    operation.database_backwards(app_label, schema_editor, after, before)
+            # Deferred statements (constraints, indexes) belong to this step, not to the end.
+            deferred = schema_editor.deferred_sql[first_deferred:]
+            del schema_editor.deferred_sql[first_deferred:]
+            for statement in deferred:
+                schema_editor.execute(statement)
+
+        if schema_editor.collect_sql:
+            policy = LockPolicy.from_settings()
+            schema_editor.collected_sql.append(f"SET lock_timeout = '{policy.lock_timeout_ms}ms';")
+            apply()
+            return
+        run_callable_step(apply, description=self.describe())
+
+    def describe(self):
+        return "Lock-safe: " + "; ".join(op.describe() for op in self.operations)
