@@ -31,10 +31,11 @@ pg_bindir() {
   return 1
 }
 
+# Only the binaries of the services this machine runs: an external one (URL set) needs none.
 ensure_binaries() {
   local missing=()
-  pg_bindir >/dev/null || missing+=(postgresql)
-  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  [ -n "${DATABASE_URL:-}" ] || pg_bindir >/dev/null || missing+=(postgresql)
+  [ -n "${REDIS_URL:-}" ] || command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   [ ${#missing[@]} -eq 0 ] && return 0
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing ${missing[*]} with apt-get"
@@ -57,7 +58,10 @@ pg_up() {
   mkdir -p "$LOCAL"
   if [ "$(id -u)" -eq 0 ]; then
     id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
-    install -d -o postgres -g postgres "$PG_DATA" "$PG_RUN"
+    # -m 0700: install -d also resets the mode of an existing directory, and PostgreSQL refuses
+    # to start on a data directory with group/other access.
+    install -d -m 0700 -o postgres -g postgres "$PG_DATA"
+    install -d -o postgres -g postgres "$PG_RUN"
   else
     mkdir -p "$PG_DATA" "$PG_RUN"
   fi

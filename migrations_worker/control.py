@@ -13,7 +13,7 @@ from . import batching
 from .job import get_job
 from .models import ACTIVE_STATUSES, BatchStatus, JobRun, RunStatus
 from .states import InvalidTransition, record, transition
-from .throttle import Tuning
+from .throttle import Tuning, site_defaults
 
 log = logging.getLogger("migrations_worker.control")
 
@@ -61,7 +61,7 @@ def create_run(
     options = dict(options or {})
     if batch_size is not None:
         options["batch_size"] = validate_batch_size(batch_size)
-    tuning = Tuning.resolve(job.defaults, options)
+    tuning = Tuning.resolve(site_defaults(), job.defaults, options)
     validate_batch_size(tuning.batch_size)
     if tuning.batch_size > tuning.max_batch_size:
         raise ControlError(

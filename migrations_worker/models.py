@@ -79,7 +79,7 @@ class JobRun(models.Model):
                 condition=Q(batch_size__gt=0), name="migrations_worker_run_batch_size_positive"
             ),
         ]
-        permissions = [("operate_jobrun", "Can start, pause, resume, cancel and retry job runs")]
+        permissions = [("operate_jobrun", "Can pause, resume, cancel and retry job runs")]
 
     def __str__(self) -> str:
         return f"{self.job_name} #{self.pk} ({self.status})"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 
+from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import connection
 from django.db.migrations.operations.base import Operation
@@ -18,6 +19,11 @@ from django.db.migrations.operations.base import Operation
 log = logging.getLogger("migrations_worker.operations")
 
 DEFAULT_INLINE_LIMIT = 10_000
+
+
+def default_inline_limit() -> int:
+    """Rows a gate may finish inline; MW_GATE_INLINE_LIMIT overrides it for every gate."""
+    return int(settings.MIGRATIONS_WORKER.get("GATE_INLINE_LIMIT", DEFAULT_INLINE_LIMIT))
 
 
 class JobNotFinished(CommandError):
@@ -79,13 +85,13 @@ class RequireJob(Operation):
     reduces_to_sql = False
     reversible = True
 
-    def __init__(self, job_name: str, inline_limit: int = DEFAULT_INLINE_LIMIT):
+    def __init__(self, job_name: str, inline_limit: int | None = None):
         self.job_name = job_name
         self.inline_limit = inline_limit
 
     def deconstruct(self):
         kwargs = {"job_name": self.job_name}
-        if self.inline_limit != DEFAULT_INLINE_LIMIT:
+        if self.inline_limit is not None:
             kwargs["inline_limit"] = self.inline_limit
         return (self.__class__.__qualname__, [], kwargs)
 
@@ -98,7 +104,8 @@ class RequireJob(Operation):
                 f"RequireJob({self.job_name!r}) must be in a migration with atomic = False: "
                 "finishing the job inline commits batch by batch"
             )
-        ensure_job_finished(self.job_name, self.inline_limit, gate=app_label)
+        limit = default_inline_limit() if self.inline_limit is None else self.inline_limit
+        ensure_job_finished(self.job_name, limit, gate=app_label)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         pass

@@ -63,7 +63,7 @@ def worker_name() -> str:
 
 
 def tuning_for(job: Job, run: JobRun) -> throttle.Tuning:
-    return throttle.Tuning.resolve(job.defaults, run.options or {})
+    return throttle.Tuning.resolve(throttle.site_defaults(), job.defaults, run.options or {})
 
 
 class RunWorker:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from django.conf import settings
 from django.db import connection
 
 
@@ -53,6 +54,11 @@ class Tuning:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+def site_defaults() -> dict:
+    """The deployment's tuning (settings.MIGRATIONS_WORKER["TUNING"]), under job and run."""
+    return dict(settings.MIGRATIONS_WORKER.get("TUNING", {}))
 
 
 def next_batch_size(current: int, seconds_per_key: float | None, tuning: Tuning) -> int:

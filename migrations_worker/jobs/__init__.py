@@ -1,1 +1,3 @@
 """The data jobs of the schema fixes, one module each; importing registers them."""
+
+from . import legacy_columns, ticker_dedup  # noqa: F401

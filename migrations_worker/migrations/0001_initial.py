@@ -43,7 +43,7 @@ class Migration(migrations.Migration):
             ],
             options={
                 'ordering': ['-id'],
-                'permissions': [('operate_jobrun', 'Can start, pause, resume, cancel and retry job runs')],
+                'permissions': [('operate_jobrun', 'Can pause, resume, cancel and retry job runs')],
                 'constraints': [models.UniqueConstraint(condition=models.Q(('status__in', ('pending', 'running', 'pausing', 'paused', 'cancelling', 'failed'))), fields=('job_name',), name='migrations_worker_one_active_run_per_job'), models.CheckConstraint(condition=models.Q(('batch_size__gt', 0)), name='migrations_worker_run_batch_size_positive')],
             },
         ),

@@ -128,6 +128,8 @@ CELERY_BEAT_SCHEDULE = {
 # Engine defaults; each can be overridden per job class and per run.
 MIGRATIONS_WORKER = {
     "STALE_HEARTBEAT_SECONDS": int(os.environ.get("MW_STALE_HEARTBEAT_SECONDS", "60")),
+    # A gated migration finishes a job inline when at most this many rows are left.
+    "GATE_INLINE_LIMIT": int(os.environ.get("MW_GATE_INLINE_LIMIT", "10000")),
 }
 
 LOGGING = {

@@ -6,7 +6,12 @@ from .dev import *  # noqa: F403
 from .dev import CELERY_BEAT_SCHEDULE, INSTALLED_APPS, MIGRATIONS_WORKER, REDIS_URL
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.engine_app"]
-MIGRATIONS_WORKER = {**MIGRATIONS_WORKER, "STALE_HEARTBEAT_SECONDS": 3}
+# Short leases and heartbeats: crash tests see a lost batch reclaimed in seconds, not minutes.
+MIGRATIONS_WORKER = {
+    **MIGRATIONS_WORKER,
+    "STALE_HEARTBEAT_SECONDS": 3,
+    "TUNING": {"lease_seconds": 3.0, "retry_backoff_seconds": 0.5},
+}
 # A name of its own per checkout/run (TEST_DATABASE_NAME), so parallel runs never collide.
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME", "test_investments")}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

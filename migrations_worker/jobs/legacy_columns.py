@@ -1,0 +1,100 @@
+"""`legacy_columns`: archive the deprecated `Asset.sector` / `Asset.industry` text and link
+each asset to the Sector / Industry its text names.
+
+Every non-empty value is archived as it was (idempotent: one row per asset, field and value).
+The text matches a reference row when it equals the row's name ignoring case and surrounding
+whitespace; only an unambiguous match (exactly one live row) links the asset, and only where
+the asset has no link yet. Values that match nothing, or several rows, stay in the archive with
+their outcome and are counted in the run's report.
+"""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from migrations_worker.job import BatchResult, Job, register
+
+ASSETS = "assets_asset"
+ARCHIVE = "assets_assetlegacytext"
+# (text column, reference table, link column)
+FIELDS = (
+    ("sector", "assets_sector", "sector_ref_id"),
+    ("industry", "assets_industry", "industry_ref_id"),
+)
+
+ARCHIVE_AND_LINK = """
+WITH candidates AS (
+    SELECT a.id AS asset_id, a.{text} AS value,
+           ARRAY(SELECT r.id FROM {ref} r WHERE NOT r.is_deleted
+                 AND lower(btrim(r.name)) = lower(btrim(a.{text})) ORDER BY r.id) AS matches
+    FROM {assets} a
+    WHERE a.id > %(start)s AND a.id <= %(end)s AND btrim(coalesce(a.{text}, '')) <> ''
+), archived AS (
+    INSERT INTO {archive} (asset_id, field, value, outcome, matched_id, archived_at)
+    SELECT asset_id, %(field)s, value,
+           CASE cardinality(matches) WHEN 0 THEN 'unmatched' WHEN 1 THEN 'matched'
+                ELSE 'ambiguous' END,
+           CASE WHEN cardinality(matches) = 1 THEN matches[1] END,
+           now()
+    FROM candidates
+    ON CONFLICT (asset_id, field, value) DO NOTHING
+    RETURNING outcome
+), linked AS (
+    UPDATE {assets} a SET {link} = c.matches[1]
+    FROM candidates c
+    WHERE a.id = c.asset_id AND cardinality(c.matches) = 1 AND a.{link} IS NULL
+    RETURNING a.id
+)
+SELECT (SELECT count(*) FROM archived),
+       (SELECT count(*) FROM archived WHERE outcome = 'matched'),
+       (SELECT count(*) FROM archived WHERE outcome = 'unmatched'),
+       (SELECT count(*) FROM archived WHERE outcome = 'ambiguous'),
+       (SELECT count(*) FROM linked)
+"""
+
+NOT_ARCHIVED = """
+SELECT count(*) FROM {assets} a
+WHERE btrim(coalesce(a.{text}, '')) <> ''
+  AND NOT EXISTS (SELECT 1 FROM {archive} x
+                  WHERE x.asset_id = a.id AND x.field = %(field)s AND x.value = a.{text})
+"""
+
+
+def _query(template: str, text: str, ref: str = "", link: str = "") -> sql.Composed:
+    return sql.SQL(template).format(
+        text=sql.Identifier(text), ref=sql.Identifier(ref or text), link=sql.Identifier(link or text),
+        assets=sql.Identifier(ASSETS), archive=sql.Identifier(ARCHIVE),
+    )
+
+
+@register
+class ArchiveLegacyClassification(Job):
+    name = "legacy_columns"
+    table = ASSETS
+    description = "archive Asset.sector/industry text and link assets to Sector/Industry"
+    defaults = {"batch_size": 2_000, "max_batch_size": 20_000}
+
+    def process_batch(self, cursor, start: int, end: int) -> BatchResult:
+        counts = {"values_archived": 0, "values_matched": 0, "values_unmatched": 0,
+                  "values_ambiguous": 0, "assets_linked": 0}
+        for text, ref, link in FIELDS:
+            cursor.execute(_query(ARCHIVE_AND_LINK, text, ref, link),
+                           {"start": start, "end": end, "field": text})
+            for name, value in zip(counts, cursor.fetchone(), strict=True):
+                counts[name] += value
+        return BatchResult(rows=counts["values_archived"], counts=counts)
+
+    def count_remaining(self, cursor) -> int:
+        remaining = 0
+        for text, _, _ in FIELDS:
+            cursor.execute(_query(NOT_ARCHIVED, text), {"field": text})
+            remaining += cursor.fetchone()[0]
+        return remaining
+
+    def estimate_total(self, cursor, min_key, max_key) -> int:
+        cursor.execute(
+            sql.SQL("SELECT count(nullif(btrim(coalesce(sector, '')), '')) "
+                    "+ count(nullif(btrim(coalesce(industry, '')), '')) FROM {a}").format(
+                a=sql.Identifier(ASSETS))
+        )
+        return cursor.fetchone()[0]

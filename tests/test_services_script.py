@@ -1,0 +1,290 @@
+"""deploy/services.sh against an isolated PostgreSQL and Redis of its own.
+
+Each test gets a fresh data directory and two free ports, with DATABASE_URL / REDIS_URL removed
+from the environment, so the instance the rest of the suite uses is never touched. Whatever a
+test starts is stopped afterwards, even when it fails.
+"""
+
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "deploy" / "services.sh"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def traversable_by_everyone(path: Path) -> bool:
+    return all(p.stat().st_mode & stat.S_IXOTH for p in [path, *path.parents])
+
+
+def make_base_dir() -> Path:
+    """A directory the `postgres` system user can reach (the script runs PostgreSQL as that user
+    when it runs as root); pytest's tmp_path under /tmp/pytest-of-root is mode 0700."""
+    for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp"):
+        parent = Path(candidate)
+        if parent.is_dir() and traversable_by_everyone(parent):
+            base = Path(tempfile.mkdtemp(prefix="services-sh-", dir=parent))
+            base.chmod(0o755)
+            return base
+    pytest.fail("no temporary directory that the postgres user can traverse")
+
+
+@dataclass
+class Services:
+    base: Path
+    local: Path
+    pg_port: int
+    redis_port: int
+    env: dict[str, str]
+
+    def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 180):
+        return subprocess.run(
+            [str(SCRIPT), *args],
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def pg_connect(self) -> psycopg.Connection:
+        return psycopg.connect(
+            host="127.0.0.1",
+            port=self.pg_port,
+            user="postgres",
+            dbname="investments",
+            connect_timeout=5,
+            autocommit=True,
+        )
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.redis_port, socket_timeout=5)
+
+
+def stop_leftovers(services: Services) -> None:
+    """Last resort when `down` failed: stop the processes this test's instance wrote pid files
+    for (and only those)."""
+    for pid_file in (services.local / "postgres" / "postmaster.pid", services.local / "redis" /
+                     "redis.pid"):
+        try:
+            pid = int(pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def services():
+    base = make_base_dir()
+    pg_port, redis_port = free_port(), free_port()
+    while redis_port == pg_port:
+        redis_port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.update(
+        LOCAL_SERVICES_DIR=str(base / "local"),
+        PG_PORT=str(pg_port),
+        REDIS_PORT=str(redis_port),
+    )
+    instance = Services(base, base / "local", pg_port, redis_port, env)
+    try:
+        yield instance
+    finally:
+        try:
+            instance.run("down", timeout=120)
+        finally:
+            stop_leftovers(instance)
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def output(result: subprocess.CompletedProcess) -> str:
+    return result.stdout + result.stderr
+
+
+def test_up_starts_a_postgres_that_accepts_connections(services):
+    result = services.run("up")
+    assert result.returncode == 0, output(result)
+    with services.pg_connect() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+        # It is this test's instance, not the one the suite runs on.
+        data_directory = conn.execute("SHOW data_directory").fetchone()[0]
+    assert Path(data_directory).resolve() == (services.local / "postgres").resolve()
+
+
+def test_up_starts_a_redis_that_answers_ping(services):
+    result = services.run("up")
+    assert result.returncode == 0, output(result)
+    client = services.redis()
+    assert client.ping() is True
+    assert Path(client.config_get("dir")["dir"]).resolve() == (services.local / "redis").resolve()
+
+
+def test_status_exits_0_and_names_the_ports_while_both_run(services):
+    assert services.run("up").returncode == 0
+    result = services.run("status")
+    assert result.returncode == 0, output(result)
+    assert f"postgres: running on 127.0.0.1:{services.pg_port}" in result.stdout
+    assert f"redis: running on 127.0.0.1:{services.redis_port}" in result.stdout
+
+
+def test_status_exits_1_before_anything_was_started(services):
+    result = services.run("status")
+    assert result.returncode == 1
+    assert "postgres: stopped" in result.stdout
+    assert "redis: stopped" in result.stdout
+
+
+def test_down_stops_both_and_status_then_exits_1(services):
+    assert services.run("up").returncode == 0
+    result = services.run("down")
+    assert result.returncode == 0, output(result)
+    assert "PostgreSQL stopped" in result.stdout
+    assert "Redis stopped" in result.stdout
+    assert not listening(services.pg_port)
+    assert not listening(services.redis_port)
+    with pytest.raises(psycopg.OperationalError):
+        services.pg_connect()
+
+    status = services.run("status")
+    assert status.returncode == 1
+    assert "postgres: stopped" in status.stdout
+    assert "redis: stopped" in status.stdout
+
+
+def test_up_again_after_down_reuses_the_data_directory(services):
+    assert services.run("up").returncode == 0
+    with services.pg_connect() as conn:
+        conn.execute("CREATE TABLE survives_restart (id int)")
+    assert services.run("down").returncode == 0
+
+    result = services.run("up")
+    assert result.returncode == 0, output(result)
+    assert "initialising PostgreSQL" not in result.stdout
+    with services.pg_connect() as conn:
+        assert conn.execute("SELECT to_regclass('survives_restart')").fetchone()[0] is not None
+
+
+def test_up_twice_is_harmless_and_says_already_running(services):
+    assert services.run("up").returncode == 0
+    result = services.run("up")
+    assert result.returncode == 0, output(result)
+    assert f"PostgreSQL already running on 127.0.0.1:{services.pg_port}" in result.stdout
+    assert f"Redis already running on 127.0.0.1:{services.redis_port}" in result.stdout
+
+
+def test_env_prints_urls_for_the_configured_ports(services):
+    result = services.run("env")
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [
+        f"DATABASE_URL=postgres://postgres@127.0.0.1:{services.pg_port}/investments",
+        f"REDIS_URL=redis://127.0.0.1:{services.redis_port}/0",
+    ]
+
+
+EXTERNAL = {
+    "DATABASE_URL": "postgres://app@db.example.invalid:5432/investments",
+    "REDIS_URL": "redis://cache.example.invalid:6379/0",
+}
+
+
+def test_with_external_urls_up_starts_nothing_and_status_reports_external(services):
+    result = services.run("up", env=EXTERNAL)
+    assert result.returncode == 0, output(result)
+    assert "DATABASE_URL is set: using it, not starting PostgreSQL" in result.stdout
+    assert "REDIS_URL is set: using it, not starting Redis" in result.stdout
+    assert not (services.local / "postgres").exists()
+    assert not (services.local / "redis").exists()
+    assert not listening(services.pg_port)
+    assert not listening(services.redis_port)
+
+    status = services.run("status", env=EXTERNAL)
+    assert status.returncode == 0, output(status)
+    assert "postgres: external (DATABASE_URL)" in status.stdout
+    assert "redis: external (REDIS_URL)" in status.stdout
+
+
+def test_env_passes_external_urls_through(services):
+    result = services.run("env", env=EXTERNAL)
+    assert result.stdout.splitlines() == [
+        f"DATABASE_URL={EXTERNAL['DATABASE_URL']}",
+        f"REDIS_URL={EXTERNAL['REDIS_URL']}",
+    ]
+
+
+def test_with_external_urls_down_leaves_the_local_instance_alone(services):
+    assert services.run("up").returncode == 0
+    result = services.run("down", env=EXTERNAL)
+    assert result.returncode == 0, output(result)
+    assert "stopped" not in result.stdout
+    with services.pg_connect() as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert services.redis().ping() is True
+
+
+def path_without(tmp_path: Path, hidden: set[str]) -> str:
+    """A PATH with every program of the current one except `hidden` (linked into one dir)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        if not directory or not Path(directory).is_dir():
+            continue
+        for program in Path(directory).iterdir():
+            target = bin_dir / program.name
+            if program.name in hidden or target.exists() or target.is_symlink():
+                continue
+            if program.is_file() and os.access(program, os.X_OK):
+                target.symlink_to(program)
+    return str(bin_dir)
+
+
+def test_with_external_urls_up_needs_no_local_binaries(services, tmp_path):
+    # The script's own advice when binaries are missing is "or set DATABASE_URL and REDIS_URL":
+    # that must work on a machine without redis-server (and, as root, must not apt-get it).
+    hidden = {"redis-server", "redis-cli", "apt-get", "apt"}
+    env = {**EXTERNAL, "PATH": path_without(tmp_path, hidden)}
+    result = services.run("up", env=env)
+    assert result.returncode == 0, output(result)
+    assert "installing" not in result.stdout
+    status = services.run("status", env=env)
+    assert status.returncode == 0, output(status)
+
+
+def test_without_redis_server_up_says_what_to_install(services, tmp_path):
+    # apt-get hidden too: as root the script would otherwise install redis-server.
+    env = {"PATH": path_without(tmp_path, {"redis-server", "redis-cli", "apt-get", "apt"})}
+    result = services.run("up", env=env)
+    assert result.returncode == 2
+    assert "missing redis-server" in result.stderr
+    assert "set DATABASE_URL and REDIS_URL" in result.stderr
+    assert not listening(services.pg_port)
