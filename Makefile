@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SIZE ?= small
 
-.PHONY: demo test venv services services-down lint
+.PHONY: demo test venv services services-down lint lint-migrations
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: venv
 demo: services
 	deploy/demo.sh $(SIZE)
 
+lint-migrations: venv
+	$(PY) manage.py lint_migrations
+
 test: services
 	$(VENV)/bin/ruff check .
+	$(MAKE) lint-migrations
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection, migrations, transaction
 from django.db.migrations.operations.base import Operation
 from psycopg import errors, sql
 
@@ -34,6 +34,9 @@ LOCK_NOT_AVAILABLE = "55P03"
 @dataclass(frozen=True)
 class LockPolicy:
     lock_timeout_ms: int = 2_000
+    # CONCURRENTLY waits out older transactions, and its SHARE UPDATE EXCLUSIVE lock blocks no
+    # reads or writes: it may wait longer than a step that queues an ACCESS EXCLUSIVE.
+    concurrent_lock_timeout_ms: int = 60_000
     statement_timeout_ms: int = 60_000
     attempts: int = 8
     backoff_ms: int = 250
@@ -65,7 +68,7 @@ def run_step(
     `before_attempt` runs before every attempt, e.g. to drop the INVALID index that a
     CONCURRENTLY build refused its lock leaves behind. Returns the number of attempts it took.
     """
-    concurrent = len(statements) == 1 and "CONCURRENTLY" in _text(statements[0]).upper()
+    concurrent = _is_concurrent(statements)
 
     def execute() -> None:
         with connection.cursor() as cursor:
@@ -99,7 +102,8 @@ def run_callable_step(
         )
     policy = policy or LockPolicy.from_settings()
     statement_timeout = "0" if long_running else f"{policy.statement_timeout_ms}ms"
-    timeouts = [f"{policy.lock_timeout_ms}ms", statement_timeout]
+    lock_timeout = policy.lock_timeout_ms if in_transaction else policy.concurrent_lock_timeout_ms
+    timeouts = [f"{lock_timeout}ms", statement_timeout]
     for attempt in range(1, policy.attempts + 1):
         if before_attempt is not None:
             before_attempt()
@@ -140,6 +144,24 @@ def run_callable_step(
             )
             time.sleep(sleep_ms / 1000)
     raise AssertionError("unreachable")
+
+
+def timeout_sql(
+    *, long_running: bool, concurrent: bool = False, policy: LockPolicy | None = None
+) -> list[str]:
+    """The timeouts a step runs under, as `sqlmigrate` shows them (and the linter checks them)."""
+    policy = policy or LockPolicy.from_settings()
+    statement_timeout = "0" if long_running else f"{policy.statement_timeout_ms}ms"
+    lock_timeout = policy.concurrent_lock_timeout_ms if concurrent else policy.lock_timeout_ms
+    return [
+        f"SET lock_timeout = '{lock_timeout}ms';",
+        f"SET statement_timeout = '{statement_timeout}';",
+    ]
+
+
+def _is_concurrent(statements: Sequence[str | sql.Composable]) -> bool:
+    """A lone CONCURRENTLY statement: it must run outside a transaction block."""
+    return len(statements) == 1 and "CONCURRENTLY" in _text(statements[0]).upper()
 
 
 def _text(statement: str | sql.Composable) -> str:
@@ -218,6 +240,9 @@ class SafeSQL(Operation):
     def _run(self, schema_editor, steps) -> None:
         if schema_editor.collect_sql:  # sqlmigrate: show the SQL, run nothing
             for step in steps:
+                schema_editor.collected_sql.extend(
+                    timeout_sql(long_running=self.long_running, concurrent=_is_concurrent(step))
+                )
                 for statement in step:
                     schema_editor.collected_sql.append(_text(statement).rstrip(";") + ";")
             return
@@ -282,12 +307,14 @@ class CreateIndexConcurrently(Operation):
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.collect_sql:
+            schema_editor.collected_sql.extend(timeout_sql(long_running=True, concurrent=True))
             schema_editor.collected_sql.append(_text(self.create_sql()) + ";")
             return
         ensure_index(self.name, self.create_sql(), self.drop_sql())
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.collect_sql:
+            schema_editor.collected_sql.extend(timeout_sql(long_running=True, concurrent=True))
             schema_editor.collected_sql.append(_text(self.drop_sql()) + ";")
             return
         run_step([self.drop_sql()], long_running=True, description=f"drop index {self.name}")
@@ -348,23 +375,54 @@ class Safely(Operation):
 
         def apply() -> None:
             first_deferred = len(schema_editor.deferred_sql)
-            for operation, (before, after) in pairs if forwards else reversed(pairs):
-                if forwards:
-                    operation.database_forwards(app_label, schema_editor, before, after)
-                else:
-                    operation.database_backwards(app_label, schema_editor, after, before)
-            # Deferred statements (constraints, indexes) belong to this step, not to the end.
-            deferred = schema_editor.deferred_sql[first_deferred:]
-            del schema_editor.deferred_sql[first_deferred:]
+            try:
+                for operation, (before, after) in pairs if forwards else reversed(pairs):
+                    if (forwards and not schema_editor.collect_sql
+                            and _already_done(app_label, operation, before, after)):
+                        log.info("%s: already in the database, skipped", operation.describe())
+                        continue
+                    if forwards:
+                        operation.database_forwards(app_label, schema_editor, before, after)
+                    else:
+                        operation.database_backwards(app_label, schema_editor, after, before)
+                # Deferred statements (constraints, indexes) belong to this step, not to the end.
+                deferred = schema_editor.deferred_sql[first_deferred:]
+            finally:
+                # Also on a failed attempt: what it deferred was rolled back with it, and left in
+                # the list it would run a second time when the schema editor closes.
+                del schema_editor.deferred_sql[first_deferred:]
             for statement in deferred:
                 schema_editor.execute(statement)
 
         if schema_editor.collect_sql:
-            policy = LockPolicy.from_settings()
-            schema_editor.collected_sql.append(f"SET lock_timeout = '{policy.lock_timeout_ms}ms';")
+            schema_editor.collected_sql.extend(timeout_sql(long_running=False))
             apply()
             return
         run_callable_step(apply, description=self.describe())
 
     def describe(self):
         return "Lock-safe: " + "; ".join(op.describe() for op in self.operations)
+
+
+def _column_exists(table: str, column: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = %s AND column_name = %s",
+            [table, column],
+        )
+        return cursor.fetchone() is not None
+
+
+def _already_done(app_label: str, operation: Operation, before, after) -> bool:
+    """Whether an AddField / RemoveField already took effect: a step that committed before its
+    migration was recorded (a crash in between) is skipped on the re-run instead of failing."""
+    if isinstance(operation, migrations.AddField):
+        model = after.apps.get_model(app_label, operation.model_name)
+        column = model._meta.get_field(operation.name).column
+        return column is not None and _column_exists(model._meta.db_table, column)
+    if isinstance(operation, migrations.RemoveField):
+        model = before.apps.get_model(app_label, operation.model_name)
+        column = model._meta.get_field(operation.name).column
+        return column is not None and not _column_exists(model._meta.db_table, column)
+    return False

@@ -12,19 +12,9 @@ import psycopg
 from django.db import connection
 from psycopg import sql
 
+from seed.legacy import LEGACY_TARGETS
+
 ROOT = Path(__file__).resolve().parents[1]
-# The legacy state: the domain apps at their initial migration, everything else current.
-LEGACY_TARGETS = [
-    ("contenttypes", None),
-    ("auth", None),
-    ("assets", "0001_initial"),
-    ("portfolios", "0001_initial"),
-    ("investments", "0001_initial"),
-    ("migrations_worker", None),
-    ("django_celery_results", None),
-    ("sessions", None),
-    ("admin", None),
-]
 
 
 def server_url(database: str) -> str:

@@ -1,0 +1,164 @@
+"""The migration linter: unsafe migrations are rejected with what to do instead, the lock-safe
+operations pass, and an exception holds only with a written reason next to the migration."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from django.db import connection
+
+from migrations_worker import lint
+from tests.conftest import ROOT
+
+UNSAFE = "tests.unsafe_app.settings"
+
+
+def lint_command(*args: str, settings: str = "config.settings.test") -> subprocess.CompletedProcess:
+    s = connection.settings_dict
+    url = f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+    env = {"DATABASE_URL": url, "DJANGO_SETTINGS_MODULE": settings, "PATH": "/usr/bin:/bin"}
+    return subprocess.run([sys.executable, "manage.py", "lint_migrations", *args], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def unsafe(django_db_setup, django_db_blocker):
+    """The linter's JSON verdict on tests/unsafe_app, run once for the module."""
+    result = lint_command("unsafe_app", "--format", "json", settings=UNSAFE)
+    report = json.loads(result.stdout)
+    by_migration: dict[str, dict[str, dict]] = {name: {} for name in report["migrations"]}
+    for violation in report["violations"]:
+        by_migration[violation["key"]].setdefault(violation["rule"], violation)
+    return result.returncode, by_migration
+
+
+def rules(unsafe, migration: str) -> set[str]:
+    return set(unsafe[1][f"unsafe_app.{migration}"])
+
+
+def test_linter_fails_the_build_when_a_migration_is_unsafe(unsafe):
+    returncode, _ = unsafe
+    assert returncode == 1
+
+
+def test_plain_add_index_on_an_existing_table_is_rejected_with_the_concurrent_way_to_do_it(unsafe):
+    assert {"index-on-existing-table", "require-concurrent-index-creation"} <= rules(
+        unsafe, "0002_plain_index"
+    )
+    violation = unsafe[1]["unsafe_app.0002_plain_index"]["index-on-existing-table"]
+    assert "SHARE lock that blocks every write" in violation["message"]
+    assert "CreateIndexConcurrently" in violation["instead"]
+    assert "atomic = False" in violation["instead"]
+
+
+def test_not_null_add_field_without_db_default_is_rejected_with_the_db_default_advice(unsafe):
+    found = rules(unsafe, "0003_not_null_without_db_default")
+    assert "not-null-without-db-default" in found
+    assert "require-lock-timeout" in found  # and it was not wrapped in Safely either
+    violation = unsafe[1]["unsafe_app.0003_not_null_without_db_default"]
+    assert "unsafe_app_gadget.rank" in violation["not-null-without-db-default"]["message"]
+    assert "db_default" in violation["not-null-without-db-default"]["instead"]
+    assert "Safely" in violation["require-lock-timeout"]["instead"]
+
+
+def test_alter_field_to_a_new_primary_key_is_rejected_with_the_index_swap_advice(unsafe):
+    assert "alter-primary-key" in rules(unsafe, "0004_new_primary_key")
+    violation = unsafe[1]["unsafe_app.0004_new_primary_key"]["alter-primary-key"]
+    assert "unsafe_app_gadget.uuid" in violation["message"]
+    assert "PRIMARY KEY USING INDEX" in violation["instead"]
+    assert "SeparateDatabaseAndState" in violation["instead"]
+
+
+def test_run_sql_is_rejected_in_favour_of_safe_sql(unsafe):
+    assert "raw-sql" in rules(unsafe, "0005_raw_sql")
+    assert "SafeSQL" in unsafe[1]["unsafe_app.0005_raw_sql"]["raw-sql"]["instead"]
+
+
+def test_concurrent_index_operation_in_an_atomic_migration_is_rejected(unsafe):
+    assert "concurrent-index-in-atomic-migration" in rules(unsafe, "0006_concurrent_index_in_atomic")
+
+
+def test_identifier_over_63_bytes_is_rejected(unsafe):
+    found = unsafe[1]["unsafe_app.0007_long_identifier"]
+    assert set(found) == {"identifier-too-long"}
+    assert "74 bytes" in found["identifier-too-long"]["message"]
+
+
+def test_new_table_in_an_initial_migration_passes(unsafe):
+    assert rules(unsafe, "0001_initial") == set()
+
+
+def test_lock_safe_operations_pass_safely_create_index_concurrently_and_safe_sql(unsafe):
+    """Including NOT NULL the designed way: CHECK NOT VALID, VALIDATE, SET NOT NULL, DROP CHECK."""
+    assert rules(unsafe, "0008_the_safe_way") == set()
+
+
+def test_exception_with_a_written_reason_excuses_the_violation(unsafe):
+    assert rules(unsafe, "0009_excused_with_a_reason") == set()
+
+
+def test_exception_without_reason_for_unknown_rule_or_excusing_nothing_is_itself_a_violation(unsafe):
+    assert rules(unsafe, "0010_bad_exceptions") == {
+        "ban-drop-column",  # its exception has no reason, so it still stands
+        "exception-without-reason",
+        "unknown-rule-in-exception",
+        "unused-exception",
+    }
+
+
+def test_text_report_names_each_violation_and_how_to_excuse_one():
+    result = lint_command("unsafe_app", settings=UNSAFE)
+    assert result.returncode == 1
+    assert "unsafe_app.0002_plain_index: [index-on-existing-table]" in result.stdout
+    assert "instead: use CreateIndexConcurrently" in result.stdout
+    assert "10 migration(s) checked, 3 clean" in result.stdout
+    assert "LINT_EXCEPTIONS" in result.stderr
+
+
+def test_unknown_app_is_bad_input():
+    result = lint_command("no_such_app")
+    assert result.returncode == 2
+    assert "no_such_app" in result.stderr
+
+
+@pytest.mark.django_db
+def test_the_projects_own_migrations_pass():
+    result = lint.lint()
+    assert [v.format() for v in result.violations] == []
+    assert {key.split(".")[0] for key in result.migrations} == set(lint.PROJECT_APPS)
+
+
+def test_squawk_ignore_comment_counts_only_with_a_reason():
+    item = lint.LintedMigration(migration=None, before=None, exceptions={})  # type: ignore[arg-type]
+    item.migration = type("M", (), {"app_label": "a", "name": "0001"})()
+    item.sql = (
+        "-- squawk-ignore ban-drop-column -- archived by the legacy_columns job first\n"
+        "ALTER TABLE t DROP COLUMN a;\n"
+        "-- squawk-ignore ban-drop-column\n"
+        "ALTER TABLE t DROP COLUMN b;\n"
+    )
+    lint.check_squawk_ignores(item)
+    assert [v.rule for v in item.violations] == ["squawk-ignore-without-reason"]
+
+
+def test_statement_splitter_keeps_function_bodies_and_quoted_semicolons_whole():
+    sql = (
+        "CREATE FUNCTION f() RETURNS trigger AS $$ BEGIN PERFORM 1; RETURN NEW; END $$ "
+        "LANGUAGE plpgsql;\nSELECT ';' AS \"a;b\"; -- x; y\nALTER TABLE t ADD COLUMN c int;"
+    )
+    texts = [s.text.strip() for s in lint.split_statements(sql)]
+    assert len(texts) == 3
+    assert texts[0].endswith("LANGUAGE plpgsql;")
+    assert lint.Statement(texts[2], 0, 0).tables() == ({"t"}, set())
+
+
+def test_set_not_null_counts_as_safe_only_after_a_validated_not_null_check_on_that_column():
+    check = ("ALTER TABLE t ADD CONSTRAINT t_c_nn CHECK (c IS NOT NULL) NOT VALID;\n"
+             "ALTER TABLE t VALIDATE CONSTRAINT t_c_nn;\n")
+    set_not_null = "ALTER TABLE t ALTER COLUMN c SET NOT NULL;"
+    proven = lint.RECOGNISED_SAFE_PATTERNS["adding-not-nullable-field"]
+    assert proven(check, set_not_null)
+    assert not proven(check.split("\n")[0], set_not_null)  # added, never validated
+    assert not proven(check, "ALTER TABLE t ALTER COLUMN d SET NOT NULL;")  # another column
+    assert not proven(check, 'ALTER TABLE "u" ALTER COLUMN c SET NOT NULL;')  # another table

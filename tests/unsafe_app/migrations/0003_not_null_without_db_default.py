@@ -1,0 +1,10 @@
+"""UNSAFE: NOT NULL without db_default; running code that inserts without it fails."""
+
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("unsafe_app", "0002_plain_index")]
+    operations = [
+        migrations.AddField("gadget", "rank", models.IntegerField(default=0)),
+    ]
