@@ -25,6 +25,7 @@ from migrations_worker.ddl import (
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LOCK_TIMEOUT_MS = 300
+CONCURRENT_LOCK_TIMEOUT_MS = 600  # CONCURRENTLY blocks no writer, so it may wait longer
 FAST = LockPolicy(lock_timeout_ms=LOCK_TIMEOUT_MS, attempts=40, backoff_ms=50, max_backoff_ms=200)
 
 
@@ -54,7 +55,7 @@ def fast_policy(settings):
     settings.MIGRATIONS_WORKER = {
         **settings.MIGRATIONS_WORKER,
         "DDL": {"lock_timeout_ms": LOCK_TIMEOUT_MS, "attempts": 40, "backoff_ms": 50,
-                "max_backoff_ms": 200},
+                "max_backoff_ms": 200, "concurrent_lock_timeout_ms": CONCURRENT_LOCK_TIMEOUT_MS},
     }
 
 
@@ -172,7 +173,7 @@ def test_lock_and_statement_timeouts_come_from_settings_and_long_steps_lift_the_
 
     assert seen["short"] == (f"{LOCK_TIMEOUT_MS}ms", "1min")
     assert seen["long"] == (f"{LOCK_TIMEOUT_MS}ms", "0")
-    assert seen["outside a transaction"] == (f"{LOCK_TIMEOUT_MS}ms", "0")
+    assert seen["outside a transaction"] == (f"{CONCURRENT_LOCK_TIMEOUT_MS}ms", "0")
     # Session-level settings of a non-transactional step do not outlive it.
     assert execute("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')") \
         == [("0", "0")]
@@ -244,7 +245,7 @@ def test_sqlmigrate_output_shows_the_timeouts_each_step_runs_under(fast_policy):
         f"SET lock_timeout = '{LOCK_TIMEOUT_MS}ms';",
         "SET statement_timeout = '60000ms';",
         "ALTER TABLE t ADD COLUMN c int;",
-        f"SET lock_timeout = '{LOCK_TIMEOUT_MS}ms';",
+        f"SET lock_timeout = '{CONCURRENT_LOCK_TIMEOUT_MS}ms';",
         "SET statement_timeout = '0';",
         'CREATE INDEX CONCURRENTLY "t_c_idx" ON "t" ("c");',
     ]
