@@ -1,15 +1,28 @@
-"""What users follow and are told about, in its legacy shape.
+"""What users follow and are told about.
 
-Legacy defects kept on purpose: NewsArticle and Alert have no soft delete; Alert sits on an
-integer key instead of `UUIDModel`; `investments_watchlist` is meant to hold one entry per
-(user, asset) but nothing enforces it, and it lacks the (user_id, asset_id) index.
+The legacy defects and how their migrations repair them:
+- NewsArticle and Alert had no soft delete (0002, 0003);
+- `investments_watchlist` lacked the (user_id, asset_id) index (0004, database only: its name is
+  too long for Django's `Meta.indexes`);
+- Alert sat on an integer key: expand (0005: a uuid column, references synced by a trigger),
+  the `alerts_uuid` backfill, contract (0006-0010: NOT NULL without a scan, unique indexes, the
+  primary key moved to the uuid, foreign keys re-validated). The old integer stays as
+  `legacy_id` so nothing that referred to it is lost.
 """
+
+import uuid
 
 from django.conf import settings
 from django.db import models
 
 from assets.models import Asset
-from utils.models import SoftDeleteModel, TimeStampedModel
+from utils.models import SoftDeleteModel, TimeStampedModel, UUIDModel
+
+# The legacy integer key of an alert is an identity column: Django sends DEFAULT for it and
+# PostgreSQL numbers the row (the expression documents that; it is never sent).
+LEGACY_ID_DEFAULT = models.Func(
+    models.Value("investments_alert_id_seq"), function="nextval", output_field=models.BigIntegerField()
+)
 
 
 class Watchlist(TimeStampedModel, SoftDeleteModel):
@@ -34,11 +47,22 @@ class NewsArticle(TimeStampedModel, SoftDeleteModel):
         return self.title
 
 
-class Alert(SoftDeleteModel):
+class Alert(UUIDModel, SoftDeleteModel):
+    """A price alert, keyed by a random UUID (stored in the column `uuid`).
+
+    The integer key it had before (migrations 0005-0010 moved the primary key online) stays as
+    `legacy_id` on the column `id`: unique, still numbered by the column's identity sequence, so
+    code and links that know an alert by its number keep working.
+    """
+
     class Condition(models.TextChoices):
         ABOVE = "above", "Price above"
         BELOW = "below", "Price below"
 
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False, db_column="uuid")
+    legacy_id = models.BigIntegerField(
+        db_column="id", unique=True, editable=False, db_default=LEGACY_ID_DEFAULT
+    )
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="alerts")
     asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="alerts")
     condition = models.CharField(max_length=10, choices=Condition.choices)
@@ -51,9 +75,20 @@ class Alert(SoftDeleteModel):
 
 
 class AlertTrigger(models.Model):
-    """Each time an alert fired: the history that must survive the alert's key change."""
+    """Each time an alert fired: the history that must survive the alert's key change.
 
-    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="triggers")
+    `alert` refers to the alert's UUID (column `alert_uuid`); the legacy integer reference
+    (column `alert_id`) is kept for code that still knows alerts by number. A database trigger
+    keeps the two in step whichever one a writer sets, so leave `legacy_alert_id` unset.
+    """
+
+    alert = models.ForeignKey(
+        Alert, on_delete=models.CASCADE, related_name="triggers", db_column="alert_uuid"
+    )
+    # Filled by the sync trigger. db_default: Django writes DEFAULT and reads the value back.
+    legacy_alert_id = models.BigIntegerField(
+        db_column="alert_id", null=True, editable=False, db_index=True, db_default=None
+    )
     triggered_at = models.DateTimeField()
     price = models.DecimalField(max_digits=20, decimal_places=6)
     notified = models.BooleanField(default=False)

@@ -1,0 +1,23 @@
+"""Alert becomes a UUIDModel, step 4: UNIQUE (id) on investments_alert, built concurrently.
+
+When the primary key moves to uuid (0010), this index becomes the unique constraint that keeps
+the legacy integer unique, indexed, and referable by AlertTrigger's legacy `alert_id`.
+Re-runnable like every CreateIndexConcurrently.
+"""
+
+from django.db import migrations
+
+from migrations_worker.ddl import CreateIndexConcurrently
+
+
+class Migration(migrations.Migration):
+    atomic = False
+    dependencies = [("investments", "0007_alert_uuid_unique_index")]
+    operations = [
+        CreateIndexConcurrently(
+            name="investments_alert_legacy_id_uniq",
+            table="investments_alert",
+            columns=["id"],
+            unique=True,
+        ),
+    ]
