@@ -20,6 +20,7 @@ class LoadResult:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     alerts_inserted: list[int] = field(default_factory=list)
+    triggers_inserted: int = 0
     assets_inserted: int = 0
 
     def record(self, op: str, seconds: float) -> None:
@@ -107,6 +108,7 @@ class LiveLoad(threading.Thread):
             "VALUES (%s, now(), 1, false)",
             [self.random.choice(self.result.alerts_inserted)],
         )
+        self.result.triggers_inserted += 1
 
     def touch_holding(self, conn) -> None:
         conn.execute(
