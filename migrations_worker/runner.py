@@ -133,7 +133,6 @@ class RunWorker:
                     run.finished_at = timezone.now()
                 run.save(update_fields=["status", "finished_at", "updated_at"])
                 record(run, expected, to, self.name, message)
-                log.info("run=%s job=%s status=%s", run.pk, run.job_name, to)
 
     def _set_hold(self, run: JobRun, reason: str) -> None:
         now = timezone.now()
@@ -143,7 +142,6 @@ class RunWorker:
         )
         message = f"on hold: {reason}" if reason else "hold cleared"
         record(run, run.status, run.status, self.name, message)
-        log.info("run=%s job=%s %s", run.pk, run.job_name, message)
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -353,7 +351,6 @@ class RunWorker:
         run = JobRun.objects.get(pk=self.run_id)
         if run.status in (RunStatus.RUNNING, RunStatus.PAUSING):
             transition(self.run_id, RunStatus.FAILED, actor=self.name, message=message)
-        log.error("run=%s job=%s status=failed %s", self.run_id, self.job.name, message)
 
     @staticmethod
     def _reset_connection_if_broken() -> None:
@@ -400,7 +397,6 @@ class RunWorker:
             if remaining:
                 message = f"verification failed: {remaining} row(s) still need {run.job_name}"
                 transition(self.run_id, RunStatus.FAILED, actor=self.name, message=message)
-                log.error("run=%s job=%s status=failed %s", run.pk, run.job_name, message)
                 return Outcome(DONE, status=RunStatus.FAILED)
             transition(
                 self.run_id,
@@ -413,5 +409,4 @@ class RunWorker:
                 hold_reason="",
                 hold_until=None,
             )
-        log.info("run=%s job=%s status=finished rows=%s", run.pk, run.job_name, run.rows_done)
         return Outcome(DONE, status=RunStatus.FINISHED)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.db import transaction
 from django.utils import timezone
 
 from .models import JobRun, JobRunEvent, RunStatus
 
+log = logging.getLogger("migrations_worker.states")
 S = RunStatus
 ALLOWED: dict[str, set[str]] = {
     S.PENDING: {S.RUNNING, S.PAUSED, S.CANCELLED},
@@ -25,8 +28,13 @@ class InvalidTransition(Exception):
 
 
 def record(run: JobRun, from_status: str, to_status: str, actor: str, message: str = "") -> None:
+    """Log a status change (or a notable event) to the run's history and to the log stream."""
     JobRunEvent.objects.create(
         run=run, from_status=from_status, to_status=to_status, actor=actor, message=message
+    )
+    log.info(
+        "run=%s job=%s status=%s from=%s actor=%s message=%r",
+        run.pk, run.job_name, to_status, from_status or "-", actor or "-", message,
     )
 
 

@@ -157,3 +157,47 @@ def test_admin_is_closed_to_users_who_are_not_staff(client):
     page = client.get(reverse("admin:migrations_worker_jobrun_changelist"))
     assert page.status_code == 302
     assert "/admin/login/" in page["Location"]
+
+
+def test_admin_operator_cancels_a_paused_run_and_retries_a_failed_one(client):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from tests.engine_app.models import Knob
+
+    make_widgets(300)
+    url = reverse("admin:migrations_worker_jobrun_changelist")
+    client.force_login(staff("operator", operate=True))
+
+    Knob.objects.create(name="fail_at", value=150)
+    with pytest.raises(CommandError):
+        call_command("backfill", "run", JOB, "--batch-size", "100")
+    failed = JobRun.objects.get(job_name=JOB)
+    assert failed.status == RunStatus.FAILED
+    page = client.get(url)
+    assert b"injected failure at key 150" in page.content  # the error, on the runs list
+
+    Knob.objects.all().delete()
+    client.post(url, {"action": "retry_runs", "_selected_action": [failed.pk]}, follow=True)
+    failed.refresh_from_db()
+    assert failed.status == RunStatus.RUNNING
+    assert failed.batches.filter(status="pending", attempts=0).count() == 1
+
+    client.post(url, {"action": "pause_runs", "_selected_action": [failed.pk]}, follow=True)
+    client.post(url, {"action": "cancel_runs", "_selected_action": [failed.pk]}, follow=True)
+    failed.refresh_from_db()
+    assert failed.status == RunStatus.CANCELLING  # honoured by the worker between batches
+    steps = list(failed.events.order_by("id").values_list("to_status", "actor"))
+    assert ("running", "admin:operator") in steps
+    assert ("pausing", "admin:operator") in steps
+    assert ("cancelling", "admin:operator") in steps
+
+
+def test_admin_refuses_an_action_the_run_is_not_in_a_state_for(client):
+    make_widgets(10)
+    run = control.create_run(JOB)
+    client.force_login(staff("operator", operate=True))
+    url = reverse("admin:migrations_worker_jobrun_changelist")
+    page = client.post(url, {"action": "retry_runs", "_selected_action": [run.pk]}, follow=True)
+    assert b"only a failed run can be retried" in page.content
+    assert JobRun.objects.get(pk=run.pk).status == RunStatus.PENDING

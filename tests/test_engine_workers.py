@@ -70,6 +70,13 @@ def test_several_workers_on_one_run_do_each_batch_exactly_once(processes, worker
     for before, after in itertools.pairwise(batches):
         assert after.start_key == before.end_key
     assert len({b.worker.split("/")[0] for b in batches}) == workers
+    # Each slice's outcome is stored by django-celery-results, for the admin and Flower.
+    from django_celery_results.models import TaskResult
+
+    results = TaskResult.objects.filter(task_name="migrations_worker.run_slice", status="SUCCESS")
+    assert results.exists()
+    assert all(f"'run_id': {run.pk}" in r.result or f'"run_id": {run.pk}' in r.result
+               for r in results)
 
 
 def test_pause_resume_and_cancel_through_the_cli_are_honoured_between_batches(processes, manage):
