@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from django.db import connection
 
-from tests.live_load import LiveLoad
+from seed.live_load import LiveLoad
 from tests.scratch import ScratchDatabase
 from tests.workers import Processes, flush_broker
 

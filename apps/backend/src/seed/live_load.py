@@ -48,7 +48,7 @@ class LiveLoad(threading.Thread):
         super().__init__(daemon=True)
         self.url = url
         self.pause = pause
-        self.random = random.Random(seed)
+        self.random = random.Random(seed)  # noqa: S311 - load shape, not secrets
         self.result = LoadResult()
         self._halt = threading.Event()
 
