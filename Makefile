@@ -3,9 +3,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-SIZE ?= small
+SIZE ?= medium
+SCALE ?= medium
 
-.PHONY: demo test venv services services-down lint lint-migrations
+.PHONY: demo test venv services services-down lint lint-migrations browser flower bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +28,27 @@ lint: venv
 demo: services
 	deploy/demo.sh $(SIZE)
 
+# Flower on 127.0.0.1:5555 for workers you started yourself; needs FLOWER_BASIC_AUTH=user:password.
+flower: services
+	deploy/flower.sh
+
+# Debian's chromium for the admin's browser tests (apt-get as root; otherwise it says what to do).
+browser:
+	deploy/browser.sh
+
 lint-migrations: venv
 	$(PY) manage.py lint_migrations
 
 test: services
 	$(VENV)/bin/ruff check .
 	$(MAKE) lint-migrations
+	deploy/browser.sh || echo "[browser] going on: the browser tests will fail and say what to install"
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Not part of `make test`: minutes long, and its figures depend on the machine (bench/README.md).
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+bench: services $(VENV)/.bench-installed
+	$(PY) -m bench.run --scale $(SCALE) $(BENCH_ARGS)

@@ -10,6 +10,6 @@ class MigrationsWorkerConfig(AppConfig):
         # Every installed app's `jobs` module registers its jobs by name, the way admin.py does.
         from django.utils.module_loading import autodiscover_modules
 
-        from . import checks  # noqa: F401
+        from . import celery, checks  # noqa: F401 - the Celery app is every thread's default
 
         autodiscover_modules("jobs")

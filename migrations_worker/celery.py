@@ -17,5 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "apps" / "backend" 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 
 app = Celery("migrations_worker")
+# The default app in every thread: a web server's request threads send tasks too (the admin's
+# resume and retry), and without this they would fall back to Celery's built-in default broker.
+app.set_default()
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["migrations_worker"])

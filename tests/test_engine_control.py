@@ -138,14 +138,15 @@ def test_admin_shows_runs_with_progress_and_actions_only_to_operators(client):
     assert page.status_code == 200
     assert b"<progress" in page.content and JOB.encode() in page.content
     assert b"pause_runs" not in page.content
-    refused = client.post(url, {"action": "pause_runs", "_selected_action": [run.pk]})
+    refused = client.post(url, {"action": "pause_runs", "_selected_action": [run.pk], "post": "yes"})
     assert refused.status_code == 200  # Django answers an unknown action with the list again
     assert JobRun.objects.get(pk=run.pk).status == RunStatus.PENDING
 
     client.force_login(staff("operator", operate=True))
     page = client.get(url)
     assert b"pause_runs" in page.content
-    done = client.post(url, {"action": "pause_runs", "_selected_action": [run.pk]}, follow=True)
+    done = client.post(url, {"action": "pause_runs", "_selected_action": [run.pk], "post": "yes"},
+                follow=True)
     assert done.status_code == 200
     assert JobRun.objects.get(pk=run.pk).status == RunStatus.PAUSED
     assert run.events.filter(to_status="paused", actor="admin:operator").exists()
@@ -178,13 +179,16 @@ def test_admin_operator_cancels_a_paused_run_and_retries_a_failed_one(client):
     assert b"injected failure at key 150" in page.content  # the error, on the runs list
 
     Knob.objects.all().delete()
-    client.post(url, {"action": "retry_runs", "_selected_action": [failed.pk]}, follow=True)
+    client.post(url, {"action": "retry_runs", "_selected_action": [failed.pk], "post": "yes"},
+                follow=True)
     failed.refresh_from_db()
     assert failed.status == RunStatus.RUNNING
     assert failed.batches.filter(status="pending", attempts=0).count() == 1
 
-    client.post(url, {"action": "pause_runs", "_selected_action": [failed.pk]}, follow=True)
-    client.post(url, {"action": "cancel_runs", "_selected_action": [failed.pk]}, follow=True)
+    client.post(url, {"action": "pause_runs", "_selected_action": [failed.pk], "post": "yes"},
+                follow=True)
+    client.post(url, {"action": "cancel_runs", "_selected_action": [failed.pk], "post": "yes"},
+                follow=True)
     failed.refresh_from_db()
     assert failed.status == RunStatus.CANCELLING  # honoured by the worker between batches
     steps = list(failed.events.order_by("id").values_list("to_status", "actor"))
@@ -198,6 +202,7 @@ def test_admin_refuses_an_action_the_run_is_not_in_a_state_for(client):
     run = control.create_run(JOB)
     client.force_login(staff("operator", operate=True))
     url = reverse("admin:migrations_worker_jobrun_changelist")
-    page = client.post(url, {"action": "retry_runs", "_selected_action": [run.pk]}, follow=True)
+    page = client.post(url, {"action": "retry_runs", "_selected_action": [run.pk], "post": "yes"},
+                follow=True)
     assert b"only a failed run can be retried" in page.content
     assert JobRun.objects.get(pk=run.pk).status == RunStatus.PENDING

@@ -131,6 +131,11 @@ MIGRATIONS_WORKER = {
     # A gated migration finishes a job inline when at most this many rows are left.
     "GATE_INLINE_LIMIT": int(os.environ.get("MW_GATE_INLINE_LIMIT", "10000")),
 }
+# The read-only status API (/ops/runs.json, /ops/metrics) also accepts
+# `Authorization: Bearer <MW_STATUS_TOKEN>`, for dashboards and deploy pipelines; empty: off.
+MW_STATUS_TOKEN = os.environ.get("MW_STATUS_TOKEN", "")
+# Where operators find Flower; the admin's run page links there when it is set.
+MW_FLOWER_URL = os.environ.get("MW_FLOWER_URL", "")
 
 LOGGING = {
     "version": 1,

@@ -1,0 +1,218 @@
+"""The read-only status API: every run's state and progress, for dashboards, deploy pipelines
+and the admin's live progress bars.
+
+    GET /ops/runs.json            every run, newest first (?job=NAME, ?status=a,b, ?active=1)
+    GET /ops/runs/<id>.json       one run, with its batch counts, latest batches and status log
+    GET /ops/metrics              the same figures as Prometheus text (latest run of each job)
+
+Who may read it: a staff user who may view runs (a session, as in the admin), or a client that
+sends `Authorization: Bearer <MW_STATUS_TOKEN>` when that setting is non-empty. Everyone else is
+refused: 401 when no credentials came with the request, 403 when they were not enough. The
+figures come from `progress.progress_of`, so the API, the admin and the CLI never disagree.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from functools import wraps
+
+from django.conf import settings
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from .models import ACTIVE_STATUSES, BatchStatus, JobBatch, JobRun, RunStatus
+from .progress import progress_of
+
+VIEW_PERMISSION = "migrations_worker.view_jobrun"
+TERMINAL_STATUSES = (RunStatus.FINISHED, RunStatus.CANCELLED, RunStatus.FAILED)
+
+
+def bearer_token_ok(request: HttpRequest) -> bool:
+    """The request carries the configured status token; no token configured means no token auth."""
+    expected = getattr(settings, "MW_STATUS_TOKEN", "")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if not expected or scheme.lower() != "bearer" or not given:
+        return False
+    return hmac.compare_digest(given.strip().encode(), expected.encode())
+
+
+def may_read_status(request: HttpRequest) -> bool:
+    user = request.user
+    return bool(user.is_authenticated and user.is_active and user.is_staff
+                and user.has_perm(VIEW_PERMISSION))
+
+
+def status_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Staff who may view runs, or the bearer token; a 401 or 403 JSON answer otherwise."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if bearer_token_ok(request) or may_read_status(request):
+            return view(request, *args, **kwargs)
+        if request.user.is_authenticated or request.headers.get("Authorization"):
+            return JsonResponse(
+                {"error": "forbidden: the status API is for staff who may view job runs"},
+                status=403,
+            )
+        response = JsonResponse(
+            {"error": "authentication required: log in to the admin as staff, or send "
+                      "'Authorization: Bearer <MW_STATUS_TOKEN>'"},
+            status=401,
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="migrations_worker status"'
+        return response
+
+    return require_safe(never_cache(wrapper))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def batch_counts(run_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+    """Batches per status for each run, in one query."""
+    counts: dict[int, dict[str, int]] = defaultdict(lambda: {s.value: 0 for s in BatchStatus})
+    rows = (JobBatch.objects.filter(run_id__in=list(run_ids)).values("run_id", "status")
+            .annotate(n=Count("id")).order_by())
+    for row in rows:
+        counts[row["run_id"]][row["status"]] = row["n"]
+    return counts
+
+
+def run_payload(run: JobRun, batches: dict[str, int] | None = None) -> dict:
+    """One run as the API, the admin's live view and `demo_report` see it."""
+    p = progress_of(run)
+    now = timezone.now()
+    return {
+        "id": run.pk,
+        "job": run.job_name,
+        "status": run.status,
+        "active": run.status in ACTIVE_STATUSES,
+        "percent": round(p.percent, 2),
+        "rows_done": p.rows_done,
+        "estimated_total": p.estimated_total,
+        "rows_per_second": round(p.rows_per_second, 1) if p.rows_per_second else None,
+        "eta_seconds": round(p.eta_seconds, 1) if p.eta_seconds is not None else None,
+        "eta": p.eta,
+        "batch_size": p.batch_size,
+        "batches_done": run.batches_done,
+        "batches": batches if batches is not None else batch_counts([run.pk])[run.pk],
+        "workers": run.workers,
+        "hold_reason": p.hold_reason,
+        "hold_until": _iso(run.hold_until) if p.hold_reason else None,
+        "error": p.error,
+        "report": p.report,
+        "keys": {"min": run.min_key, "max": run.max_key, "cursor": run.cursor},
+        "created_at": _iso(run.created_at),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "heartbeat_at": _iso(run.heartbeat_at),
+        "heartbeat_age_seconds": round((now - run.heartbeat_at).total_seconds(), 1)
+        if run.heartbeat_at and run.status not in TERMINAL_STATUSES else None,
+        "admin_url": reverse("admin:migrations_worker_jobrun_change", args=[run.pk]),
+    }
+
+
+def _filtered_runs(request: HttpRequest):
+    runs = JobRun.objects.order_by("-id")
+    if request.GET.get("job"):
+        runs = runs.filter(job_name=request.GET["job"])
+    if request.GET.get("status"):
+        runs = runs.filter(status__in=request.GET["status"].split(","))
+    if request.GET.get("active") in ("1", "true", "yes"):
+        runs = runs.filter(status__in=ACTIVE_STATUSES)
+    return runs
+
+
+@status_access
+def runs_json(request: HttpRequest) -> JsonResponse:
+    runs = list(_filtered_runs(request))
+    counts = batch_counts(r.pk for r in runs)
+    return JsonResponse({
+        "generated_at": timezone.now().isoformat(),
+        "runs": [run_payload(run, counts[run.pk]) for run in runs],
+    })
+
+
+@status_access
+def run_json(request: HttpRequest, run_id: int) -> JsonResponse:
+    run = JobRun.objects.filter(pk=run_id).first()
+    if run is None:
+        return JsonResponse({"error": f"no run #{run_id}"}, status=404)
+    payload = run_payload(run)
+    payload["latest_batches"] = [
+        {"start_key": b.start_key, "end_key": b.end_key, "status": b.status,
+         "attempts": b.attempts, "batch_size": b.batch_size, "rows": b.rows_affected,
+         "duration_ms": b.duration_ms, "worker": b.worker, "error": b.error,
+         "finished_at": _iso(b.finished_at)}
+        for b in run.batches.order_by("-id")[:50]
+    ]
+    payload["events"] = [
+        {"at": _iso(e.at), "from": e.from_status, "to": e.to_status, "actor": e.actor,
+         "message": e.message}
+        for e in run.events.order_by("-id")[:50]
+    ]
+    return JsonResponse(payload)
+
+
+# -- Prometheus text ---------------------------------------------------------------------------
+
+METRICS = (
+    ("mw_run_info", "gauge", "1 for the latest run of each job, labelled with its status"),
+    ("mw_run_rows_done", "gauge", "rows the latest run has processed"),
+    ("mw_run_rows_estimated", "gauge", "rows the latest run is expected to process"),
+    ("mw_run_progress_ratio", "gauge", "fraction done, 0 to 1"),
+    ("mw_run_rows_per_second", "gauge", "average rate since the run started"),
+    ("mw_run_eta_seconds", "gauge", "estimated seconds left (absent when unknown)"),
+    ("mw_run_batch_size", "gauge", "current batch size"),
+    ("mw_run_on_hold", "gauge", "1 while a health check holds the run"),
+    ("mw_run_heartbeat_age_seconds", "gauge", "seconds since a worker last reported (active runs)"),
+    ("mw_run_batches", "gauge", "batches of the latest run by status"),
+    ("mw_runs_active", "gauge", "runs in an active state, all jobs"),
+)
+
+
+def _label(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def metrics_text() -> str:
+    latest: dict[str, JobRun] = {}
+    for run in JobRun.objects.order_by("job_name", "-id"):
+        latest.setdefault(run.job_name, run)
+    counts = batch_counts(r.pk for r in latest.values())
+    samples: dict[str, list[str]] = defaultdict(list)
+    for job, run in sorted(latest.items()):
+        p = run_payload(run, counts[run.pk])
+        base = f'job="{_label(job)}",run="{run.pk}"'
+        samples["mw_run_info"].append(f'{{{base},status="{_label(run.status)}"}} 1')
+        samples["mw_run_rows_done"].append(f"{{{base}}} {p['rows_done']}")
+        samples["mw_run_rows_estimated"].append(f"{{{base}}} {p['estimated_total']}")
+        samples["mw_run_progress_ratio"].append(f"{{{base}}} {p['percent'] / 100:.4f}")
+        samples["mw_run_rows_per_second"].append(f"{{{base}}} {p['rows_per_second'] or 0}")
+        if p["eta_seconds"] is not None:
+            samples["mw_run_eta_seconds"].append(f"{{{base}}} {p['eta_seconds']}")
+        samples["mw_run_batch_size"].append(f"{{{base}}} {p['batch_size']}")
+        samples["mw_run_on_hold"].append(f"{{{base}}} {1 if p['hold_reason'] else 0}")
+        if p["heartbeat_age_seconds"] is not None:
+            samples["mw_run_heartbeat_age_seconds"].append(f"{{{base}}} {p['heartbeat_age_seconds']}")
+        for status, n in sorted(p["batches"].items()):
+            samples["mw_run_batches"].append(f'{{{base},status="{status}"}} {n}')
+    samples["mw_runs_active"].append(f" {JobRun.objects.filter(status__in=ACTIVE_STATUSES).count()}")
+    lines = []
+    for name, kind, help_text in METRICS:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        lines += [f"{name}{sample}" for sample in samples[name]]
+    return "\n".join(lines) + "\n"
+
+
+@status_access
+def metrics(request: HttpRequest) -> HttpResponse:
+    return HttpResponse(metrics_text(), content_type="text/plain; version=0.0.4; charset=utf-8")

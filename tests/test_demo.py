@@ -1,0 +1,248 @@
+"""The README's main command, `make demo` (deploy/demo.sh), end to end at the small size against a
+scratch database of its own: the summary it prints must match what the database holds, the admin
+and Flower must be up while it runs, Ctrl-C must leave nothing running and nothing a rerun cannot
+continue."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+
+from tests.conftest import ROOT
+from tests.scratch import ScratchDatabase
+from tests.workers import free_port, wait_until
+
+SCRIPT = ROOT / "deploy" / "demo.sh"
+SEEDED_ALERTS = 20_000  # the small preset
+
+
+class Demo:
+    """deploy/demo.sh in a process group of its own, its output collected line by line."""
+
+    def __init__(self, db: ScratchDatabase, workdir: Path):
+        self.db = db
+        self.dir = workdir / "demo"
+        self.web_port = free_port()
+        self.flower_port = free_port()
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": db.url,
+            "REDIS_URL": settings.CELERY_BROKER_URL,
+            "DEMO_DIR": str(self.dir),
+            "DEMO_WEB_PORT": str(self.web_port),
+            "FLOWER_PORT": str(self.flower_port),
+            "DEMO_ADMIN_PASSWORD": "demo-test-password",
+            "FLOWER_BASIC_AUTH": "ops:flower-test-password",
+            "PY": sys.executable,
+        }
+        self.lines: list[str] = []
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.lines = []
+        self.proc = subprocess.Popen(
+            [str(SCRIPT), "small"], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for_line(self, text: str, timeout: float) -> None:
+        wait_until(lambda: any(text in line for line in self.lines) or self.proc.poll() is not None,
+                   timeout, message=f"the demo to print {text!r}")
+        assert any(text in line for line in self.lines), self.output
+
+    def wait(self, timeout: float = 150) -> int:
+        code = self.proc.wait(timeout=timeout)
+        time.sleep(0.2)  # the reader thread drains the pipe
+        return code
+
+    def interrupt(self) -> None:
+        """Ctrl-C in a terminal: SIGINT to the foreground process group."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+
+    def leftovers(self) -> list[str]:
+        """Processes this demo started that are still there (their arguments name its folder or
+        its ports)."""
+        ps = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+        marks = (str(self.dir), f"127.0.0.1:{self.web_port}", f"--port={self.flower_port}")
+        return [line.strip() for line in ps.splitlines() if any(mark in line for mark in marks)]
+
+    def stop(self) -> None:
+        """After a failed test: Ctrl-C first (the script stops what it started), then whatever
+        of this demo's own processes is still there, by pid."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.interrupt()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+        for line in self.leftovers():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+
+
+def http_status(url: str, auth: tuple[str, str] | None = None) -> int:
+    request = urllib.request.Request(url)
+    if auth:
+        import base64
+
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def figure(output: str, label: str) -> int:
+    """A number the summary prints after a label, e.g. '    groups merged    11'."""
+    found = re.findall(rf"^\s+{re.escape(label)}\s+([\d,]+)\s*$", output, re.M)
+    assert len(found) == 1, f"{label!r} in the summary: {found}\n{output}"
+    return int(found[0].replace(",", ""))
+
+
+def assert_summary_matches_the_database(demo: Demo) -> None:
+    out, db = demo.output, demo.db
+    summary = out[out.index("== Summary"):]
+    reports = dict(db.rows("SELECT DISTINCT ON (job_name) job_name, report FROM migrations_worker_jobrun "
+                           "ORDER BY job_name, id DESC"))
+    statuses = dict(db.rows("SELECT DISTINCT ON (job_name) job_name, status FROM "
+                            "migrations_worker_jobrun ORDER BY job_name, id DESC"))
+    assert statuses == {"alerts_uuid": "finished", "ticker_dedup": "finished",
+                        "legacy_columns": "finished"}
+
+    archive = dict(((a, t), n) for a, t, n in db.rows(
+        "SELECT action, table_name, count(*) FROM assets_assetmergearchive GROUP BY 1, 2"))
+    merged = {
+        "groups merged": db.scalar("SELECT count(DISTINCT group_id) FROM assets_assetmergearchive "
+                                   "WHERE table_name = 'assets_asset'"),
+        "duplicate assets removed": archive[("removed", "assets_asset")],
+        "rows re-pointed": sum(n for (a, _), n in archive.items() if a == "changed"),
+        "colliding rows merged away": sum(n for (a, t), n in archive.items()
+                                          if a == "removed" and t != "assets_asset"),
+        "holdings summed into one": archive.get(("removed", "portfolios_holding"), 0),
+    }
+    for label, held in merged.items():
+        assert figure(summary, label) == held, label
+    assert merged["groups merged"] > 0
+    assert db.scalar("SELECT count(*) FROM (SELECT 1 FROM assets_asset GROUP BY ticker, exchange_id "
+                     "HAVING count(*) > 1) d") == 0
+
+    outcomes = dict(db.rows("SELECT outcome, count(*) FROM assets_assetlegacytext GROUP BY 1"))
+    assert figure(summary, "values archived") == sum(outcomes.values()) > 0
+    assert figure(summary, "values matched") == outcomes["matched"]
+    assert figure(summary, "values unmatched") == outcomes["unmatched"]
+    assert figure(summary, "values ambiguous") == outcomes["ambiguous"]
+    assert figure(summary, "assets linked") == reports["legacy_columns"]["assets_linked"]
+
+    backfilled = figure(summary, "alerts backfilled")
+    assert backfilled == reports["alerts_uuid"]["alerts_backfilled"]
+    # Every seeded alert got its uuid from the job; alerts the live load inserted after the
+    # column default existed got theirs from the default.
+    assert SEEDED_ALERTS <= backfilled <= db.scalar("SELECT count(*) FROM investments_alert")
+    assert db.scalar("SELECT count(*) FROM investments_alert WHERE uuid IS NULL") == 0
+    assert figure(summary, "trigger references backfilled") == \
+        reports["alerts_uuid"]["references_backfilled"]
+
+    checks = re.search(r"Verification: (\d+) of (\d+) passed", summary)
+    assert checks and checks[1] == checks[2], summary
+    assert "FAIL" not in summary
+
+    for phase in ("legacy schema and seed", "deploy step (migrate_online --wait)",
+                  "gate investments.0006_alert_uuid_not_null (alerts_uuid)",
+                  "job alerts_uuid ran"):
+        assert re.search(rf"^\s+{re.escape(phase)}.*\s[\d.]+s( \(earlier run\))?$", summary, re.M), \
+            phase
+
+    load = json.loads((demo.dir / "load.json").read_text())
+    assert load["statements"] > 0 and load["errors"] == 0, load
+    traffic = re.search(r"statements ([\d,]+), errors (\d+), .* max ([\d.]+) ms", summary)
+    assert traffic, summary
+    assert int(traffic[1].replace(",", "")) == load["statements"]
+    assert float(traffic[3]) == pytest.approx(load["max_ms"], abs=0.06)
+    assert f"longest lock wait: {load['lock_wait']['seconds']:.2f} s" in summary
+
+
+@pytest.fixture
+def demo(tmp_path):
+    db = ScratchDatabase(f"{connection.settings_dict['TEST']['NAME']}_demo")
+    db.drop()  # the script creates it, as on a fresh machine
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.flushdb()
+    runner = Demo(db, tmp_path)
+    yield runner
+    runner.stop()
+    broker.flushdb()
+    db.drop()
+
+
+def test_demo_runs_end_to_end_and_its_summary_matches_the_database(demo):
+    demo.start()
+    demo.wait_for_line("Meanwhile, look at:", timeout=90)
+    demo.wait_for_line("logs:", timeout=5)
+    web = f"http://127.0.0.1:{demo.web_port}"
+    # While it runs: the admin asks for the printed login, the API refuses strangers, Flower
+    # wants its own login.
+    assert f"{web}/admin/migrations_worker/jobrun/" in demo.output
+    assert "login: operator / demo-test-password" in demo.output
+    assert f"http://127.0.0.1:{demo.flower_port}/   login: ops / flower-test-password" in demo.output
+    assert http_status(f"{web}/admin/login/") == 200
+    assert http_status(f"{web}/ops/runs.json") == 401
+    flower = f"http://127.0.0.1:{demo.flower_port}/"
+    assert http_status(flower) == 401
+    assert http_status(flower, ("ops", "flower-test-password")) == 200
+    assert len(demo.leftovers()) >= 6  # workers, beat, web, Flower, the load: all found running
+
+    assert demo.wait() == 0, demo.output
+    assert "migrate_online: done" in demo.output
+    assert_summary_matches_the_database(demo)
+    assert demo.leftovers() == []
+    assert http_status(f"{web}/admin/login/") == 0  # the admin and Flower went with it
+    assert http_status(flower) == 0
+    # The login printed is the operator's, and an operator is not a superuser.
+    assert demo.db.rows("SELECT is_staff, is_superuser FROM auth_user WHERE username = 'operator'") \
+        == [(True, False)]
+
+
+def test_ctrl_c_in_the_deploy_step_stops_everything_and_a_rerun_finishes_the_job(demo):
+    demo.start()
+    # The deploy step has applied what it could and waits at a gate while the workers run a job.
+    demo.wait_for_line("waits for job", timeout=90)
+    demo.interrupt()
+    code = demo.wait(timeout=60)
+    assert code == 130, demo.output
+    assert "interrupted: progress is saved in the database; run the same command again" in demo.output
+    assert demo.leftovers() == []
+
+    demo.start()
+    assert demo.wait() == 0, demo.output
+    assert "the online migration already started here: continuing it" in demo.output
+    assert_summary_matches_the_database(demo)
+    assert demo.leftovers() == []

@@ -1,0 +1,203 @@
+"""The read-only status API (/ops/runs.json, /ops/runs/<id>.json, /ops/metrics) for dashboards and
+deploy pipelines, and the log lines that answer "what happened to job X at 03:12"."""
+
+import logging
+import time
+from datetime import timedelta
+
+import psycopg
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.core.management import call_command
+from django.utils import timezone
+
+from migrations_worker import control, runner
+from migrations_worker.models import JobRun
+from tests.test_engine_inline import JOB, make_widgets
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ENDPOINTS = ("/ops/runs.json", "/ops/runs/1.json", "/ops/metrics")
+FIXED_100 = {"batch_size": 100, "min_batch_size": 100, "max_batch_size": 100}
+
+
+def staff(username: str = "watcher", view: bool = True) -> User:
+    user = User.objects.create_user(username, password="pw", is_staff=True)
+    if view:
+        user.user_permissions.add(Permission.objects.get(codename="view_jobrun"))
+    return user
+
+
+@pytest.fixture
+def finished_and_pending():
+    """A finished run of 300 rows in three batches, and a second run of the job still pending."""
+    make_widgets(300)
+    control.create_run(JOB, options=FIXED_100)
+    call_command("backfill", "run", JOB)
+    finished = JobRun.objects.get(job_name=JOB)
+    make_widgets(50, first_id=301)
+    pending = control.create_run(JOB)
+    return finished, pending
+
+
+# -- who may read it ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ENDPOINTS)
+def test_anonymous_request_is_refused_with_401_and_says_how_to_authenticate(client, url):
+    response = client.get(url)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert "log in to the admin as staff" in response.json()["error"]
+
+
+@pytest.mark.parametrize("url", ENDPOINTS)
+def test_a_logged_in_user_who_is_not_staff_is_refused_with_403(client, url):
+    User.objects.create_user("plain", password="pw")
+    client.login(username="plain", password="pw")
+    response = client.get(url)
+    assert response.status_code == 403
+    assert "forbidden" in response.json()["error"]
+
+
+def test_staff_without_permission_to_view_runs_is_refused(client):
+    client.force_login(staff(view=False))
+    assert client.get("/ops/runs.json").status_code == 403
+
+
+def test_the_status_token_from_the_environment_lets_a_pipeline_in(client, settings):
+    settings.MW_STATUS_TOKEN = "s3cret-token"
+    assert client.get("/ops/runs.json", HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 200
+    assert client.get("/ops/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 200
+    assert client.get("/ops/runs.json", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
+    assert client.get("/ops/runs.json", HTTP_AUTHORIZATION="Basic s3cret-token").status_code == 403
+
+
+def test_without_a_configured_token_no_token_is_accepted(client, settings):
+    settings.MW_STATUS_TOKEN = ""
+    assert client.get("/ops/runs.json", HTTP_AUTHORIZATION="Bearer ").status_code == 403
+    assert client.get("/ops/runs.json", HTTP_AUTHORIZATION="Bearer anything").status_code == 403
+
+
+def test_the_api_is_read_only(client):
+    client.force_login(staff())
+    assert client.post("/ops/runs.json").status_code == 405
+    assert client.delete("/ops/runs.json").status_code == 405
+
+
+# -- what it says ---------------------------------------------------------------------------------
+
+
+def test_runs_json_lists_every_run_newest_first_with_state_and_progress(client, finished_and_pending):
+    finished, pending = finished_and_pending
+    client.force_login(staff())
+    response = client.get("/ops/runs.json")
+    assert response.status_code == 200
+    assert response["Cache-Control"].startswith("max-age=0")
+    runs = response.json()["runs"]
+    assert [r["id"] for r in runs][:2] == [pending.pk, finished.pk]
+    done = next(r for r in runs if r["id"] == finished.pk)
+    assert done["job"] == JOB
+    assert done["status"] == "finished" and done["active"] is False
+    assert done["percent"] == 100.0
+    assert (done["rows_done"], done["estimated_total"]) == (300, 300)
+    assert done["batches"] == {"pending": 0, "running": 0, "succeeded": 3, "failed": 0}
+    assert done["report"] == {"widgets_touched": 300}
+    assert done["eta_seconds"] == 0.0 and "rows_per_second" in done
+    assert done["admin_url"] == f"/admin/migrations_worker/jobrun/{finished.pk}/change/"
+    waiting = next(r for r in runs if r["id"] == pending.pk)
+    assert waiting["status"] == "pending" and waiting["active"] is True
+    assert (waiting["percent"], waiting["rows_done"], waiting["estimated_total"]) == (0.0, 0, 350)
+    assert waiting["keys"] == {"min": 1, "max": 350, "cursor": 0}
+
+
+def test_runs_json_filters_by_job_status_and_activity(client, finished_and_pending):
+    finished, pending = finished_and_pending
+    client.force_login(staff())
+    ids = lambda query: [r["id"] for r in client.get(f"/ops/runs.json?{query}").json()["runs"]]  # noqa: E731
+    assert ids("active=1") == [pending.pk]
+    assert ids("status=finished,failed") == [finished.pk]
+    assert ids("job=no_such_job") == []
+    assert set(ids(f"job={JOB}")) == {finished.pk, pending.pk}
+
+
+def test_one_runs_json_adds_its_latest_batches_and_status_log(client, finished_and_pending):
+    finished, _ = finished_and_pending
+    client.force_login(staff())
+    run = client.get(f"/ops/runs/{finished.pk}.json").json()
+    assert [(b["start_key"], b["end_key"], b["rows"]) for b in run["latest_batches"]] == [
+        (200, 300, 100), (100, 200, 100), (0, 100, 100)]
+    assert [e["to"] for e in run["events"]] == ["finished", "running", "pending"]
+    assert run["events"][0]["message"].startswith("verified: 0 rows left")
+    assert client.get("/ops/runs/999999.json").status_code == 404
+
+
+def test_a_hold_reason_shows_while_the_hold_lasts(client, finished_and_pending):
+    _, pending = finished_and_pending
+    JobRun.objects.filter(pk=pending.pk).update(
+        hold_reason="2 session(s) waiting for a lock on engine_app_widget",
+        hold_until=timezone.now() + timedelta(minutes=1),
+    )
+    client.force_login(staff())
+    run = client.get(f"/ops/runs/{pending.pk}.json").json()
+    assert run["hold_reason"] == "2 session(s) waiting for a lock on engine_app_widget"
+    metrics = client.get("/ops/metrics").content.decode()
+    assert f'mw_run_on_hold{{job="{JOB}",run="{pending.pk}"}} 1' in metrics
+
+    JobRun.objects.filter(pk=pending.pk).update(hold_until=timezone.now() - timedelta(seconds=1))
+    assert client.get(f"/ops/runs/{pending.pk}.json").json()["hold_reason"] == ""
+
+
+def test_metrics_give_the_latest_run_of_each_job_as_prometheus_text(client, finished_and_pending):
+    _, pending = finished_and_pending
+    call_command("backfill", "run", JOB)  # the pending run, now finished
+    client.force_login(staff())
+    response = client.get("/ops/metrics")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = response.content.decode()
+    labels = f'job="{JOB}",run="{pending.pk}"'
+    for line in (
+        "# TYPE mw_run_rows_done gauge",
+        f'mw_run_info{{{labels},status="finished"}} 1',
+        f"mw_run_rows_done{{{labels}}} 350",
+        f"mw_run_rows_estimated{{{labels}}} 350",
+        f"mw_run_progress_ratio{{{labels}}} 1.0000",
+        f'mw_run_batches{{{labels},status="succeeded"}} {pending.batches.count()}',
+        f'mw_run_batches{{{labels},status="failed"}} 0',
+        "mw_runs_active 0",
+    ):
+        assert line in text.splitlines(), line
+    assert f'run="{pending.pk - 1}"' not in text  # only the latest run of a job
+
+
+# -- the log stream -------------------------------------------------------------------------------
+
+
+def test_each_batch_and_each_status_change_and_hold_is_one_log_line_naming_the_run(
+    caplog, test_database_url
+):
+    make_widgets(200)
+    caplog.set_level(logging.INFO, logger="migrations_worker")
+    control.create_run(JOB, options=FIXED_100)
+    call_command("backfill", "run", JOB)
+    run = JobRun.objects.get(job_name=JOB)
+    lines = [r.getMessage() for r in caplog.records]
+    batch_line = next(line for line in lines if "batch=(100,200]" in line)
+    for field in (f"run={run.pk}", f"job={JOB}", "rows=100", "duration_ms=", "batch_size=100",
+                  "attempt=1"):
+        assert field in batch_line
+    assert any(f"run={run.pk} job={JOB} status=finished from=running" in line for line in lines)
+
+    # A health hold: another session's transaction stays open longer than this run allows.
+    make_widgets(10, first_id=201)
+    held = control.create_run(JOB, options={"max_transaction_seconds": 0.2, "hold_seconds": 1})
+    JobRun.objects.filter(pk=held.pk).update(status="running")
+    with psycopg.connect(test_database_url) as idle:  # not autocommit: a transaction is open
+        idle.execute("SELECT 1")
+        time.sleep(0.5)
+        caplog.clear()
+        outcome = runner.RunWorker(held.pk, name="test-worker").work()
+    assert outcome.kind == runner.HOLD
+    hold_line = next(r.getMessage() for r in caplog.records if "on hold" in r.getMessage())
+    assert f"run={held.pk} job={JOB} status=running" in hold_line
+    assert "on hold: transaction open for" in hold_line
