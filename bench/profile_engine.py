@@ -1,0 +1,265 @@
+"""Where the engine's time goes on the alerts backfill, without the live load.
+
+    python -m bench.profile_engine [--scale medium] [--targets 0.15 0.5 1.0]
+
+On fresh copies of the alerts template, one process, no Celery (the same RunWorker loop the
+Celery task runs), it measures:
+
+- the single `UPDATE ... WHERE uuid IS NULL` (the speed limit);
+- the engine at each target batch duration, with its time split by the runner's steps
+  (run checks and health checks, claiming a batch, the job's own statements, the batch's
+  bookkeeping and commit, the final catch-up and verification), counting statements;
+- a bare keyset loop over the very same batch boundaries, committing each, with no bookkeeping:
+  what batching itself costs, as opposed to what the engine adds to it.
+
+Every figure is the fastest of `--repeat` runs. Writes bench/results/<scale>/profile.md (and
+raw/profile.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+
+from bench.common import APP_CONTENDER, RESULTS, connect, db_url
+from bench.databases import create, drop, ensure_templates
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
+os.environ["DEBUG"] = "0"
+os.environ.setdefault("DATABASE_URL", db_url("postgres"))
+
+import django
+
+django.setup()
+
+from django.db import connection, transaction  # noqa: E402
+
+from bench import single_sql  # noqa: E402
+from migrations_worker import control, runner  # noqa: E402
+from migrations_worker.models import JobBatch, RunStatus  # noqa: E402
+from migrations_worker.states import transition  # noqa: E402
+
+JOB = "alerts_uuid"
+COPY = "bench_profile_copy"
+
+
+def use_database(name: str) -> None:
+    connection.close()
+    connection.settings_dict["NAME"] = name
+
+
+class Profile:
+    """Wall time and statements per step of the runner, by wrapping its methods."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.statements: dict[str, int] = defaultdict(int)
+        self.calls: dict[str, int] = defaultdict(int)
+        self.step = "other"
+
+    @contextmanager
+    def timed(self, step: str):
+        outer, self.step = self.step, step
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[step] += time.perf_counter() - started
+            self.calls[step] += 1
+            self.step = outer
+
+    def count(self, execute, sql, params, many, context):
+        self.statements[self.step] += 1
+        return execute(sql, params, many, context)
+
+    def wrap(self, worker: runner.RunWorker) -> None:
+        for method, step in (("_check_run", "run and health checks"), ("_claim", "claim a batch"),
+                             ("_process", "batch: bookkeeping + commit"),
+                             ("_finalize", "catch-up + verification")):
+            original = getattr(worker, method)
+
+            def wrapped(*args, _original=original, _step=step, **kwargs):
+                with self.timed(_step):
+                    return _original(*args, **kwargs)
+
+            setattr(worker, method, wrapped)
+        job_process = worker.job.process_batch
+
+        def process_batch(cursor, start, end):
+            with self.timed("batch: the job's statements"):
+                return job_process(cursor, start, end)
+
+        worker.job.process_batch = process_batch
+
+
+def engine(template: str, target: float) -> dict:
+    create(COPY, template)
+    use_database(COPY)
+    try:
+        run = control.create_run(JOB, options={"target_batch_seconds": target}, actor="profile")
+        transition(run.pk, RunStatus.RUNNING, actor="profile", message="profile inline")
+        worker = runner.RunWorker(run.pk, name="profile")
+        profile = Profile()
+        profile.wrap(worker)
+        started = time.perf_counter()
+        with connection.execute_wrapper(profile.count):
+            while True:
+                outcome = worker.work()
+                if outcome.kind in (runner.HOLD, runner.WAIT):
+                    time.sleep(outcome.delay)
+                    continue
+                break
+        total = time.perf_counter() - started
+        ranges = list(JobBatch.objects.filter(run_id=run.pk).order_by("start_key")
+                      .values_list("start_key", "end_key"))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT autovacuum_count, autoanalyze_count FROM pg_stat_user_tables "
+                           "WHERE relname = 'investments_alert'")
+            autovacuums, autoanalyzes = cursor.fetchone()
+        if outcome.status != RunStatus.FINISHED:
+            raise RuntimeError(f"the profiled run ended {outcome.status}")
+    finally:
+        use_database("postgres")
+        drop(COPY)
+    steps = dict(profile.seconds)
+    # _process includes the job's statements: report the bookkeeping part on its own.
+    steps["batch: bookkeeping + commit"] -= steps.get("batch: the job's statements", 0.0)
+    return {"target": target, "seconds": total, "batches": len(ranges), "steps": steps,
+            "autovacuums": autovacuums, "autoanalyzes": autoanalyzes,
+            "statements": dict(profile.statements), "ranges": ranges}
+
+
+# The job's trigger statement with the range also stated on the trigger side, so the planner
+# can use the index on investments_alerttrigger.alert_id instead of a sequential scan of the
+# whole trigger table in every batch (a proposal: see profile.md).
+COPY_TO_TRIGGERS_BY_RANGE = """
+UPDATE investments_alerttrigger t SET alert_uuid = a.uuid
+FROM investments_alert a
+WHERE t.alert_id = a.id AND a.id > %(start)s AND a.id <= %(end)s
+  AND t.alert_id > %(start)s AND t.alert_id <= %(end)s AND t.alert_uuid IS DISTINCT FROM a.uuid
+"""
+
+
+def bare(template: str, ranges: list[tuple[int, int]], by_range: bool = False) -> float:
+    """The job's statements over the same ranges, a commit per batch, nothing else."""
+    from migrations_worker.jobs.alerts_uuid import ASSIGN_UUIDS, COPY_TO_TRIGGERS
+
+    copy = COPY_TO_TRIGGERS_BY_RANGE if by_range else COPY_TO_TRIGGERS.replace(
+        "%s", "%(start)s", 1).replace("%s", "%(end)s", 1)
+    create(COPY, template)
+    try:
+        with connect(COPY, APP_CONTENDER) as conn:
+            started = time.perf_counter()
+            for start, end in ranges:
+                with conn.transaction():
+                    conn.execute(ASSIGN_UUIDS, [start, end])
+                    conn.execute(copy, {"start": start, "end": end})
+            return time.perf_counter() - started
+    finally:
+        drop(COPY)
+
+
+def single(template: str) -> float:
+    create(COPY, template)
+    try:
+        with connect(COPY, APP_CONTENDER) as conn:
+            return single_sql.alerts_uuid(conn)["seconds"]
+    finally:
+        drop(COPY)
+
+
+def best_of(repeat: int, measure) -> float:
+    """The least disturbed of `repeat` runs: on a shared machine, noise only ever adds time."""
+    return min(measure() for _ in range(repeat))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", choices=["small", "medium"], default="medium")
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.15, 0.5, 1.0])
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each; the fastest counts")
+    args = parser.parse_args()
+    templates = ensure_templates(args.scale, rebuild=False, log=print)
+    with transaction.atomic():
+        pass  # a first connection, so Django's start-up is not in the first measurement
+    use_database("postgres")
+    limit = best_of(args.repeat, lambda: single(templates.alerts))
+    print(f"single UPDATE: {limit:.1f} s")
+    runs = []
+    for target in args.targets:
+        result = min((engine(templates.alerts, target) for _ in range(args.repeat)),
+                     key=lambda r: r["seconds"])
+        ranges = result.pop("ranges")
+        result["bare_seconds"] = best_of(args.repeat, lambda r=ranges: bare(templates.alerts, r))
+        result["bare_by_range_seconds"] = best_of(
+            args.repeat, lambda r=ranges: bare(templates.alerts, r, by_range=True))
+        runs.append(result)
+        print(f"target {target}s: engine {result['seconds']:.1f} s in {result['batches']} batches, "
+              f"bare keyset loop {result['bare_seconds']:.1f} s, with the trigger range "
+              f"{result['bare_by_range_seconds']:.1f} s")
+    write(args, templates.alerts_total, limit, runs)
+
+
+OVERHEAD_STEPS = ("claim a batch", "batch: bookkeeping + commit", "run and health checks")
+
+
+def write(args, rows: int, limit: float, runs: list[dict]) -> None:
+    out = RESULTS / args.scale
+    (out / "raw").mkdir(parents=True, exist_ok=True)
+    (out / "raw" / "profile.json").write_text(json.dumps({"single": limit, "runs": runs}, indent=1))
+    steps = sorted({step for run in runs for step in run["steps"]})
+
+    def row(name: str, cells: list[str], first: str = "") -> str:
+        return f"| {name} | {first} | " + " | ".join(cells) + " |"
+
+    def overhead(r: dict) -> tuple[float, int]:
+        seconds = sum(r["steps"].get(step, 0.0) for step in OVERHEAD_STEPS)
+        statements = sum(r["statements"].get(step, 0) for step in OVERHEAD_STEPS)
+        return seconds, statements
+
+    lines = [
+        f"# Where the engine's time goes: alerts backfill, {args.scale} scale "
+        f"({rows:,} alerts), no live load",
+        "",
+        f"`python -m bench.profile_engine --scale {args.scale} --repeat {args.repeat}`: one "
+        "process, the RunWorker loop inline (what each Celery slice runs), each run on a fresh "
+        f"copy of the template; every figure is the fastest of {args.repeat} runs (the machine "
+        "is shared: noise only adds time).",
+        "",
+        row("", [f"engine, target {r['target']} s" for r in runs], "single UPDATE"),
+        "|---|--:|" + "--:|" * len(runs),
+        row("total", [f"{r['seconds']:.1f} s" for r in runs], f"{limit:.1f} s"),
+        row(f"throughput, {chr(215)} single UPDATE", [f"{limit / r['seconds']:.2f}" for r in runs],
+            "1.00"),
+        row("batches", [f"{r['batches']:,}" for r in runs], "1"),
+        row("autovacuum / autoanalyze of the alerts table during the run",
+            [f"{r['autovacuums']} / {r['autoanalyzes']}" for r in runs]),
+        row("bare keyset loop over the same batches (job statements + commit, nothing else)",
+            [f"{r['bare_seconds']:.1f} s ({limit / r['bare_seconds']:.2f}{chr(215)})"
+             for r in runs]),
+        row("... with the trigger statement also bounded on `t.alert_id`",
+            [f"{r['bare_by_range_seconds']:.1f} s ({limit / r['bare_by_range_seconds']:.2f}{chr(215)})"
+             for r in runs]),
+        row("engine bookkeeping per batch (claim + batch rows + checks)",
+            [f"{overhead(r)[0] / r['batches'] * 1000:.1f} ms, {overhead(r)[1] / r['batches']:.0f} stmts"
+             for r in runs]),
+        row("engine bookkeeping, share of the run",
+            [f"{overhead(r)[0] / r['seconds'] * 100:.0f}%" for r in runs]),
+    ]
+    for step in steps:
+        if step == "python and the rest":
+            continue
+        lines.append(row(step, [f"{r['steps'].get(step, 0):.2f} s, "
+                                f"{r['statements'].get(step, 0):,} stmts" for r in runs]))
+    lines.append("")
+    (out / "profile.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

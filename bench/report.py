@@ -1,0 +1,448 @@
+"""The results as a markdown table, the targets checked against them, and the latency chart.
+
+    python -m bench.report bench/results/medium/raw/results.json    # re-render from a run
+
+Ratios lead and bare times follow: the machines this runs on are shared and noisy, and a ratio
+of two contenders measured minutes apart on the same machine travels better than a time.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from bench.load import percentile
+
+JOB_TITLES = {
+    "alerts_uuid": "Alerts UUID backfill",
+    "legacy_columns": "Legacy sector/industry text archival",
+    "ticker_dedup": "Duplicate (ticker, exchange) merge",
+}
+ROW_UNITS = {"alerts_uuid": "alerts", "legacy_columns": "values", "ticker_dedup": "groups"}
+# Targets of the issue.
+X = "\u00d7"  # the multiplication sign of "0.93x"
+MIN_VS_SINGLE, MIN_VS_ORM, MAX_P99_RATIO, MAX_LOCK_WAIT_MS, MAX_MEMORY_GROWTH = 0.8, 20, 2.0, 200, 1.1
+
+
+def mib(kib: int | None) -> str:
+    return f"{kib / 1024:.0f} MiB" if kib else "n/a (in the server)"
+
+
+def seconds(value: float) -> str:
+    return f"{value:.1f} s" if value < 600 else f"{value / 60:.1f} min"
+
+
+def idle_baseline(records: list[dict], job: str | None = None) -> dict:
+    """The load with nothing else running, on the same database state: the pre-rolls of every
+    contender of `job` pooled (the same schema, hence the same plans; more samples; and the
+    machine's background noise averaged over the run)."""
+    values = []
+    seconds_total = 0.0
+    for record in records:
+        if job is not None and record["job"] != job:
+            continue
+        start = record["phases"]["start"]
+        values += [sample[1] for sample in record["samples"] if sample[0] < start]
+        seconds_total += start
+    return {"statements": len(values), "p50_ms": percentile(values, 50),
+            "p99_ms": percentile(values, 99), "max_ms": max(values, default=0.0),
+            "per_second": len(values) / seconds_total if seconds_total else 0.0}
+
+
+def merged(records: list[dict]) -> list[dict]:
+    """One record per contender. A contender run several times keeps its median run's figures
+    (by rows/s) and the spread of all; the live load's statements are pooled over every run,
+    and its lock waits counted over every run."""
+    groups: dict[str, list[dict]] = {}
+    for record in records:
+        groups.setdefault(record["key"], []).append(record)
+    out = []
+    for runs in groups.values():
+        if len(runs) == 1:
+            cpu = runs[0]["cpu_seconds"]
+            out.append({**runs[0], "runs": [runs[0]["rows_per_second"]],
+                        "rows_per_cpu_second": runs[0]["rows"] / max(
+                            cpu["database"] + cpu["client"], 1e-9)})
+            continue
+        ordered = sorted(runs, key=lambda r: r["rows_per_second"])
+        record = dict(ordered[(len(ordered) - 1) // 2])
+        record["runs"] = [r["rows_per_second"] for r in runs]
+        window = [sample for r in runs for sample in r["samples"]
+                  if r["phases"]["start"] <= sample[0] < r["phases"]["end"]]
+        values = [sample[1] for sample in window]
+        duration = sum(r["phases"]["end"] - r["phases"]["start"] for r in runs)
+        record["during"] = {
+            "statements": len(values), "errors": sum(not sample[2] for sample in window),
+            "p50_ms": percentile(values, 50), "p99_ms": percentile(values, 99),
+            "max_ms": max(values, default=0.0), "per_second": len(values) / duration,
+        }
+        locks = [r["locks"] for r in runs]
+        record["locks"] = {
+            **locks[0],
+            "lock_waits": sum(x["lock_waits"] for x in locks),
+            "lock_waits_on_work": sum(x["lock_waits_on_work"] for x in locks),
+            "lock_waits_on_work_over_200ms": sum(x["lock_waits_on_work_over_200ms"] for x in locks),
+            "max_lock_wait_ms": max(x["max_lock_wait_ms"] for x in locks),
+            "max_lock_wait_on_work_ms": max(x["max_lock_wait_on_work_ms"] for x in locks),
+        }
+        record["remaining"] = max(r["remaining"] for r in runs)
+        record["cpu_seconds"] = {
+            side: sum(r["cpu_seconds"][side] for r in runs) / len(runs)
+            for side in ("database", "client")
+        }
+        record["rows_per_cpu_second"] = sum(r["rows"] for r in runs) / max(sum(
+            r["cpu_seconds"]["database"] + r["cpu_seconds"]["client"] for r in runs), 1e-9)
+        out.append(record)
+    return out
+
+
+def rate(record: dict) -> str:
+    text = f"{record['rows_per_second']:,.0f}"
+    if len(record["runs"]) > 1:
+        text += (f" (median of {len(record['runs'])}: {min(record['runs']):,.0f} to "
+                 f"{max(record['runs']):,.0f})")
+    return text
+
+
+def single_for(records: list[dict], job: str) -> dict | None:
+    return next((r for r in records if r["job"] == job and r["single"]), None)
+
+
+def contender_table(all_records: list[dict], job: str) -> list[str]:
+    records = merged(all_records)
+    single = single_for(records, job)
+    unit = ROW_UNITS[job]
+    idle = idle_baseline(all_records, job)
+    lines = [
+        f"| contender | {unit} | time | {unit}/s | {X} single transaction | peak worker RSS "
+        "| live load p50 / p99 / max | p99 ÷ idle p99 | load served | errors "
+        "| load waits on the job's locks (> 200 ms / longest) | done |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|",
+        f"| *idle: the same load, nothing else running* | | | | | "
+        f"| {idle['p50_ms']:.1f} / {idle['p99_ms']:.1f} / {idle['max_ms']:,.0f} ms | 1.0{X} "
+        f"| {idle['per_second']:.0f}/s | | | |",
+    ]
+    for r in (r for r in records if r["job"] == job):
+        d, locks = r["during"], r["locks"]
+        vs = r["rows_per_second"] / single["rows_per_second"] if single else 0
+        done = "0 left" if r["remaining"] == 0 else f"{r['remaining']:,} left"
+        if r["same_result_as_engine"] is not None:
+            done += ", same result as engine" if r["same_result_as_engine"] else ", DIFFERS from engine"
+        label = r["label"] + (" *" if r["note"] else "")
+        lines.append(
+            f"| {label} | {r['rows']:,} | {seconds(r['seconds'])} | {rate(r)} "
+            f"| {vs:.2f}{X} | {mib(r['peak_rss_kib'])} "
+            f"| {d['p50_ms']:.1f} / {d['p99_ms']:,.1f} / {d['max_ms']:,.0f} ms "
+            f"| {d['p99_ms'] / idle['p99_ms']:,.1f}{X} | {d['per_second']:.0f}/s | {d['errors']} "
+            f"| {locks['lock_waits_on_work_over_200ms']} / {locks['max_lock_wait_on_work_ms']:,.0f} ms "
+            f"| {done} |"
+        )
+    notes = [f"\\* {r['note']}." for r in records if r["job"] == job and r["note"]]
+    return lines + (["", *notes] if notes else [])
+
+
+def cpu_table(all_records: list[dict]) -> list[str]:
+    """CPU per row: what a busy machine distorts least (wall time waits for the CPU others use;
+    CPU time counts only what the work itself burned)."""
+    records = merged(all_records)
+    lines = [
+        "| job | contender | database CPU | worker CPU | rows per CPU-second "
+        f"| {X} single transaction |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    for job in JOB_TITLES:
+        single = single_for(records, job)
+        for r in (r for r in records if r["job"] == job):
+            cpu = r["cpu_seconds"]
+            vs = r["rows_per_cpu_second"] / single["rows_per_cpu_second"] if single else 0
+            lines.append(
+                f"| {job} | {r['label']} | {cpu['database']:.1f} s | {cpu['client']:.1f} s "
+                f"| {r['rows_per_cpu_second']:,.0f} | {vs:.2f}{X} |")
+    return lines
+
+
+def engine_table(all_records: list[dict]) -> list[str]:
+    records = merged(all_records)
+    lines = [
+        "| run | options | batches | rows per batch (avg / max) | batch ms (avg / p95 / max) "
+        "| time inside batches | holds |",
+        "|---|---|--:|--:|--:|--:|--:|",
+    ]
+    for r in (r for r in records if r["engine"]):
+        d = r["details"]
+        options = ", ".join(f"{k}={v}" for k, v in (d["options"] or {}).items()) or "defaults"
+        lines.append(
+            f"| {r['job']}, {d['workers']} worker(s) | {options} "
+            f"| {d['batches']:,} | {d['avg_batch_size']:,.0f} / {d['max_batch_size']:,} "
+            f"| {d['avg_batch_ms']:.0f} / {d['p95_batch_ms']:.0f} / {d['max_batch_ms']:.0f} "
+            f"| {d['batch_time_share'] * 100:.0f}% | {d['holds']} |"
+        )
+    return lines
+
+
+def migration_table(migrations: list[dict]) -> list[str]:
+    lines = [
+        "| scale | alerts | time | peak worker RSS | peak deploy-step RSS "
+        "| live load p50 / p99 / max | errors | longest load lock wait (holder) | schema checks |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for m in migrations:
+        d, locks = m["during"], m["locks"]
+        holders = ", ".join(locks["blockers"]) or "-"
+        lines.append(
+            f"| {m['scale']} | {m['alerts']:,} | {seconds(m['seconds'])} "
+            f"| {mib(m['peak_worker_rss_kib'])} | {mib(m['peak_deploy_rss_kib'])} "
+            f"| {d['p50_ms']:.1f} / {d['p99_ms']:.1f} / {d['max_ms']:,.0f} ms | {d['errors']} "
+            f"| {locks['max_lock_wait_ms']:,.0f} ms ({holders}) "
+            f"| {'all passed' if m['checks_passed'] else 'FAILED'} |"
+        )
+    return lines
+
+
+def targets(results: dict) -> list[tuple[str, str, bool | None]]:
+    everything = results["contenders"]
+    records = merged(everything)
+    rows: list[tuple[str, str, bool | None]] = []
+    single = single_for(records, "alerts_uuid")
+    orm = next((r for r in records if r["key"] == "orm_loop"), None)
+    for r in (r for r in records if r["engine"] and r["job"] == "alerts_uuid"):
+        name = r["label"]
+        if single:
+            ratio = r["rows_per_second"] / single["rows_per_second"]
+            rows.append((f"backfill ≥ {MIN_VS_SINGLE}{X} the single UPDATE ({name})",
+                         f"{ratio:.2f}{X}", ratio >= MIN_VS_SINGLE))
+        if orm:
+            ratio = r["rows_per_second"] / orm["rows_per_second"]
+            rows.append((f"backfill ≥ {MIN_VS_ORM}{X} the ORM loop ({name})", f"{ratio:.0f}{X}",
+                         ratio >= MIN_VS_ORM))
+    for r in (r for r in records if r["engine"]):
+        d, locks = r["during"], r["locks"]
+        idle = idle_baseline(everything, r["job"])
+        ratio = d["p99_ms"] / idle["p99_ms"]
+        rows.append((f"{r['job']}, {r['label']}: load p99 ≤ {MAX_P99_RATIO:.0f}{X} idle p99",
+                     f"{d['p99_ms']:.1f} ms = {ratio:.1f}{X} idle {idle['p99_ms']:.1f} ms",
+                     ratio <= MAX_P99_RATIO))
+        rows.append((f"{r['job']}, {r['label']}: no load errors", f"{d['errors']} errors",
+                     d["errors"] == 0))
+        rows.append((f"{r['job']}, {r['label']}: no load statement waits > {MAX_LOCK_WAIT_MS} ms "
+                     "on a batch's lock",
+                     f"{locks['lock_waits_on_work_over_200ms']} waits over; longest "
+                     f"{locks['max_lock_wait_on_work_ms']:.0f} ms",
+                     locks["lock_waits_on_work_over_200ms"] == 0))
+    if single:
+        locks = single["locks"]
+        rows.append(("contrast: the single UPDATE blocks the load",
+                     f"{locks['lock_waits_on_work']} statements blocked, longest "
+                     f"{locks['max_lock_wait_on_work_ms'] / 1000:.1f} s, load max "
+                     f"{single['during']['max_ms'] / 1000:.1f} s", None))
+    by_scale = {m["scale"]: m for m in results["migrations"]}
+    if "small" in by_scale and len(by_scale) > 1:
+        small, large = by_scale["small"], by_scale[results["scale"]]
+        growth = (large["peak_worker_rss_kib"] or 0) / max(small["peak_worker_rss_kib"] or 1, 1)
+        rows.append((f"worker memory flat from small to {results['scale']} "
+                     f"(≤ {MAX_MEMORY_GROWTH}{X})",
+                     f"{mib(small['peak_worker_rss_kib'])} → {mib(large['peak_worker_rss_kib'])} "
+                     f"({growth:.2f}{X}) for {large['alerts'] / max(small['alerts'], 1):.0f}{X} the rows",
+                     growth <= MAX_MEMORY_GROWTH))
+    return rows
+
+
+def headline(results: dict) -> list[str]:
+    everything = results["contenders"]
+    records = merged(everything)
+    lines = []
+    single = single_for(records, "alerts_uuid")
+    orm = next((r for r in records if r["key"] == "orm_loop"), None)
+    naive = next((r for r in records if r["key"] == "naive_celery"), None)
+    engines = [r for r in records if r["engine"] and r["job"] == "alerts_uuid"]
+    for r in engines:
+        parts = []
+        if single:
+            parts.append(f"{r['rows_per_second'] / single['rows_per_second']:.2f}{X} the single UPDATE")
+        if orm:
+            parts.append(f"{r['rows_per_second'] / orm['rows_per_second']:.0f}{X} the ORM loop")
+        if naive:
+            parts.append(f"{r['rows_per_second'] / naive['rows_per_second']:.1f}{X} the naive Celery task")
+        lines.append(f"- Alerts backfill, {r['label']}: " + ", ".join(parts) + ".")
+    engine_runs = [r for r in records if r["engine"]]
+    if engine_runs:
+        worst = max(r["during"]["p99_ms"] / idle_baseline(everything, r["job"])["p99_ms"]
+                    for r in engine_runs)
+        longest = max(r["locks"]["max_lock_wait_on_work_ms"] for r in engine_runs)
+        errors = sum(r["during"]["errors"] for r in engine_runs)
+        lines.append(f"- Live load during the engine's jobs: p99 at most {worst:.1f}{X} its idle p99 "
+                     f"on the same database, {errors} errors, longest wait on a batch's lock "
+                     f"{longest:.0f} ms.")
+    for r in (r for r in records if r["single"] or r["key"] == "orm_loop"):
+        locks = r["locks"]
+        if locks["lock_waits_on_work"]:
+            lines.append(f"- For contrast, {r['job']} by the {r['label']}: load statements blocked "
+                         f"up to {locks['max_lock_wait_on_work_ms'] / 1000:.1f} s; the load served "
+                         f"{r['during']['per_second']:.0f} statements/s instead of "
+                         f"{idle_baseline(everything, r['job'])['per_second']:.0f}.")
+    by_scale = {m["scale"]: m for m in results["migrations"]}
+    if len(by_scale) > 1:
+        small, large = by_scale["small"], by_scale[results["scale"]]
+        lines.append(
+            f"- Whole online migration: {large['alerts'] / small['alerts']:.0f}{X} the data took "
+            f"{large['seconds'] / small['seconds']:.1f}{X} the time; peak worker memory "
+            f"{(large['peak_worker_rss_kib'] or 0) / max(small['peak_worker_rss_kib'] or 1, 1):.2f}{X} "
+            f"({mib(small['peak_worker_rss_kib'])} → {mib(large['peak_worker_rss_kib'])}).")
+    return lines
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    records = results["contenders"]
+    pg = m["postgres_settings"]
+    settings = results["settings"]
+    options = "; ".join(f"{job}: " + (", ".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+                        for job, o in settings["engine_options"].items())
+    out = [
+        f"# Benchmark results: {results['scale']} scale",
+        "",
+        f"Produced by `make bench SCALE={results['scale']}` (`python -m bench.run --scale "
+        f"{results['scale']}`), {results['started']}, in {results.get('seconds', 0) / 60:.0f} min.",
+        "",
+        f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['ram_gib']} GiB RAM, PostgreSQL "
+        f"{m['postgres']} (shared_buffers {pg['shared_buffers']}, fsync {pg['fsync']}, "
+        f"synchronous_commit {pg['synchronous_commit']}, full_page_writes {pg['full_page_writes']}: "
+        f"the local services of deploy/services.sh), Python {m['python']}, Linux {m['kernel']}; "
+        f"load average {m['load_average_at_start'][0]:.1f} at the start, "
+        f"{m.get('load_average_at_end', [0])[0]:.1f} at the end (the machine is shared).",
+        "",
+        f"Live load: {settings['rate']:.0f} statements/s offered on 2 connections, the "
+        "application's reads and writes on the migrated tables (bench/load.py); its idle "
+        f"baseline is the {settings['idle']:.0f} s before each contender, pooled per job (same "
+        f"database state). Engine tuning: {options}.",
+        "",
+        "## Headline",
+        "",
+        *headline(results),
+        "",
+    ]
+    for job in JOB_TITLES:
+        if any(r["job"] == job for r in records):
+            out += [f"## {JOB_TITLES[job]}", "", *contender_table(records, job), ""]
+    if records:
+        out += ["## CPU per row", "",
+                "CPU time of the database sessions doing the work and of the worker process "
+                "(read from /proc while they run; the SQL contenders' client is idle): a busy, "
+                "shared machine stretches wall time, much less the CPU a piece of work burns.",
+                "", *cpu_table(records), ""]
+    if any(r["engine"] for r in records):
+        out += ["## Inside the engine's runs", "", *engine_table(records), ""]
+    if results["migrations"]:
+        out += ["## The whole online migration (`migrate_online --wait`, 2 workers + beat)", "",
+                *migration_table(results["migrations"]), ""]
+    out += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
+    for name, value, met in targets(results):
+        out.append(f"| {name} | {value} | {'n/a' if met is None else ('yes' if met else '**no**')} |")
+    out += ["", "![live load latency](latency.png)", ""]
+    return "\n".join(out)
+
+
+def chart(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = results["contenders"]
+    migration = results["migrations"][-1] if results["migrations"] else None
+    panels = (1 if records else 0) + (1 if migration else 0)
+    if not panels:
+        return
+    fig, axes = plt.subplots(panels, 1, figsize=(16, 5.5 * panels), squeeze=False)
+    axes = [a[0] for a in axes]
+    palette = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]  # not grey
+
+    def colors(i: int):
+        return palette[i % len(palette)]
+
+    if records:
+        ax = axes[0]
+        offset = 0.0
+        for i, r in enumerate(records):
+            phases = r["phases"]
+            idle = idle_baseline(records, r["job"])
+            xs = [offset + sample[0] for sample in r["samples"]]
+            ys = [max(sample[1], 0.01) for sample in r["samples"]]
+            working = [phases["start"] <= sample[0] < phases["end"] for sample in r["samples"]]
+            ax.scatter([x for x, w in zip(xs, working, strict=True) if not w],
+                       [y for y, w in zip(ys, working, strict=True) if not w], s=2, c="0.6",
+                       linewidths=0)
+            ax.scatter([x for x, w in zip(xs, working, strict=True) if w],
+                       [y for y, w in zip(ys, working, strict=True) if w], s=7,
+                       color=colors(i), linewidths=0)
+            errors = [(offset + sample[0], max(sample[1], 0.01)) for sample in r["samples"]
+                      if not sample[2]]
+            if errors:
+                ax.scatter(*zip(*errors, strict=True), marker="x", color="red", s=20)
+            ax.axvspan(offset + phases["start"], offset + phases["end"], color=colors(i),
+                       alpha=0.12)
+            ax.text(offset + phases["start"], 0.01, f"{r['job']}: {r['label']} ", rotation=90,
+                    va="bottom", ha="right", fontsize=7, transform=ax.get_xaxis_transform())
+            first = i == 0
+            ax.hlines(idle["p99_ms"], offset, offset + phases["stop"], color="green", ls="--",
+                      lw=1, label="idle p99 (same database)" if first else None)
+            ax.hlines(idle["p99_ms"] * MAX_P99_RATIO, offset, offset + phases["stop"],
+                      color="orange", ls=":", lw=1,
+                      label=f"{MAX_P99_RATIO:.0f}{X} idle p99 (target)" if first else None)
+            offset += phases["stop"] + 2
+            ax.axvline(offset - 1, color="0.3", lw=0.5)
+        ax.axhline(MAX_LOCK_WAIT_MS, color="red", ls=":", lw=1, label="200 ms")
+        ax.set_yscale("log")
+        ax.set_ylabel("live load statement latency (ms)")
+        ax.set_xlabel("seconds (contenders one after another, each on its own copy; grey = idle "
+                      "pre-roll and tail, shaded = the job running)")
+        ax.set_title(f"Live load latency while each contender runs ({results['scale']} scale)")
+        ax.legend(loc="upper right", fontsize=8)
+    if migration:
+        ax = axes[-1]
+        xs = [sample[0] for sample in migration["samples"]]
+        ys = [max(sample[1], 0.01) for sample in migration["samples"]]
+        ax.scatter(xs, ys, s=2, c="0.35", linewidths=0)
+        errors = [(sample[0], max(sample[1], 0.01)) for sample in migration["samples"]
+                  if not sample[2]]
+        if errors:
+            ax.scatter(*zip(*errors, strict=True), marker="x", color="red", s=20, label="errors")
+        phases = migration["phases"]
+        ax.axvspan(phases["start"], phases["end"], color="0.93", zorder=0)
+        spans = [job for job in migration["jobs"] if job["start"] is not None and job["end"]]
+        for i, job in enumerate(spans):
+            top = 0.97 - 0.07 * i
+            ax.axvspan(job["start"], job["end"], ymin=top - 0.05, ymax=top, color=colors(i),
+                       alpha=0.6)
+            ax.text(job["end"], top - 0.025, f" {job['job']}: {job['rows']:,} rows, "
+                    f"{job['end'] - job['start']:.1f} s", va="center", ha="left", fontsize=8,
+                    transform=ax.get_xaxis_transform())
+        ax.axvline(phases["start"], color="black", lw=1)
+        ax.axvline(phases["end"], color="black", lw=1)
+        ax.text(phases["start"], 0.02, " migrate_online --wait", fontsize=8,
+                transform=ax.get_xaxis_transform())
+        ax.axhline(MAX_LOCK_WAIT_MS, color="red", ls=":", lw=1)
+        ax.set_yscale("log")
+        ax.set_ylim(top=max(ys, default=1) * 30)
+        ax.set_ylabel("live load statement latency (ms)")
+        ax.set_xlabel("seconds since the load started (bars: each data job's run; grey: the "
+                      "deploy step)")
+        ax.set_title(f"The whole online migration, {migration['scale']} scale: "
+                     f"{seconds(migration['seconds'])}, 2 workers + beat, same live load")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(results: dict, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    md, png = out / "results.md", out / "latency.png"
+    md.write_text(markdown(results))
+    chart(results, png)
+    return [md, png]
+
+
+if __name__ == "__main__":
+    source = Path(sys.argv[1])
+    print("\n".join(str(p) for p in write(json.loads(source.read_text()), source.parent.parent)))
