@@ -1,21 +1,69 @@
-"""System checks: the engine works only on PostgreSQL, and says so before anything runs."""
+"""System checks: the engine works only on PostgreSQL 13 or newer, and says so before anything
+runs.
+
+Why 13: the migrations rely on `gen_random_uuid()` in core (13+; before, it needs pgcrypto), and
+the engine on `FOR UPDATE SKIP LOCKED`, `lock_timeout` and concurrent index builds. An older
+server would fail half-way through the online migration, so the commands that change anything
+(`migrate_online`, `backfill`) refuse it up front, and `manage.py check --database default`
+reports it.
+"""
+
+from __future__ import annotations
 
 from django.core.checks import Error, register
+from django.core.management.base import CommandError
 from django.db import connections
+
+MINIMUM_SERVER_VERSION = 130000  # PostgreSQL 13.0, as connection.pg_version reports it
+
+
+def version_problem(server_version: int) -> str:
+    """Why a server of this version (e.g. 150004 for 15.4) cannot run the engine, or ''."""
+    if server_version >= MINIMUM_SERVER_VERSION:
+        return ""
+    major, minor = divmod(server_version, 10000)
+    if major < 10:  # before 10 the numbering was major.minor.patch: 90624 is 9.6.24
+        major, minor = divmod(server_version, 100)
+        shown = f"{major // 100}.{major % 100}"
+    else:
+        shown = f"{major}.{minor}"
+    return (f"PostgreSQL {shown} is too old: the online migration engine needs PostgreSQL 13 or "
+            "newer (gen_random_uuid() in core, and the locking it relies on)")
+
+
+def database_problem(alias: str = "default") -> str:
+    """What makes database `alias` unusable for the engine, or '' (connects to read the version)."""
+    connection = connections[alias]
+    if connection.vendor != "postgresql":
+        return (f"database '{alias}' is {connection.vendor}; the online migration engine needs "
+                "PostgreSQL")
+    return version_problem(connection.pg_version)
+
+
+def require_supported_database(alias: str = "default") -> None:
+    """Refuse, with the reason, before a command changes anything on an unsupported database."""
+    problem = database_problem(alias)
+    if problem:
+        raise CommandError(f"{problem}. Point DATABASE_URL at a PostgreSQL 13+ server.")
 
 
 @register("database")
-def postgresql_only(app_configs=None, **kwargs) -> list[Error]:
+def postgresql_only(app_configs=None, databases=None, **kwargs) -> list[Error]:
+    """Every configured database must be PostgreSQL (no connection needed to tell); the ones
+    the check was asked about (`check --database`, `migrate`) must also be 13 or newer."""
     errors = []
     for alias in connections:
         vendor = connections[alias].vendor
         if vendor != "postgresql":
-            errors.append(
-                Error(
-                    f"Database '{alias}' is {vendor}; the online migration engine needs "
-                    "PostgreSQL.",
-                    hint="Point DATABASE_URL at a PostgreSQL 13+ server.",
-                    id="migrations_worker.E001",
-                )
-            )
+            errors.append(Error(
+                f"Database '{alias}' is {vendor}; the online migration engine needs PostgreSQL.",
+                hint="Point DATABASE_URL at a PostgreSQL 13+ server.",
+                id="migrations_worker.E001",
+            ))
+        elif alias in (databases or ()):
+            problem = version_problem(connections[alias].pg_version)
+            if problem:
+                errors.append(Error(problem + ".", hint="Upgrade the server, or point "
+                                    "DATABASE_URL at a PostgreSQL 13+ server.",
+                                    id="migrations_worker.E002"))
     return errors

@@ -48,6 +48,32 @@ def latest_run(job_name: str) -> JobRun | None:
     return JobRun.objects.filter(job_name=job_name).order_by("-id").first()
 
 
+def validated(
+    job_name: str, *, batch_size: int | None = None, workers: int = 1, options: dict | None = None
+) -> tuple[dict, Tuning]:
+    """A run's options and tuning, or ControlError / ValueError saying what is wrong with them."""
+    job = get_job(job_name)
+    options = dict(options or {})
+    if batch_size is not None:
+        options["batch_size"] = validate_batch_size(batch_size)
+    if "batch_size" in options:  # "above the job's maximum" says more than "out of range"
+        limits = Tuning.resolve(site_defaults(), job.defaults,
+                                {k: v for k, v in options.items() if k != "batch_size"})
+        requested = validate_batch_size(options["batch_size"])
+        if requested > limits.max_batch_size:
+            raise ControlError(
+                f"batch size {requested} is above this job's maximum {limits.max_batch_size}")
+    tuning = Tuning.resolve(site_defaults(), job.defaults, options)
+    validate_batch_size(tuning.batch_size)
+    if tuning.batch_size > tuning.max_batch_size:
+        raise ControlError(
+            f"batch size {tuning.batch_size} is above this job's maximum {tuning.max_batch_size}"
+        )
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise ControlError(f"workers must be between 1 and {MAX_WORKERS}, got {workers!r}")
+    return options, tuning
+
+
 def create_run(
     job_name: str,
     *,
@@ -58,17 +84,7 @@ def create_run(
 ) -> JobRun:
     """A pending run with its key bounds frozen now; rows inserted later are caught up at the end."""
     job = get_job(job_name)
-    options = dict(options or {})
-    if batch_size is not None:
-        options["batch_size"] = validate_batch_size(batch_size)
-    tuning = Tuning.resolve(site_defaults(), job.defaults, options)
-    validate_batch_size(tuning.batch_size)
-    if tuning.batch_size > tuning.max_batch_size:
-        raise ControlError(
-            f"batch size {tuning.batch_size} is above this job's maximum {tuning.max_batch_size}"
-        )
-    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
-        raise ControlError(f"workers must be between 1 and {MAX_WORKERS}, got {workers!r}")
+    options, tuning = validated(job_name, batch_size=batch_size, workers=workers, options=options)
     existing = active_run(job_name)
     if existing is not None:
         raise AlreadyActive(_already_active_message(existing))
@@ -112,8 +128,9 @@ def start(
     options: dict | None = None,
     actor: str = "",
 ) -> JobRun:
-    """Create a run and hand it to the Celery workers. Nothing is created if the broker is down."""
-    get_job(job_name)
+    """Create a run and hand it to the Celery workers. Nothing is created if the broker is down.
+    Bad input is reported as such whether or not the broker is up: it is checked first."""
+    validated(job_name, batch_size=batch_size, workers=workers, options=options)
     from .dispatch import ensure_broker
 
     ensure_broker()
@@ -123,12 +140,19 @@ def start(
     return dispatch_run(run.pk, actor=actor)
 
 
-def dispatch_run(run_id: int, *, actor: str, message: str = "dispatched to workers") -> JobRun:
-    """Set the run running under a new epoch (fencing older messages) and send its lanes."""
+def dispatch_run(run_id: int, *, actor: str, message: str = "dispatched to workers",
+                 expected: tuple[str, ...] = (), refusal: str = "") -> JobRun:
+    """Set the run running under a new epoch (fencing older messages) and send its lanes.
+
+    `expected`: the statuses the caller saw; checked again under the run's row lock, so of two
+    operators resuming the same run at once, one resumes it and the other is told it no longer
+    needs it (rather than both dispatching it)."""
     from .dispatch import send_lanes
 
     with transaction.atomic():
         run = JobRun.objects.select_for_update().get(pk=run_id)
+        if expected and run.status not in expected:
+            raise InvalidTransition(f"run #{run.pk} of {run.job_name} is {run.status}; {refusal}")
         from_status = run.status
         if run.status in (RunStatus.PENDING, RunStatus.PAUSED, RunStatus.FAILED):
             run.status = RunStatus.RUNNING
@@ -158,7 +182,9 @@ def resume(run: JobRun, *, actor: str) -> JobRun:
     from .dispatch import ensure_broker
 
     ensure_broker()
-    return dispatch_run(run.pk, actor=actor, message="resumed")
+    return dispatch_run(run.pk, actor=actor, message="resumed",
+                        expected=(RunStatus.PAUSED, RunStatus.PAUSING),
+                        refusal="only a paused run can be resumed")
 
 
 def cancel(run: JobRun, *, actor: str) -> JobRun:
@@ -176,9 +202,14 @@ def retry(run: JobRun, *, actor: str) -> JobRun:
     from .dispatch import ensure_broker
 
     ensure_broker()
+    refusal = "only a failed run can be retried"
     with transaction.atomic():
+        locked = JobRun.objects.select_for_update().get(pk=run.pk)  # one retry at a time
+        if locked.status != RunStatus.FAILED:
+            raise InvalidTransition(f"run #{run.pk} of {run.job_name} is {locked.status}; {refusal}")
         reset = run.batches.filter(status=BatchStatus.FAILED).update(
             status=BatchStatus.PENDING, attempts=0, retry_after=None, lease_until=None
         )
         JobRun.objects.filter(pk=run.pk).update(error="", caught_up=False)
-        return dispatch_run(run.pk, actor=actor, message=f"retry: {reset} failed batch(es) requeued")
+        return dispatch_run(run.pk, actor=actor, message=f"retry: {reset} failed batch(es) requeued",
+                            expected=(RunStatus.FAILED,), refusal=refusal)

@@ -29,6 +29,8 @@ from psycopg import errors, sql
 log = logging.getLogger("migrations_worker.ddl")
 
 LOCK_NOT_AVAILABLE = "55P03"
+# An index column's direction, as SQL written here (never the text of the column spec itself).
+INDEX_ORDER = {"": sql.SQL(""), "ASC": sql.SQL(" ASC"), "DESC": sql.SQL(" DESC")}
 
 
 @dataclass(frozen=True)
@@ -285,11 +287,9 @@ class CreateIndexConcurrently(Operation):
         parts = []
         for column in self.columns:
             name, _, direction = column.partition(" ")
-            if direction.upper() not in ("", "ASC", "DESC"):
+            if direction.upper() not in INDEX_ORDER:
                 raise ValueError(f"bad index column {column!r}")
-            parts.append(sql.SQL(" ").join(
-                [sql.Identifier(name)] + ([sql.SQL(direction.upper())] if direction else [])
-            ))
+            parts.append(sql.SQL("{}{}").format(sql.Identifier(name), INDEX_ORDER[direction.upper()]))
         return sql.SQL(", ").join(parts)
 
     def create_sql(self) -> sql.Composable:

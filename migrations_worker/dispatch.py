@@ -11,7 +11,10 @@ log = logging.getLogger("migrations_worker.dispatch")
 
 
 def ensure_broker(timeout: float = 3.0) -> None:
-    """Fail fast, before anything is written, when the broker cannot be reached."""
+    """Fail fast, before anything is written, when the broker cannot be reached. The message
+    names the broker without its password: it ends up in deploy logs and operators' terminals."""
+    from kombu.utils.url import maybe_sanitize_url
+
     from .celery import app
     from .control import BrokerUnavailable
 
@@ -20,8 +23,9 @@ def ensure_broker(timeout: float = 3.0) -> None:
             conn.ensure_connection(max_retries=1, timeout=timeout)
     except Exception as exc:
         raise BrokerUnavailable(
-            f"cannot reach the Celery broker at {app.conf.broker_url}: {exc}. Start Redis "
-            "(deploy/services.sh up), or run the job in the foreground with `backfill run`."
+            f"cannot reach the Celery broker at {maybe_sanitize_url(app.conf.broker_url)}: {exc}. "
+            "Start Redis (deploy/services.sh up), or run the job in the foreground with "
+            "`backfill run`."
         ) from exc
 
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+import psycopg
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
@@ -60,6 +61,44 @@ class Claim:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+# SQLSTATEs that mean the session itself is gone: connection exceptions (class 08), and the
+# server shutting down or restarting (57P01 admin shutdown, 57P02 crash, 57P03 cannot connect).
+CONNECTION_LOST_STATES = ("57P01", "57P02", "57P03")
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether `exc` means the database session is gone (a restart, a failover, a terminated
+    backend), as opposed to a statement failing on a live session. Django wraps psycopg's
+    errors, so the cause is read: a server-side error carries a SQLSTATE, while psycopg raises
+    its OperationalError / InterfaceError without one when the connection itself failed
+    ("server closed the connection unexpectedly", "the connection is closed", a failed connect).
+    The Django connection's own state is no guide: leaving an atomic block may already have
+    replaced it."""
+    if not isinstance(exc, DatabaseError):
+        return False
+    cause = exc.__cause__ or exc
+    state = getattr(cause, "sqlstate", None) or ""
+    if state.startswith("08") or state in CONNECTION_LOST_STATES:
+        return True
+    if isinstance(cause, (psycopg.OperationalError, psycopg.InterfaceError)) and not state:
+        return True
+    raw = connection.connection
+    return raw is not None and bool(raw.closed or getattr(raw, "broken", False))
+
+
+# A batch that failed with one of these did nothing (its transaction rolled back) and would
+# succeed once another session lets go: a lock not granted within lock_timeout, a deadlock, a
+# serialization failure.
+WAITED_STATES = ("55P03", "40P01", "40001")
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a batch's failure is the database being busy or briefly gone rather than the
+    batch being wrong. Read it right after the error: it looks at the connection's state."""
+    cause = exc.__cause__ or exc
+    return getattr(cause, "sqlstate", None) in WAITED_STATES or connection_lost(exc)
 
 
 def tuning_for(job: Job, run: JobRun) -> throttle.Tuning:
@@ -301,18 +340,26 @@ class RunWorker:
                 claim.attempt,
             )
         except Exception as exc:
+            waited = transient(exc)
             self._reset_connection_if_broken()
-            self._record_failure(claim, exc, time.monotonic() - t0)
+            self._record_failure(claim, exc, time.monotonic() - t0, waited)
 
-    def _record_failure(self, claim: Claim, exc: Exception, seconds: float) -> None:
+    def _record_failure(self, claim: Claim, exc: Exception, seconds: float,
+                        waited: bool = False) -> None:
+        """Put the batch back for another attempt, or fail it (and the run) when it is out of
+        attempts. A `waited` failure (see `transient`) is not an attempt: an application
+        transaction holding a row lock the batch needs, or a restart of the server, must put
+        the batch off, not fail the run; the attempt number goes back to what it was, so a
+        worker that lost its claim stays fenced (claims only ever move past it)."""
         error = f"{type(exc).__name__}: {exc}".strip()
         log.warning(
-            "run=%s job=%s batch=(%s,%s] attempt=%s failed after %.0fms: %s",
+            "run=%s job=%s batch=(%s,%s] attempt=%s %s after %.0fms: %s",
             self.run_id,
             self.job.name,
             claim.start,
             claim.end,
             claim.attempt,
+            "put off (not counted as an attempt)" if waited else "failed",
             seconds * 1000,
             error,
         )
@@ -327,6 +374,14 @@ class RunWorker:
             batch.error = error
             batch.duration_ms = seconds * 1000
             batch.lease_until = None
+            if waited:
+                batch.status = BatchStatus.PENDING
+                batch.attempts -= 1
+                batch.retry_after = timezone.now() + timedelta(
+                    seconds=self.tuning.retry_backoff_seconds)
+                batch.save(update_fields=["status", "attempts", "error", "duration_ms",
+                                          "lease_until", "retry_after"])
+                return
             if batch.attempts >= self.tuning.max_attempts:
                 self._give_up(batch, error)
                 return

@@ -7,15 +7,18 @@ from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from . import runner
 from .control import dispatch_run
+from .deploy_checks import wait_for_database
 from .models import JobRun, RunStatus
 
 log = logging.getLogger("migrations_worker.tasks")
+# A slice that lost the database logs once a minute while it waits for it to come back.
+DATABASE_WAIT_SECONDS = 60.0
 
 
 @shared_task(
@@ -26,14 +29,36 @@ log = logging.getLogger("migrations_worker.tasks")
     ignore_result=False,
 )
 def run_slice(self, run_id: int, job_name: str, epoch: int, lane: int) -> dict:
-    """Work run `run_id` for one slice. `job_name` is there for Flower's task list."""
+    """Work run `run_id` for one slice. `job_name` is there for Flower's task list.
+
+    A database that goes away (a restart, a failover, a terminated session) is waited out
+    here, then the slice re-enqueues itself: a task that raised would need the same database
+    to record its failure, and in the solo pool that second failure stops the whole worker.
+    """
     try:
         worker = runner.RunWorker(run_id, epoch=epoch, name=f"{self.request.hostname}/lane{lane}")
+        outcome = worker.work(max_seconds=worker.tuning.slice_seconds)
     except JobRun.DoesNotExist:
         return {"run_id": run_id, "job": job_name, "outcome": "gone"}
-    outcome = worker.work(max_seconds=worker.tuning.slice_seconds)
+    except DatabaseError as exc:
+        if not runner.connection_lost(exc):
+            raise
+        connection.close()
+        log.warning("run=%s job=%s lost the database (%s); waiting for it",
+                    run_id, job_name, f"{type(exc).__name__}: {exc}".strip())
+        # Until it is back: returning earlier would have Celery store this task's result in
+        # the database that is down, and fail the same way. (A newer dispatch by beat fences
+        # the message re-sent below.)
+        while error := wait_for_database(DATABASE_WAIT_SECONDS):
+            log.warning("run=%s job=%s database still down (%s); still waiting",
+                        run_id, job_name, error)
+        outcome = runner.Outcome(runner.CONTINUE, delay=0.5, status="database-lost")
     if outcome.kind in (runner.CONTINUE, runner.HOLD, runner.WAIT):
-        run_slice.apply_async((run_id, job_name, epoch, lane), countdown=outcome.delay)
+        try:
+            run_slice.apply_async((run_id, job_name, epoch, lane), countdown=outcome.delay)
+        except Exception as exc:  # a broker outage: the run's heartbeat goes stale, beat re-sends
+            log.warning("run=%s job=%s could not re-enqueue (%s); beat will re-send the run",
+                        run_id, job_name, exc)
     return {"run_id": run_id, "job": job_name, "lane": lane, "outcome": outcome.kind,
             "status": outcome.status}
 

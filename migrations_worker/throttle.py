@@ -3,6 +3,7 @@ run on hold instead of failing it. One place for the policy; jobs only override 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 
 from django.conf import settings
@@ -44,16 +45,50 @@ class Tuning:
         return tuning
 
     def validate(self) -> None:
-        if not 0 < self.min_batch_size <= self.max_batch_size:
+        """Every knob a number of the right kind within its range: a value from `--option`
+        that a worker would choke on (a negative sleep, an infinite lease, a timeout PostgreSQL
+        refuses) is refused here, before a run is created."""
+        for f in fields(self):
+            kind, low, high, low_open = LIMITS[f.name]
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                kind is int and not isinstance(value, int)
+            ):
+                noun = "a whole number" if kind is int else "a number"
+                raise ValueError(f"{f.name} must be {noun}, not {value!r}")
+            if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
+                bound = f"more than {low}" if low_open else f"at least {low}"
+                raise ValueError(f"{f.name} must be {bound} and at most {high}, got {value!r}")
+        if self.min_batch_size > self.max_batch_size:
             raise ValueError("min_batch_size must be positive and at most max_batch_size")
-        for name in ("target_batch_seconds", "lease_seconds", "slice_seconds", "max_growth"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+DAY = 86_400.0
+MAX_ROWS = 10_000_000
+MAX_MILLIS = 2_147_483_647  # PostgreSQL's ceiling for lock_timeout / statement_timeout
+# name: (type, lowest, highest, lowest excluded)
+LIMITS: dict[str, tuple[type, float, float, bool]] = {
+    "batch_size": (int, 1, MAX_ROWS, False),
+    "min_batch_size": (int, 1, MAX_ROWS, False),
+    "max_batch_size": (int, 1, MAX_ROWS, False),
+    "target_batch_seconds": (float, 0, DAY, True),
+    "max_growth": (float, 1, 1_000, False),
+    "smoothing": (float, 0, 1, True),
+    "pause_seconds": (float, 0, DAY, False),
+    "max_attempts": (int, 1, 1_000, False),
+    "retry_backoff_seconds": (float, 0, DAY, False),
+    "lease_seconds": (float, 0, DAY, True),
+    "slice_seconds": (float, 0, DAY, True),
+    "lock_timeout_ms": (int, 1, MAX_MILLIS, False),
+    "statement_timeout_ms": (int, 1, MAX_MILLIS, False),
+    "hold_seconds": (float, 0, DAY, False),
+    "max_lock_waiters": (int, 0, 1_000_000, False),
+    "max_transaction_seconds": (float, 0, 365 * DAY, True),
+    "max_replica_lag_seconds": (float, 0, 365 * DAY, True),
+}
 
 
 def site_defaults() -> dict:

@@ -15,6 +15,13 @@ JOB = "test_touch_widgets"
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+@pytest.fixture(autouse=True)
+def no_runs_from_the_test_databases_own_migrate():
+    """Creating the test database ran engine_app's EnqueueJob/RequireJob; a test that runs
+    first would see that run. Every test here starts from no runs at all."""
+    JobRun.objects.all().delete()
+
+
 def make_widgets(count: int, first_id: int = 1) -> None:
     with connection.cursor() as cursor:
         cursor.execute(

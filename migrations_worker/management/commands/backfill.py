@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -18,6 +19,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table
 
 from migrations_worker import control, runner
+from migrations_worker.checks import require_supported_database
 from migrations_worker.job import UnknownJob, get_job, job_classes
 from migrations_worker.models import JobRun, RunStatus
 from migrations_worker.progress import one_line, progress_of
@@ -25,6 +27,17 @@ from migrations_worker.states import InvalidTransition, transition
 
 EXIT_USAGE, EXIT_CONFLICT, EXIT_FAILED, EXIT_TIMEOUT, EXIT_BROKER = 2, 3, 4, 5, 6
 TERMINAL = (RunStatus.FINISHED, RunStatus.CANCELLED, RunStatus.FAILED)
+
+
+def seconds(text: str) -> float:
+    """A duration in seconds: a finite number, zero or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text}")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -63,12 +76,13 @@ class Command(BaseCommand):
         run.add_argument("--batch-size", type=positive_int)
         wait = sub.add_parser("wait", help="wait until the named jobs' runs are finished")
         wait.add_argument("names", nargs="+", metavar="NAME")
-        wait.add_argument("--timeout", type=float, default=None, help="seconds; exit 5 after")
+        wait.add_argument("--timeout", type=seconds, default=None, help="seconds; exit 5 after")
 
     def handle(self, *args, **options) -> None:
         self.console = Console(file=self.stdout, highlight=False, soft_wrap=True)
         self.actor = "cli"
         action = options["action"]
+        require_supported_database()
         try:
             getattr(self, f"do_{action}")(options)
         except UnknownJob as exc:
@@ -93,7 +107,7 @@ class Command(BaseCommand):
         self.console.print(table)
 
     def _runs(self, name: str | None) -> list[JobRun]:
-        if name:
+        if name is not None:  # an explicit name, even an empty one, must be a job's
             get_job(name)
             run = control.latest_run(name)
             if run is None:

@@ -18,9 +18,16 @@ the job, its progress and ETA, and the commands to watch or finish it.
                                     warn about (or wait out) sessions that would stall DDL
     migrate_online --postflight     fail if any index is INVALID or any constraint unvalidated
 
+One deploy at a time: a second one waits up to --lock-wait seconds for the first to end, then
+refuses. A deploy that is killed has its server session ended within a second (PostgreSQL 14+,
+`client_connection_check_interval`), so a rerun is not locked out by the statement it left
+running. A database session lost mid-deploy (a restart, a failover) is reconnected and the
+deploy goes on: every step is re-runnable, so that is what a rerun would do.
+
 Exit codes, for deploy pipelines:
     0  done, or stopped cleanly at a gate whose job is still running (or paused)
-    1  error: a migration failed, inconsistent history, conflicting migrations
+    1  error: a migration failed, inconsistent history, conflicting migrations, another deploy
+       still running, the database not supported (not PostgreSQL 13+) or not reachable again
     3  --check: something is pending
     4  a gate's job has failed: an operator must act (`backfill retry JOB`)
     5  timed out: --wait --timeout, or --wait-for-db
@@ -30,6 +37,8 @@ Exit codes, for deploy pipelines:
 
 from __future__ import annotations
 
+import argparse
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,7 +52,8 @@ from django.db.migrations.operations import SeparateDatabaseAndState
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from migrations_worker import control, deploy_checks
+from migrations_worker import control, deploy_checks, runner
+from migrations_worker.checks import require_supported_database
 from migrations_worker.ddl import Safely
 from migrations_worker.job import get_job
 from migrations_worker.models import JobRun, RunStatus
@@ -55,11 +65,37 @@ from migrations_worker.operations import (
     ensure_job_finished,
 )
 from migrations_worker.progress import one_line, progress_of
+from migrations_worker.states import InvalidTransition
 
 EXIT_ERROR, EXIT_PENDING, EXIT_JOB_FAILED, EXIT_TIMEOUT, EXIT_UNSAFE = 1, 3, 4, 5, 7
 ACTOR = "migrate_online"
 # Session advisory lock: one deploy step at a time per database.
 DEPLOY_LOCK_KEY = 0x6D69677261746531
+# PostgreSQL 14+ checks this often that the deploy is still connected while a statement runs,
+# and cancels the statement of a deploy that was killed.
+CLIENT_CHECK_INTERVAL = "1s"
+# A lost database session is reconnected this many times per run, waiting this long each time.
+MAX_RECONNECTS = 10
+DEFAULT_LOCK_WAIT_SECONDS = 15.0
+RECONNECT_WAIT_SECONDS = 120.0
+
+
+def seconds(text: str) -> float:
+    """A duration in seconds from the command line: a finite number, zero or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text}")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    value = seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be more than 0 seconds")
+    return value
 
 
 def database_operations(operations: list) -> Iterator:
@@ -164,19 +200,23 @@ class Command(BaseCommand):
                           help="report sessions that would stall DDL, then exit")
         mode.add_argument("--postflight", action="store_true",
                           help="fail if an index is INVALID or a constraint unvalidated")
-        mode.add_argument("--wait-for-db", type=float, metavar="SECONDS",
+        mode.add_argument("--wait-for-db", type=seconds, metavar="SECONDS",
                           help="wait until the database accepts connections, then exit")
-        parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+        parser.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
                             help="with --wait: give up (exit 5) after this long")
-        parser.add_argument("--poll", type=float, default=2.0, metavar="SECONDS",
+        parser.add_argument("--poll", type=positive_seconds, default=2.0, metavar="SECONDS",
                             help="with --wait: how often to read the jobs' progress")
-        parser.add_argument("--min-age", type=float, default=deploy_checks.DEFAULT_MIN_AGE_SECONDS,
+        parser.add_argument("--min-age", type=seconds, default=deploy_checks.DEFAULT_MIN_AGE_SECONDS,
                             metavar="SECONDS",
                             help="with --preflight: a transaction older than this may stall DDL")
-        parser.add_argument("--session-wait", type=float, default=0.0, metavar="SECONDS",
+        parser.add_argument("--session-wait", type=seconds, default=0.0, metavar="SECONDS",
                             help="with --preflight: wait this long for such sessions to end")
         parser.add_argument("--strict", action="store_true",
                             help="with --preflight: exit 7 if such sessions are still there")
+        parser.add_argument("--lock-wait", type=seconds, default=DEFAULT_LOCK_WAIT_SECONDS,
+                            metavar="SECONDS",
+                            help="wait this long for another migrate_online to end (default "
+                                 f"{DEFAULT_LOCK_WAIT_SECONDS:.0f}s) before refusing to start")
 
     def handle(self, *args, **options) -> None:
         self.console = Console(file=self.stdout, highlight=False, soft_wrap=True)
@@ -191,41 +231,119 @@ class Command(BaseCommand):
             return self.show_plan()
         if options["check"]:
             return self.check()
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s)", [DEPLOY_LOCK_KEY])
-            if not cursor.fetchone()[0]:
-                raise CommandError(
-                    "another migrate_online is running against this database; let it finish "
-                    "(or stop it) before starting a second one", returncode=EXIT_ERROR,
-                )
+        require_supported_database()
+        self.take_deploy_lock(options["lock_wait"])
         try:
             return self.migrate(options)
         finally:
+            self.release_deploy_lock()
+
+    # -- one deploy at a time -----------------------------------------------------------------
+
+    def take_deploy_lock(self, wait: float) -> None:
+        """The session advisory lock that keeps a second deploy out, waited for up to `wait`
+        seconds: a rerun may arrive while the session of the deploy it replaces is still
+        being torn down by the server."""
+        with connection.cursor() as cursor:
+            if connection.pg_version >= 140000:
+                # A killed deploy's statement (an index build waiting out old transactions)
+                # would otherwise run on, holding this lock, until it ends by itself.
+                cursor.execute("SELECT set_config('client_connection_check_interval', %s, false)",
+                               [CLIENT_CHECK_INTERVAL])
+            deadline = time.monotonic() + wait
+            told = False
+            while True:
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", [DEPLOY_LOCK_KEY])
+                if cursor.fetchone()[0]:
+                    return
+                holder = self.lock_holder(cursor)
+                if time.monotonic() >= deadline:
+                    raise CommandError(
+                        f"another migrate_online is running against this database ({holder}); "
+                        "let it finish (or stop it) before starting a second one",
+                        returncode=EXIT_ERROR,
+                    )
+                if not told:
+                    self.console.print(f"waiting up to {wait:.0f}s for another migrate_online "
+                                       f"to end ({holder})")
+                    told = True
+                time.sleep(0.5)
+
+    @staticmethod
+    def lock_holder(cursor) -> str:
+        cursor.execute(
+            "SELECT a.pid, coalesce(a.application_name, ''), a.state, "
+            "coalesce(left(a.query, 80), '') FROM pg_locks l "
+            "JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND ((l.classid::bigint << 32) | l.objid::bigint) = %s LIMIT 1",
+            [DEPLOY_LOCK_KEY],
+        )
+        row = cursor.fetchone()
+        if row is None:
+            return "it has just ended"
+        pid, application, state, query = row
+        return f"pid {pid}, {application or 'unnamed'}, {state}: {' '.join(query.split())}"
+
+    def release_deploy_lock(self) -> None:
+        try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [DEPLOY_LOCK_KEY])
+        except DatabaseError:
+            # The session is gone, and its lock with it; the error that ended the deploy (if
+            # any) is the one to report, not this one.
+            connection.close()
+
+    def reconnect(self, exc: DatabaseError, attempt: int, options) -> None:
+        """The database session was lost (a restart, a failover, a terminated backend): wait
+        for the server, take the deploy lock again and carry on. Every step is re-runnable, so
+        going on is what a rerun of the whole command would do."""
+        connection.close()
+        self.console.print(f"[yellow]warning:[/] lost the database connection "
+                           f"({type(exc).__name__}: {str(exc).strip()}); reconnecting "
+                           f"({attempt}/{MAX_RECONNECTS})")
+        error = deploy_checks.wait_for_database(RECONNECT_WAIT_SECONDS)
+        if error:
+            raise CommandError(f"database not reachable again after {RECONNECT_WAIT_SECONDS:.0f}s: "
+                               f"{error}", returncode=EXIT_ERROR) from exc
+        self.take_deploy_lock(options["lock_wait"])
 
     def migrate(self, options) -> None:
         deadline = None if options["timeout"] is None else time.monotonic() + options["timeout"]
+        reconnects = 0
         while True:
-            result = self.apply_pass()
-            if not result.gated:
-                self.console.print(f"migrate_online: done, {len(result.applied)} migration(s) "
-                                   "applied in the last pass; nothing pending")
-                return None
-            self.ensure_jobs_enqueued(result)
-            self.report_gates(result)
-            failed = self.failed_jobs(result)
-            if failed:
-                raise CommandError(
-                    "a gate's job has failed: " + "; ".join(failed)
-                    + ". Fix the cause, then `python manage.py backfill retry JOB` and deploy again.",
-                    returncode=EXIT_JOB_FAILED,
-                )
-            if not options["wait"]:
-                self.console.print("migrate_online: stopped cleanly at the gate(s) above; run it "
-                                   "again (or with --wait) once the jobs are finished")
-                return None
-            self.wait_for_jobs(sorted(set(result.gated.values())), deadline, options["poll"])
+            try:
+                if self.migrate_pass(options, deadline):
+                    return None
+            except DatabaseError as exc:
+                if not runner.connection_lost(exc) or reconnects >= MAX_RECONNECTS:
+                    raise
+                reconnects += 1
+                self.reconnect(exc, reconnects, options)
+
+    def migrate_pass(self, options, deadline: float | None) -> bool:
+        """Apply what can be applied; True when done (or stopped cleanly at a gate)."""
+        result = self.apply_pass()
+        if not result.gated:
+            self.console.print(f"migrate_online: done, {len(result.applied)} migration(s) "
+                               "applied in the last pass; nothing pending")
+            return True
+        self.ensure_jobs_enqueued(result)
+        self.report_gates(result)
+        failed = self.failed_jobs(result)
+        if failed:
+            raise CommandError(
+                "a gate's job has failed: " + "; ".join(failed)
+                + ". Fix the cause, then `python manage.py backfill retry JOB` and deploy again.",
+                returncode=EXIT_JOB_FAILED,
+            )
+        if not options["wait"]:
+            self.console.print("migrate_online: stopped cleanly at the gate(s) above; run it "
+                               "again (or with --wait) once the jobs are finished")
+            return True
+        self.wait_for_jobs(sorted(set(result.gated.values())), deadline, options["poll"])
+        return False
 
     # -- the plan ---------------------------------------------------------------------------
 
@@ -310,6 +428,11 @@ class Command(BaseCommand):
             run = control.active_run(job)
             if run is not None and run.status != RunStatus.PENDING:
                 continue
+            latest = control.latest_run(job)
+            if run is None and latest is not None and latest.status == RunStatus.FINISHED:
+                # It finished after this pass read its gate: the next pass opens the gate. A new
+                # run now would walk the whole table again for nothing.
+                continue
             try:
                 ensure_broker(timeout=2.0)
             except control.BrokerUnavailable as exc:
@@ -318,9 +441,11 @@ class Command(BaseCommand):
             try:
                 if run is None:
                     run = control.create_run(job, actor=ACTOR)
-                run = control.dispatch_run(run.pk, actor=ACTOR, message="enqueued by migrate_online")
-            except control.AlreadyActive:
-                continue  # someone else started it just now
+                run = control.dispatch_run(run.pk, actor=ACTOR, message="enqueued by migrate_online",
+                                           expected=(RunStatus.PENDING,),
+                                           refusal="sent by someone else just now")
+            except (control.AlreadyActive, InvalidTransition):
+                continue  # someone else (beat, another start) started or sent it just now
             self.console.print(f"enqueued {job} run #{run.pk} for the workers")
 
     def failed_jobs(self, result: Pass) -> list[str]:

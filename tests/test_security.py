@@ -1,0 +1,421 @@
+"""Security: who may steer the jobs, what guards Flower, what never leaks, how SQL is built.
+
+- Every operator action in the admin (pause, resume, cancel, retry), by both of its ways in (the
+  runs list and a run's own control page), refuses each kind of user without
+  `migrations_worker.operate_jobrun`, and works for one who has it.
+- Flower answers nothing without its login.
+- No secret is committed: the tracked files are scanned for private keys, cloud keys, tokens,
+  passwords in URLs and literal SECRET_KEYs, with each exception listed and justified.
+- No password reaches a log: a worker run against a PostgreSQL role and a Redis that both
+  demand passwords, through a broker restart and a terminated session, logs neither.
+- SQL is built from literals, psycopg's `sql` objects and parameters only (an AST check).
+
+(`check --deploy` with the production settings is clean: tests/test_settings.py.)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
+
+import psycopg
+import psycopg.sql
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.urls import reverse
+
+from migrations_worker import control
+from migrations_worker.models import BatchStatus, JobRun, RunStatus
+from tests.chaos.database import engine_database
+from tests.chaos.services import PasswordRedis, PrivatePostgres, traversable_tmpdir
+from tests.chaos.sql_safety import ModuleCheck
+from tests.conftest import ROOT
+from tests.test_engine_inline import JOB, make_widgets
+from tests.workers import Processes, free_port, wait_until
+
+# -- operator actions -------------------------------------------------------------------------------
+
+ACTIONS = ("pause", "resume", "cancel", "retry")
+RUNS = "admin:migrations_worker_jobrun_changelist"
+
+
+def run_for(action: str) -> JobRun:
+    """A run in a state the action applies to."""
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from tests.engine_app.models import Knob
+
+    make_widgets(300)
+    if action == "retry":
+        Knob.objects.create(name="fail_at", value=150)
+        with pytest.raises(CommandError):
+            call_command("backfill", "run", JOB, "--batch-size", "100")
+        Knob.objects.all().delete()
+        return JobRun.objects.get(job_name=JOB)
+    run = control.create_run(JOB)
+    return control.pause(run, actor="test") if action == "resume" else run
+
+
+def state_of(run: JobRun) -> tuple:
+    run = JobRun.objects.get(pk=run.pk)
+    return run.status, run.dispatch_epoch, run.events.count(), list(
+        run.batches.order_by("id").values_list("status", "attempts"))
+
+
+def user_without_operate(kind: str) -> User | None:
+    if kind == "anonymous":
+        return None
+    user = User.objects.create_user(f"{kind}-user", password="pw", is_staff=kind != "not-staff")
+    if kind == "viewer":
+        user.user_permissions.add(Permission.objects.get(codename="view_jobrun"))
+    if kind == "not-staff":  # every permission but no staff flag: the admin is closed to it
+        user.user_permissions.add(*Permission.objects.filter(content_type__app_label="migrations_worker"))
+    return user
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["anonymous", "not-staff", "staff-without-permissions", "viewer"])
+@pytest.mark.parametrize("action", ACTIONS)
+def test_each_operator_action_refuses_a_user_without_the_operate_permission(client, action, kind):
+    run = run_for(action)
+    before = state_of(run)
+    user = user_without_operate(kind)
+    if user is not None:
+        client.force_login(user)
+
+    listed = client.post(reverse(RUNS), {"action": f"{action}_runs", "_selected_action": [run.pk],
+                                         "post": "yes"})
+    assert listed.status_code in (200, 302, 403)
+    if listed.status_code == 302:  # only to the login page, never "done"
+        assert "/admin/login/" in listed["Location"]
+    control_url = reverse("admin:migrations_worker_jobrun_control", args=[run.pk, action])
+    direct = client.post(control_url, {"post": "yes"})
+    if kind in ("anonymous", "not-staff"):
+        assert direct.status_code == 302 and "/admin/login/" in direct["Location"]
+    else:
+        assert direct.status_code == 403
+    assert state_of(run) == before
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("action", ACTIONS)
+def test_each_operator_action_works_for_a_user_with_the_operate_permission(client, action):
+    run = run_for(action)
+    before = state_of(run)
+    user = User.objects.create_user("operator", password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_jobrun", "operate_jobrun"]))
+    client.force_login(user)
+    client.post(reverse(RUNS), {"action": f"{action}_runs", "_selected_action": [run.pk], "post": "yes"})
+    after = JobRun.objects.get(pk=run.pk)
+    assert state_of(run) != before
+    assert after.status == {"pause": RunStatus.PAUSED, "resume": RunStatus.RUNNING,
+                            "cancel": RunStatus.CANCELLED, "retry": RunStatus.RUNNING}[action]
+    assert after.events.filter(actor="admin:operator").exists()
+    if action == "retry":
+        assert not after.batches.filter(status=BatchStatus.FAILED).exists()
+
+
+# -- Flower ---------------------------------------------------------------------------------------------
+
+
+def http_status(url: str, credentials: str | None = None) -> int:
+    request = urllib.request.Request(url)
+    if credentials is not None:
+        request.add_header("Authorization", "Basic " + b64encode(credentials.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+@pytest.fixture
+def flower_env(tmp_path):
+    from django.conf import settings
+
+    return {"PATH": "/usr/bin:/bin", "PY": sys.executable, "REDIS_URL": settings.CELERY_BROKER_URL,
+            "TEST_REDIS_URL": settings.CELERY_BROKER_URL, "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "FLOWER_PORT": str(free_port()), "HOME": str(tmp_path)}
+
+
+def test_flower_does_not_start_without_a_login(flower_env):
+    result = subprocess.run([str(ROOT / "deploy" / "flower.sh")], env=flower_env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "set FLOWER_BASIC_AUTH=user:password" in result.stderr
+
+
+def test_flower_answers_nothing_without_its_login_and_keeps_the_password_off_the_command_line(
+    flower_env, tmp_path
+):
+    password = secrets.token_urlsafe(16)
+    log = open(tmp_path / "flower.log", "wb")  # noqa: SIM115 - closed below
+    flower = subprocess.Popen([str(ROOT / "deploy" / "flower.sh")], cwd=ROOT, stdout=log,
+                              stderr=subprocess.STDOUT, start_new_session=True,
+                              env={**flower_env, "FLOWER_BASIC_AUTH": f"ops:{password}"})
+    url = f"http://127.0.0.1:{flower_env['FLOWER_PORT']}"
+    try:
+        wait_until(lambda: http_status(f"{url}/", f"ops:{password}") == 200, 60, 0.3,
+                   "Flower to answer")
+        for path in ("/", "/tasks", "/workers", "/broker", "/api/workers", "/api/tasks"):
+            assert http_status(url + path) == 401, path
+            assert http_status(url + path, "ops:wrong-password") == 401, path
+            assert http_status(url + path, f"admin:{password}") == 401, path
+        assert http_status(f"{url}/tasks", f"ops:{password}") == 200
+        command_lines = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+        assert "flower" in command_lines and password not in command_lines
+    finally:
+        os.killpg(flower.pid, signal.SIGTERM)
+        flower.wait(timeout=30)
+        log.close()
+
+
+# -- secrets in the repository ----------------------------------------------------------------------------
+
+SECRET_PATTERNS = {
+    "a private key": re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----"),
+    "an AWS access key id": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    "an AWS secret key": re.compile(r"(?i)aws_secret_access_key\s*[:=]\s*['\"]?[A-Za-z0-9/+=]{40}"),
+    "a GitHub or Slack token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36}|xox[baprs]-[A-Za-z0-9-]{10,})"),
+    "a password in a URL": re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]*:([^/\s@'\"$<{]+)@"),
+    "a literal password or token": re.compile(
+        r"(?i)\b\w*(?:password|passwd|secret|token|api_?key)\w*\s*[:=]\s*['\"]([^'\"\s]{12,})['\"]"),
+}
+# (file, the matched text): why it is not a secret.
+NOT_SECRETS = {
+    ("apps/backend/src/config/settings/dev.py",
+     'SECRET_KEY = SECRET_KEY or "dev-only-insecure-key-do-not-use-in-production"  # noqa: F405'):
+        "the development settings' key, named insecure; production refuses to start without "
+        "a real one from the environment (tests/test_settings.py)",
+    ("tests/test_compose.py", "postgres://app:hunter2@"):
+        "a sample the compose test's own secret checker must flag",
+    ("tests/test_settings.py", "mysql://app:secret@"):
+        "a sample non-PostgreSQL URL the settings must refuse; no such server exists",
+    ("tests/test_admin_browser.py", 'PASSWORD = "correct-horse-battery"'):
+        "the login of a throwaway user in the browser tests' temporary database",
+    ("tests/test_status_api.py", 'MW_STATUS_TOKEN = "s3cret-token"'):
+        "a token the status API tests set in their own settings override",
+}
+
+
+SECRET_KEY_LINE = re.compile(r"^[ \t]*(?:export[ \t]+)?SECRET_KEY[ \t]*[:=].*$", re.MULTILINE)
+STRING_LITERAL = re.compile(r"['\"]([^'\"\n]*)['\"]")
+
+
+def secrets_in(path: str, text: str) -> list[tuple[str, int, str]]:
+    found = []
+    for kind, pattern in SECRET_PATTERNS.items():
+        for match in pattern.finditer(text):
+            if (path, match.group(0)) not in NOT_SECRETS:
+                found.append((kind, text.count("\n", 0, match.start()) + 1, match.group(0)[:60]))
+    # A SECRET_KEY given any literal value: assigned, as a fallback (`or "..."`), or as the
+    # default of an environment lookup. The variable's own name is not a value.
+    for match in SECRET_KEY_LINE.finditer(text):
+        line = match.group(0).strip()
+        values = [v for v in STRING_LITERAL.findall(line) if v not in ("", "SECRET_KEY")]
+        if values and (path, line) not in NOT_SECRETS:
+            found.append(("a literal SECRET_KEY", text.count("\n", 0, match.start()) + 1, line[:60]))
+    return found
+
+
+def tracked_text_files() -> dict[str, str]:
+    names = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split("\0")
+    files = {}
+    for name in filter(None, names):
+        path = ROOT / name
+        if not path.is_file():
+            continue
+        try:
+            files[name] = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # binary
+    return files
+
+
+def test_no_secret_is_committed():
+    files = tracked_text_files()
+    assert len(files) > 100
+    found = {name: hits for name, text in files.items() if (hits := secrets_in(name, text))}
+    assert found == {}
+
+
+def test_every_listed_exception_still_exists_so_the_list_cannot_hide_a_new_secret():
+    files = tracked_text_files()
+    for path, text in NOT_SECRETS:
+        assert text in files.get(path, ""), f"{path} no longer holds {text!r}: drop it from the list"
+
+
+@pytest.mark.parametrize("sample", [
+    "-----BEGIN RSA " + "PRIVATE KEY-----\nMIIE...",
+    "-----BEGIN OPENSSH " + "PRIVATE KEY-----",
+    "key = 'AKIA" + "ABCDEFGHIJKLMNOP'",
+    "aws_secret_access_key = " + "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    "token = 'ghp_" + "a" * 36 + "'",
+    "DATABASE_URL=postgres://app:" + "Sup3rS3cret@db:5432/app",
+    "REDIS_URL = 'redis://:" + "hunter22@redis:6379/0'",
+    "SECRET_KEY = '" + "k" * 50 + "'",
+    'SECRET_KEY = os.environ.get("SECRET_KEY") or "' + "fallback-key" + '"',
+    "DEMO_PASSWORD = '" + "abcdefghijkl123" + "'",
+])
+def test_the_secret_scan_finds_each_kind_of_secret(sample):
+    assert secrets_in("somewhere/new.py", sample), sample
+
+
+@pytest.mark.parametrize("sample", [
+    "DATABASE_URL=postgres://app:${POSTGRES_PASSWORD}@db:5432/app",
+    "url = f'redis://:{password}@127.0.0.1:{port}/0'",
+    "SECRET_KEY = os.environ.get('SECRET_KEY', '')",
+    'SECRET_KEY = os.environ["SECRET_KEY"]',
+    'password="pw"',
+])
+def test_the_secret_scan_lets_references_and_placeholders_through(sample):
+    assert secrets_in("somewhere/new.py", sample) == []
+
+
+# -- secrets in logs ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def guarded_services():
+    """A private PostgreSQL with a password-only role and a private Redis with a password."""
+    pg = PrivatePostgres().start()
+    redis = PasswordRedis(traversable_tmpdir("sec-redis-"), free_port(), secrets.token_hex(12))
+    redis.start()
+    password = secrets.token_hex(12)
+    pg.require_password("mw_app", password)
+    yield pg, redis, password
+    redis.stop()
+    shutil.rmtree(redis.directory, ignore_errors=True)
+    pg.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_run_through_faults_logs_neither_the_database_nor_the_broker_password(
+    guarded_services, tmp_path
+):
+    pg, redis, db_password = guarded_services
+    pg.admin(psycopg.sql.SQL("CREATE DATABASE secure OWNER mw_app"))
+    url = f"postgres://mw_app:{db_password}@127.0.0.1:{pg.port}/secure"
+    db = engine_database(url, redis.url, widgets=2_000)
+    db.execute("INSERT INTO engine_app_knob (name, value) VALUES ('sleep', 0.05)")
+    procs = Processes(db.env, tmp_path)
+    outputs = []
+    try:
+        procs.worker("w1")
+        procs.beat()
+        started = db.manage("backfill", "start", JOB, "--batch-size", "100",
+                            "--option", "max_batch_size=100")
+        outputs.append(started.stdout + started.stderr)
+        wait_until(lambda: (db.scalar("SELECT max(batches_done) FROM migrations_worker_jobrun "
+                                      "WHERE job_name = %s", [JOB]) or 0) >= 3,
+                   60, message="a few batches")
+        redis.stop()  # the worker and beat log their lost broker connection...
+        time.sleep(1.5)
+        redis.start()
+        with psycopg.connect(pg.url(), autocommit=True) as conn:  # ...and its lost session
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                         "WHERE usename = 'mw_app'")
+        wait_until(lambda: db.scalar("SELECT status FROM migrations_worker_jobrun "
+                                     "WHERE job_name = %s ORDER BY id DESC LIMIT 1", [JOB])
+                   == "finished", 120, message="the run to finish")
+        down = db.manage("backfill", "start", JOB, check=False,
+                         env={"TEST_REDIS_URL": f"redis://:{redis.password}@127.0.0.1:1/0"})
+        outputs.append(down.stdout + down.stderr)
+        assert down.returncode in (3, 6)
+    finally:
+        procs.stop_all()
+    logs = "\n".join(p.read_text(errors="replace") for p in sorted(tmp_path.glob("*.log")))
+    everything = logs + "\n".join(outputs)
+    assert "redis://:**@127.0.0.1" in logs  # the logs do name the broker, masked
+    assert "Connection to broker lost" in logs or "Cannot connect to redis" in logs
+    assert db_password not in everything
+    assert redis.password not in everything
+
+
+# -- SQL built safely --------------------------------------------------------------------------------
+
+# (file, function): why the SQL it runs, which the checker cannot follow, is safe.
+SQL_EXCEPTIONS = {
+    ("migrations_worker/ddl.py", "execute"):
+        "run_step runs the statements of a SafeSQL step or of CreateIndexConcurrently: SQL text "
+        "written in the migration files (reviewed with them, linted by lint_migrations) or built "
+        "with psycopg.sql here; never input",
+    ("migrations_worker/ddl.py", "apply"):
+        "Django's own deferred DDL (schema editor Statement objects, names quoted by Django)",
+    ("apps/backend/src/seed/dataset.py", ""):
+        "the seed's SQL templates are constants of the module; _expand only rewrites their hash "
+        "macros into SQL (numbers from the templates) at import time",
+}
+
+
+def project_python_files() -> list[str]:
+    names = subprocess.run(["git", "ls-files", "*.py"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    # The rule is for the code that ships: tests and the benchmark harness (bench/, run by hand
+    # against throwaway databases) build some SQL from their own constant text.
+    return [n for n in names if not n.startswith(("tests/", "bench/"))]
+
+
+def test_every_sql_statement_is_built_from_literals_psycopg_sql_objects_and_parameters():
+    files = project_python_files()
+    assert any(f.startswith("migrations_worker/jobs/") for f in files)
+    findings = [
+        str(finding)
+        for name in files
+        for finding in ModuleCheck(name, (ROOT / name).read_text()).findings()
+        if (finding.path, finding.function) not in SQL_EXCEPTIONS
+    ]
+    assert findings == []
+
+
+def test_every_listed_sql_exception_is_still_needed():
+    flagged = {(f.path, f.function) for name in project_python_files()
+               for f in ModuleCheck(name, (ROOT / name).read_text()).findings()}
+    assert set(SQL_EXCEPTIONS) <= flagged, set(SQL_EXCEPTIONS) - flagged
+
+
+UNSAFE_SAMPLES = {
+    "an f-string": "def f(cursor, table):\n    cursor.execute(f'SELECT * FROM {table}')\n",
+    "%-formatting": "def f(cursor, t):\n    cursor.execute('SELECT * FROM %s' % t)\n",
+    "str.format()": "def f(cursor, t):\n    cursor.execute('SELECT * FROM {}'.format(t))\n",
+    "a formatted local": "def f(cursor, t):\n    q = f'DELETE FROM {t}'\n    cursor.execute(q)\n",
+    "a formatted constant": "Q = 'SELECT %s' % 'x'\ndef f(conn):\n    conn.execute(Q)\n",
+    "sql.SQL of an f-string": "from psycopg import sql\ndef f(c, t):\n"
+                              "    c.execute(sql.SQL(f'SELECT {t}'))\n",
+    "a caller's f-string": "def one(cursor, query: str):\n    cursor.execute(query)\n"
+                           "def g(cursor, t):\n    one(cursor, f'SELECT {t}')\n",
+    "unknown origin": "def f(cursor, request):\n    cursor.execute(request.GET['q'])\n",
+}
+SAFE_SAMPLES = {
+    "a literal with parameters": "def f(c, x):\n    c.execute('SELECT %s', [x])\n",
+    "a module constant": "Q = 'SELECT 1'\ndef f(c):\n    c.execute(Q)\n",
+    "a psycopg composition": "from psycopg import sql\ndef f(c, t):\n    c.execute(sql.SQL("
+                             "'SELECT * FROM {}').format(sql.Identifier(t)))\n",
+    "a helper returning one": "from psycopg import sql\ndef q(t):\n    return sql.SQL('SELECT {}')"
+                              ".format(sql.Identifier(t))\ndef f(c):\n    c.execute(q('x'))\n",
+    "a pass-through given literals": "def one(cursor, query: str):\n    cursor.execute(query)\n"
+                                     "def g(cursor):\n    one(cursor, 'SELECT 1')\n",
+}
+
+
+@pytest.mark.parametrize("name", list(UNSAFE_SAMPLES))
+def test_the_sql_check_flags_sql_built_by_string_formatting(name):
+    assert ModuleCheck("sample.py", UNSAFE_SAMPLES[name]).findings(), name
+
+
+@pytest.mark.parametrize("name", list(SAFE_SAMPLES))
+def test_the_sql_check_accepts_literals_compositions_and_parameters(name):
+    assert ModuleCheck("sample.py", SAFE_SAMPLES[name]).findings() == []
