@@ -245,10 +245,16 @@ def tracked_text_files() -> dict[str, str]:
     return files
 
 
+# This file holds the scan's own samples and its list of known non-secrets, quoted on purpose;
+# the samples are proven to be caught by test_the_secret_scan_finds_each_kind_of_secret.
+SCANNER = "tests/test_security.py"
+
+
 def test_no_secret_is_committed():
     files = tracked_text_files()
-    assert len(files) > 100
-    found = {name: hits for name, text in files.items() if (hits := secrets_in(name, text))}
+    assert SCANNER in files and len(files) > 100
+    found = {name: hits for name, text in files.items()
+             if name != SCANNER and (hits := secrets_in(name, text))}
     assert found == {}
 
 
