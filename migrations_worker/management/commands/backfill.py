@@ -7,9 +7,7 @@ Exit codes, for scripts: 0 done, 1 unexpected error, 2 bad input (unknown job, b
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -21,33 +19,13 @@ from rich.table import Table
 from migrations_worker import control, runner
 from migrations_worker.checks import require_supported_database
 from migrations_worker.job import UnknownJob, get_job, job_classes
+from migrations_worker.management.arguments import positive_int, seconds
 from migrations_worker.models import JobRun, RunStatus
 from migrations_worker.progress import one_line, progress_of
 from migrations_worker.states import InvalidTransition, transition
 
 EXIT_USAGE, EXIT_CONFLICT, EXIT_FAILED, EXIT_TIMEOUT, EXIT_BROKER = 2, 3, 4, 5, 6
 TERMINAL = (RunStatus.FINISHED, RunStatus.CANCELLED, RunStatus.FAILED)
-
-
-def seconds(text: str) -> float:
-    """A duration in seconds: a finite number, zero or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
 
 
 class Command(BaseCommand):

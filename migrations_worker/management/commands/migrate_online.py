@@ -37,8 +37,6 @@ Exit codes, for deploy pipelines:
 
 from __future__ import annotations
 
-import argparse
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,6 +54,7 @@ from migrations_worker import control, deploy_checks, runner
 from migrations_worker.checks import require_supported_database
 from migrations_worker.ddl import Safely
 from migrations_worker.job import get_job
+from migrations_worker.management.arguments import positive_seconds, seconds
 from migrations_worker.models import JobRun, RunStatus
 from migrations_worker.operations import (
     EnqueueJob,
@@ -78,24 +77,6 @@ CLIENT_CHECK_INTERVAL = "1s"
 MAX_RECONNECTS = 10
 DEFAULT_LOCK_WAIT_SECONDS = 15.0
 RECONNECT_WAIT_SECONDS = 120.0
-
-
-def seconds(text: str) -> float:
-    """A duration in seconds from the command line: a finite number, zero or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text}")
-    return value
-
-
-def positive_seconds(text: str) -> float:
-    value = seconds(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be more than 0 seconds")
-    return value
 
 
 def database_operations(operations: list) -> Iterator:
