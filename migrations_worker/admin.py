@@ -28,10 +28,10 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
-from . import control
+from . import control, dispatch
+from .exceptions import MigrationsWorkerError
 from .models import BatchStatus, JobBatch, JobRun, RunStatus
 from .progress import format_duration, progress_of
-from .states import InvalidTransition
 from .views import run_payload
 
 OPERATE = "migrations_worker.operate_jobrun"
@@ -98,7 +98,7 @@ CONTROLS = {
                 "Workers finish the batch in hand, then stop. Nothing is lost: Resume continues "
                 "from the next batch.", (S.PENDING, S.RUNNING), "only a pending or running run "
                 "can be paused"),
-        Control("resume", "Resume", control.resume, "resumed",
+        Control("resume", "Resume", dispatch.resume, "resumed",
                 "The run goes back to the Celery workers and continues from the next batch.",
                 (S.PAUSED, S.PAUSING), "only a paused run can be resumed"),
         Control("cancel", "Cancel", control.cancel, "cancel requested",
@@ -106,9 +106,10 @@ CONTROLS = {
                 "done; a gated migration waits until a new run of the job finishes.",
                 (S.PENDING, S.RUNNING, S.PAUSING, S.PAUSED, S.FAILED),
                 "a finished, cancelled or cancelling run cannot be cancelled"),
-        Control("retry", "Retry failed batches", control.retry, "failed batches requeued",
-                "The failed batches go back in the queue with fresh attempts, and the run "
-                "continues where it stopped. Fix the cause of the error first.",
+        Control("retry", "Retry failed batches", dispatch.retry, "failed batches requeued",
+                "Failed batches go back in the queue with fresh attempts (a run whose verification "
+                "failed walks its range again), and the run continues where it stopped. Fix the "
+                "cause of the error first.",
                 (S.FAILED,), "only a failed run can be retried"),
     )
 }
@@ -237,7 +238,7 @@ class JobRunAdmin(ReadOnlyAdmin):
         for run in runs:
             try:
                 done = ctl.function(run, actor=actor)
-            except (InvalidTransition, control.ControlError) as exc:
+            except MigrationsWorkerError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
                 self.message_user(

@@ -1,5 +1,5 @@
 """System checks: the engine works only on PostgreSQL 13 or newer, and says so before anything
-runs.
+runs; and every job a migration names is registered, so a typo fails `check`, not a deploy.
 
 Why 13: the migrations rely on `gen_random_uuid()` in core (13+; before, it needs pgcrypto), and
 the engine on `FOR UPDATE SKIP LOCKED`, `lock_timeout` and concurrent index builds. An older
@@ -11,8 +11,13 @@ reports it.
 from __future__ import annotations
 
 from django.core.checks import Error, register
-from django.core.management.base import CommandError
 from django.db import connections
+from django.db.migrations.loader import MigrationLoader
+
+from .exceptions import UnsupportedDatabase
+from .job import job_names
+from .operations.jobs import JobOperation
+from .operations.walk import operations_of
 
 MINIMUM_SERVER_VERSION = 130000  # PostgreSQL 13.0, as connection.pg_version reports it
 
@@ -44,7 +49,7 @@ def require_supported_database(alias: str = "default") -> None:
     """Refuse, with the reason, before a command changes anything on an unsupported database."""
     problem = database_problem(alias)
     if problem:
-        raise CommandError(f"{problem}. Point DATABASE_URL at a PostgreSQL 13+ server.")
+        raise UnsupportedDatabase(f"{problem}. Point DATABASE_URL at a PostgreSQL 13+ server.")
 
 
 @register("database")
@@ -66,4 +71,24 @@ def postgresql_only(app_configs=None, databases=None, **kwargs) -> list[Error]:
                 errors.append(Error(problem + ".", hint="Upgrade the server, or point "
                                     "DATABASE_URL at a PostgreSQL 13+ server.",
                                     id="migrations_worker.E002"))
+    return errors
+
+
+@register()
+def migrations_name_registered_jobs(app_configs=None, **kwargs) -> list[Error]:
+    """An EnqueueJob / RequireJob naming a job no app's `jobs` module registers would fail
+    half-way through a deploy; read from the migration files, no database needed."""
+    known = set(job_names())
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    errors = []
+    for (app, name), migration in sorted(loader.disk_migrations.items()):
+        for operation in operations_of(migration.operations, JobOperation):
+            if operation.job_name not in known:
+                errors.append(Error(
+                    f"migration {app}.{name} names data job {operation.job_name!r} "
+                    f"({type(operation).__name__}), which no installed app registers",
+                    hint=f"Define it in its app's jobs module with @register; known jobs: "
+                         f"{', '.join(sorted(known)) or 'none'}.",
+                    id="migrations_worker.E003",
+                ))
     return errors

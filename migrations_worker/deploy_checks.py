@@ -111,21 +111,3 @@ def schema_problems(database: str = "default") -> list[SchemaProblem]:
             """
         )
         return [SchemaProblem(*row) for row in cursor.fetchall()]
-
-
-def wait_for_database(timeout: float, database: str = "default", poll: float = 1.0) -> str:
-    """Connect, retrying until `timeout`; '' once connected, else the last error."""
-    deadline = time.monotonic() + timeout
-    connection = connections[database]
-    while True:
-        try:
-            connection.ensure_connection()
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-            return ""
-        except Exception as exc:  # any failure to connect is worth another try until the deadline
-            connection.close()
-            error = f"{type(exc).__name__}: {exc}".strip()
-            if time.monotonic() >= deadline:
-                return error
-            time.sleep(poll)

@@ -12,6 +12,8 @@ from typing import ClassVar
 
 from psycopg import sql
 
+from .exceptions import UnknownJob
+
 
 @dataclass(frozen=True)
 class BatchResult:
@@ -19,10 +21,6 @@ class BatchResult:
 
     rows: int
     counts: dict[str, int] = field(default_factory=dict)
-
-
-class UnknownJob(LookupError):
-    pass
 
 
 class Job:
@@ -50,6 +48,11 @@ class Job:
     def count_remaining(self, cursor) -> int:
         """The "done when" verification: how many rows still need the job. 0 means done."""
         raise NotImplementedError
+
+    def remaining_key_range(self, cursor) -> tuple[int, int] | None:
+        """The keys (low, high) of the rows `count_remaining` still counts, so a retry after a
+        failed verification walks only those batches again; None: walk the whole range."""
+        return None
 
     def estimate_total(self, cursor, min_key: int | None, max_key: int | None) -> int:
         """Rows the run will walk; used for percent and ETA only. Default: keys in range."""

@@ -38,8 +38,7 @@ from django.db.migrations.state import ProjectState
 from django.db.models import NOT_PROVIDED, Field, UniqueConstraint
 from django.db.models.options import normalize_together
 
-from .ddl import CreateIndexConcurrently, Safely, SafeSQL
-from .operations import RequireJob
+from .operations import CreateIndexConcurrently, RequireJob, Safely, SafeSQL
 
 PROJECT_APPS = ("assets", "portfolios", "investments", "migrations_worker")
 SQUAWK_CONFIG = Path(__file__).resolve().parents[1] / ".squawk.toml"

@@ -21,12 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-import psycopg
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
-from . import batching, throttle
+from . import batching, pg, throttle
 from .job import BatchResult, Job, get_job
 from .models import BatchStatus, JobBatch, JobRun, RunStatus
 from .states import record, transition
@@ -61,44 +60,6 @@ class Claim:
 
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-# SQLSTATEs that mean the session itself is gone: connection exceptions (class 08), and the
-# server shutting down or restarting (57P01 admin shutdown, 57P02 crash, 57P03 cannot connect).
-CONNECTION_LOST_STATES = ("57P01", "57P02", "57P03")
-
-
-def connection_lost(exc: BaseException) -> bool:
-    """Whether `exc` means the database session is gone (a restart, a failover, a terminated
-    backend), as opposed to a statement failing on a live session. Django wraps psycopg's
-    errors, so the cause is read: a server-side error carries a SQLSTATE, while psycopg raises
-    its OperationalError / InterfaceError without one when the connection itself failed
-    ("server closed the connection unexpectedly", "the connection is closed", a failed connect).
-    The Django connection's own state is no guide: leaving an atomic block may already have
-    replaced it."""
-    if not isinstance(exc, DatabaseError):
-        return False
-    cause = exc.__cause__ or exc
-    state = getattr(cause, "sqlstate", None) or ""
-    if state.startswith("08") or state in CONNECTION_LOST_STATES:
-        return True
-    if isinstance(cause, (psycopg.OperationalError, psycopg.InterfaceError)) and not state:
-        return True
-    raw = connection.connection
-    return raw is not None and bool(raw.closed or getattr(raw, "broken", False))
-
-
-# A batch that failed with one of these did nothing (its transaction rolled back) and would
-# succeed once another session lets go: a lock not granted within lock_timeout, a deadlock, a
-# serialization failure.
-WAITED_STATES = ("55P03", "40P01", "40001")
-
-
-def transient(exc: BaseException) -> bool:
-    """Whether a batch's failure is the database being busy or briefly gone rather than the
-    batch being wrong. Read it right after the error: it looks at the connection's state."""
-    cause = exc.__cause__ or exc
-    return getattr(cause, "sqlstate", None) in WAITED_STATES or connection_lost(exc)
 
 
 def tuning_for(job: Job, run: JobRun) -> throttle.Tuning:
@@ -256,16 +217,9 @@ class RunWorker:
     def _process(self, claim: Claim) -> None:
         t0 = time.monotonic()
         try:
-            with transaction.atomic():
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT set_config('lock_timeout', %s, true), "
-                        "set_config('statement_timeout', %s, true)",
-                        [
-                            f"{self.tuning.lock_timeout_ms}ms",
-                            f"{self.tuning.statement_timeout_ms}ms",
-                        ],
-                    )
+            with transaction.atomic(), connection.cursor() as cursor:
+                with pg.timeouts(cursor, lock_timeout_ms=self.tuning.lock_timeout_ms,
+                                 statement_timeout_ms=self.tuning.statement_timeout_ms):
                     batch = (
                         JobBatch.objects.select_for_update()
                         .filter(
@@ -340,8 +294,8 @@ class RunWorker:
                 claim.attempt,
             )
         except Exception as exc:
-            waited = transient(exc)
-            self._reset_connection_if_broken()
+            waited = pg.transient(exc)
+            pg.reset_if_broken()
             self._record_failure(claim, exc, time.monotonic() - t0, waited)
 
     def _record_failure(self, claim: Claim, exc: Exception, seconds: float,
@@ -406,14 +360,6 @@ class RunWorker:
         run = JobRun.objects.get(pk=self.run_id)
         if run.status in (RunStatus.RUNNING, RunStatus.PAUSING):
             transition(self.run_id, RunStatus.FAILED, actor=self.name, message=message)
-
-    @staticmethod
-    def _reset_connection_if_broken() -> None:
-        try:
-            if connection.connection is not None and not connection.is_usable():
-                connection.close()
-        except DatabaseError:
-            connection.close()
 
     # -- finishing ------------------------------------------------------------------------
 

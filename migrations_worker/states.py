@@ -7,24 +7,43 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
+from .exceptions import InvalidTransition
 from .models import JobRun, JobRunEvent, RunStatus
 
 log = logging.getLogger("migrations_worker.states")
 S = RunStatus
 ALLOWED: dict[str, set[str]] = {
-    S.PENDING: {S.RUNNING, S.PAUSED, S.CANCELLED},
-    S.RUNNING: {S.PAUSING, S.CANCELLING, S.FAILED, S.FINISHED},
-    S.PAUSING: {S.PAUSED, S.RUNNING, S.CANCELLING, S.FAILED},
-    S.PAUSED: {S.RUNNING, S.CANCELLED},
-    S.CANCELLING: {S.CANCELLED},
-    S.FAILED: {S.RUNNING, S.CANCELLED},
-    S.CANCELLED: set(),
-    S.FINISHED: set(),
+    S.PENDING: {
+        S.RUNNING,  # dispatched to workers, or worked inline (`backfill run`, a gate)
+        S.PAUSED,  # paused before any worker took it
+        S.CANCELLED,  # cancelled before any worker took it
+    },
+    S.RUNNING: {
+        S.PAUSING,  # an operator asked to pause: workers stop between batches
+        S.CANCELLING,  # an operator asked to cancel: workers stop between batches
+        S.FAILED,  # a batch ran out of attempts, or the verification found rows left
+        S.FINISHED,  # every batch done and the verification found nothing left
+    },
+    S.PAUSING: {
+        S.PAUSED,  # a worker settled the request between batches
+        S.RUNNING,  # resumed before a worker settled it
+        S.CANCELLING,  # cancelled while pausing
+        S.FAILED,  # the batch in flight ran out of attempts
+    },
+    S.PAUSED: {
+        S.RUNNING,  # resumed
+        S.CANCELLED,  # cancelled while no worker holds it
+    },
+    S.CANCELLING: {
+        S.CANCELLED,  # a worker settled the request between batches
+    },
+    S.FAILED: {
+        S.RUNNING,  # retried: failed batches requeued, or the range walked again
+        S.CANCELLED,  # given up by an operator
+    },
+    S.CANCELLED: set(),  # terminal: a new run starts the job again
+    S.FINISHED: set(),  # terminal
 }
-
-
-class InvalidTransition(Exception):
-    pass
 
 
 def record(run: JobRun, from_status: str, to_status: str, actor: str, message: str = "") -> None:

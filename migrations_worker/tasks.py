@@ -11,9 +11,8 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import runner
-from .control import dispatch_run
-from .deploy_checks import wait_for_database
+from . import pg, runner
+from .dispatch import RUN_SLICE, dispatch_run
 from .models import JobRun, RunStatus
 
 log = logging.getLogger("migrations_worker.tasks")
@@ -23,7 +22,7 @@ DATABASE_WAIT_SECONDS = 60.0
 
 @shared_task(
     bind=True,
-    name="migrations_worker.run_slice",
+    name=RUN_SLICE,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=False,
@@ -41,7 +40,7 @@ def run_slice(self, run_id: int, job_name: str, epoch: int, lane: int) -> dict:
     except JobRun.DoesNotExist:
         return {"run_id": run_id, "job": job_name, "outcome": "gone"}
     except DatabaseError as exc:
-        if not runner.connection_lost(exc):
+        if not pg.connection_lost(exc):
             raise
         connection.close()
         log.warning("run=%s job=%s lost the database (%s); waiting for it",
@@ -49,7 +48,7 @@ def run_slice(self, run_id: int, job_name: str, epoch: int, lane: int) -> dict:
         # Until it is back: returning earlier would have Celery store this task's result in
         # the database that is down, and fail the same way. (A newer dispatch by beat fences
         # the message re-sent below.)
-        while error := wait_for_database(DATABASE_WAIT_SECONDS):
+        while error := pg.wait_for_database(DATABASE_WAIT_SECONDS):
             log.warning("run=%s job=%s database still down (%s); still waiting",
                         run_id, job_name, error)
         outcome = runner.Outcome(runner.CONTINUE, delay=0.5, status="database-lost")

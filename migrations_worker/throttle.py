@@ -4,10 +4,13 @@ run on hold instead of failing it. One place for the policy; jobs only override 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
 from django.conf import settings
 from django.db import connection
+
+from .exceptions import InvalidTuning
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Tuning:
         for layer in layers:
             unknown = set(layer) - names
             if unknown:
-                raise ValueError(f"unknown tuning option(s): {', '.join(sorted(unknown))}")
+                raise InvalidTuning(f"unknown tuning option(s): {', '.join(sorted(unknown))}")
             merged.update(layer)
         tuning = cls(**merged)
         tuning.validate()
@@ -55,12 +58,12 @@ class Tuning:
                 kind is int and not isinstance(value, int)
             ):
                 noun = "a whole number" if kind is int else "a number"
-                raise ValueError(f"{f.name} must be {noun}, not {value!r}")
+                raise InvalidTuning(f"{f.name} must be {noun}, not {value!r}")
             if not math.isfinite(value) or value < low or (low_open and value == low) or value > high:
                 bound = f"more than {low}" if low_open else f"at least {low}"
-                raise ValueError(f"{f.name} must be {bound} and at most {high}, got {value!r}")
+                raise InvalidTuning(f"{f.name} must be {bound} and at most {high}, got {value!r}")
         if self.min_batch_size > self.max_batch_size:
-            raise ValueError("min_batch_size must be positive and at most max_batch_size")
+            raise InvalidTuning("min_batch_size must be positive and at most max_batch_size")
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -113,30 +116,59 @@ def moving_average(previous: float | None, observed: float, tuning: Tuning) -> f
     return tuning.smoothing * observed + (1 - tuning.smoothing) * previous
 
 
+# -- health: each signal a small check; the first that objects puts the run on hold ----------------
+
+LOCK_WAITERS = """
+SELECT count(*) FROM pg_locks l
+WHERE NOT l.granted AND l.pid <> pg_backend_pid()
+  AND l.relation = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) AS t)
+"""
+
+OLDEST_TRANSACTION = """
+SELECT pid, extract(epoch FROM now() - xact_start)::int FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid()
+  AND backend_type = 'client backend'
+  AND xact_start < now() - make_interval(secs => %s)
+ORDER BY xact_start LIMIT 1
+"""
+
+REPLICA_LAG = "SELECT max(extract(epoch FROM replay_lag)) FROM pg_stat_replication"
+
+
+def lock_waiters(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
+    """Sessions queued for a lock on the job's tables: the application is already waiting."""
+    cursor.execute(LOCK_WAITERS, [list(tables)])
+    waiters = cursor.fetchone()[0]
+    if waiters > tuning.max_lock_waiters:
+        return f"{waiters} session(s) waiting for a lock on {', '.join(tables)}"
+    return ""
+
+
+def long_transaction(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
+    """A transaction open this long holds back vacuum; more dead rows from us make it worse."""
+    cursor.execute(OLDEST_TRANSACTION, [tuning.max_transaction_seconds])
+    row = cursor.fetchone()
+    return f"transaction open for {row[1]}s (pid {row[0]})" if row else ""
+
+
+def replica_lag(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
+    """Standbys replaying behind: every batch adds WAL they must replay."""
+    cursor.execute(REPLICA_LAG)
+    lag = cursor.fetchone()[0]
+    if lag is not None and lag > tuning.max_replica_lag_seconds:
+        return f"replica lag {lag:.0f}s"
+    return ""
+
+
+HealthCheck = Callable[[object, tuple[str, ...], Tuning], str]
+HEALTH_CHECKS: tuple[HealthCheck, ...] = (lock_waiters, long_transaction, replica_lag)
+
+
 def health_hold_reason(tables: tuple[str, ...], tuning: Tuning) -> str:
     """Why the database is too busy for another batch right now, or '' if it is not."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_locks l WHERE NOT l.granted AND l.pid <> pg_backend_pid() "
-            "AND l.relation = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) AS t)",
-            [list(tables)],
-        )
-        waiters = cursor.fetchone()[0]
-        if waiters > tuning.max_lock_waiters:
-            return f"{waiters} session(s) waiting for a lock on {', '.join(tables)}"
-        cursor.execute(
-            "SELECT pid, extract(epoch FROM now() - xact_start)::int FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-            "AND backend_type = 'client backend' "
-            "AND xact_start < now() - make_interval(secs => %s) "
-            "ORDER BY xact_start LIMIT 1",
-            [tuning.max_transaction_seconds],
-        )
-        row = cursor.fetchone()
-        if row:
-            return f"transaction open for {row[1]}s (pid {row[0]})"
-        cursor.execute("SELECT max(extract(epoch FROM replay_lag)) FROM pg_stat_replication")
-        lag = cursor.fetchone()[0]
-        if lag is not None and lag > tuning.max_replica_lag_seconds:
-            return f"replica lag {lag:.0f}s"
+        for check in HEALTH_CHECKS:
+            reason = check(cursor, tables, tuning)
+            if reason:
+                return reason
     return ""

@@ -18,7 +18,7 @@ from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from migrations_worker import control
+from migrations_worker import control, dispatch
 from migrations_worker.admin import ensure_operator
 from migrations_worker.models import JobRun, RunStatus
 from tests.conftest import ROOT
@@ -118,7 +118,7 @@ def test_operator_watches_a_running_job_move_then_pauses_and_resumes_it(
     Knob.objects.create(name="sleep", value=0.1)
     ensure_operator("operator", PASSWORD)
     processes.worker("w1")
-    run = control.start(JOB, options=SLOW)
+    run = dispatch.start(JOB, options=SLOW)
     wait_until(lambda: rows_done(run.pk) > 0, 30, message="the worker to finish a first batch")
 
     log_in(page, live_server, "operator")
@@ -264,7 +264,7 @@ def test_flower_asks_for_its_login_and_lists_run_slice_tasks_with_run_id_and_job
         wait_until(lambda: "w1@" in (tmp_path / "w1.log").read_text(errors="replace")
                    and " ready." in (tmp_path / "w1.log").read_text(errors="replace"), 30,
                    message="the worker to be ready (and sending events) before the task arrives")
-        run = control.start(JOB, batch_size=100)
+        run = dispatch.start(JOB, batch_size=100)
         wait_until(lambda: status_of(run.pk) == RunStatus.FINISHED, 60, message="the run to finish")
 
         context = browser.new_context(http_credentials={"username": "ops", "password": PASSWORD},

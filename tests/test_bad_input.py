@@ -18,9 +18,9 @@ from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.urls import reverse
 
-from migrations_worker import control
+from migrations_worker import control, dispatch
 from migrations_worker.checks import database_problem, version_problem
-from migrations_worker.management.commands.migrate_online import DEPLOY_LOCK_KEY
+from migrations_worker.deploy_lock import DEPLOY_LOCK_KEY
 from migrations_worker.models import BatchStatus, JobRun, JobRunEvent, RunStatus
 from tests.conftest import ROOT
 from tests.test_engine_inline import JOB, make_widgets
@@ -130,7 +130,7 @@ def test_two_simultaneous_resumes_of_a_paused_run_dispatch_it_once():
         try:
             stale = JobRun.objects.get(pk=run.pk)  # both operators' screens say "paused"
             barrier.wait()
-            outcomes.append(control.resume(stale, actor="test").dispatch_epoch)
+            outcomes.append(dispatch.resume(stale, actor="test").dispatch_epoch)
         except Exception as exc:
             outcomes.append(exc)
         finally:
@@ -252,7 +252,7 @@ def test_a_second_deploy_waits_for_the_first_then_refuses_naming_it(manage, test
     with psycopg.connect(test_database_url, autocommit=True, application_name="first-deploy") as first:
         first.execute("SELECT pg_advisory_lock(%s)", [DEPLOY_LOCK_KEY])
         result = manage("migrate_online", "--lock-wait", "1")
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 3, result.stdout + result.stderr  # a conflict
     assert "another migrate_online is running against this database (pid" in result.stderr
     assert "first-deploy" in result.stderr
     assert "waiting up to 1s for another migrate_online to end" in result.stdout
@@ -313,7 +313,7 @@ def test_commands_refuse_a_database_that_is_not_postgresql_before_changing_anyth
     manage, sqlite_settings, command, tmp_path
 ):
     result = manage(*command, env=sqlite_settings)
-    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.returncode == 2, result.stdout + result.stderr  # bad input: the configuration
     assert "'default' is sqlite; the online migration engine needs PostgreSQL" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "db.sqlite3").exists() or (tmp_path / "db.sqlite3").stat().st_size == 0

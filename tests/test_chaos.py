@@ -166,9 +166,10 @@ def test_a_job_that_finishes_while_the_deploy_reads_its_gate_is_not_started_a_se
     from django.core.management import call_command
     from rich.console import Console
 
-    from migrations_worker.management.commands.migrate_online import Command, Pass
+    from migrations_worker.exceptions import JobNotFinished
+    from migrations_worker.executor import OnlineExecutor, Pass
+    from migrations_worker.management.commands.migrate_online import Command
     from migrations_worker.models import JobRun
-    from migrations_worker.operations import JobNotFinished
     from tests.test_engine_inline import make_widgets
 
     JobRun.objects.all().delete()  # the runs the test database's own migrate made
@@ -179,7 +180,7 @@ def test_a_job_that_finishes_while_the_deploy_reads_its_gate_is_not_started_a_se
     # ...just after this pass found its gate closed.
     read_too_early = Pass(closed={JOB: JobNotFinished(JOB, "1 row to go")},
                           gated={"engine_app.0003_require_touch_widgets": JOB})
-    command.ensure_jobs_enqueued(read_too_early)
+    OnlineExecutor(command).enqueue_gated(read_too_early)
     assert list(JobRun.objects.filter(job_name=JOB).values_list("status", flat=True)) == ["finished"]
 
 
@@ -196,7 +197,7 @@ def test_a_session_that_dies_without_a_word_inside_a_transaction_counts_as_a_los
     code = (
         "import os, signal, time\n"
         "from django.db import DatabaseError, connection, transaction\n"
-        "from migrations_worker import runner\n"
+        "from migrations_worker import pg\n"
         "try:\n"
         "    with transaction.atomic(), connection.cursor() as cursor:\n"
         "        cursor.execute('SELECT 1')\n"
@@ -204,7 +205,7 @@ def test_a_session_that_dies_without_a_word_inside_a_transaction_counts_as_a_los
         "        time.sleep(0.5)\n"
         "        cursor.execute('SELECT 1')\n"
         "except DatabaseError as exc:\n"
-        "    print('lost' if runner.connection_lost(exc) else 'not lost', repr(exc))\n"
+        "    print('lost' if pg.connection_lost(exc) else 'not lost', repr(exc))\n"
     )
     db = Database(url, "redis://127.0.0.1:1/0")
     try:

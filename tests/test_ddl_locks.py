@@ -13,7 +13,8 @@ from django.db.migrations.operations import AddField
 from django.db.migrations.state import ModelState, ProjectState
 from django.db.utils import OperationalError, ProgrammingError
 
-from migrations_worker.ddl import (
+from migrations_worker.exceptions import InsideTransaction
+from migrations_worker.operations.ddl import (
     CreateIndexConcurrently,
     LockPolicy,
     Safely,
@@ -182,7 +183,7 @@ def test_lock_and_statement_timeouts_come_from_settings_and_long_steps_lift_the_
 def test_steps_refuse_to_run_inside_a_transaction():
     from django.db import transaction
 
-    with transaction.atomic(), pytest.raises(RuntimeError, match="atomic = False"):
+    with transaction.atomic(), pytest.raises(InsideTransaction, match="atomic = False"):
         run_step(["SELECT 1"])
 
 

@@ -6,6 +6,7 @@ from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 from migrations_worker import control
+from migrations_worker.exceptions import AlreadyActive
 from migrations_worker.models import JobRun, JobRunEvent, RunStatus
 from tests.test_engine_inline import JOB, make_widgets
 
@@ -67,7 +68,7 @@ def test_two_concurrent_starts_create_exactly_one_run():
     def start():
         try:
             outcomes.append(control.create_run(JOB))
-        except control.AlreadyActive as exc:
+        except AlreadyActive as exc:
             outcomes.append(exc)
         finally:
             connections.close_all()

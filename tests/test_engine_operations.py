@@ -5,8 +5,8 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from migrations_worker.exceptions import JobNotFinished
 from migrations_worker.models import JobRun, RunStatus
-from migrations_worker.operations import JobNotFinished
 from tests.test_engine_inline import JOB, make_widgets, touches_histogram
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -55,14 +55,14 @@ def test_gate_stops_a_big_remainder_with_progress_and_the_commands_to_finish_it(
 
 
 def test_gate_refuses_to_run_inside_an_atomic_migration(before_the_job):
-    from django.core.management.base import CommandError
     from django.db import transaction
 
+    from migrations_worker.exceptions import InsideTransaction
     from migrations_worker.operations import RequireJob
 
     with (
         transaction.atomic(),
         connection.schema_editor(atomic=True) as editor,
-        pytest.raises(CommandError, match="atomic = False"),
+        pytest.raises(InsideTransaction, match="atomic = False"),
     ):
         RequireJob(JOB).database_forwards("engine_app", editor, None, None)

@@ -8,7 +8,7 @@ import time
 import pytest
 from django.db import connection
 
-from migrations_worker import control
+from migrations_worker import dispatch
 from migrations_worker.models import BatchStatus, JobRun, RunStatus
 from tests.engine_app.models import Knob
 from tests.test_engine_inline import JOB, make_widgets, touches_histogram
@@ -36,7 +36,7 @@ def test_worker_killed_mid_batch_resumes_by_itself_with_every_row_done_once(proc
     Knob.objects.create(name="sleep", value=0.3)
     processes.worker("w1")
     processes.beat()
-    run = control.start(JOB, batch_size=100, options={"max_batch_size": 100})
+    run = dispatch.start(JOB, batch_size=100, options={"max_batch_size": 100})
     wait_until(lambda: JobRun.objects.get(pk=run.pk).batches_done >= 3, 60, message="3 batches")
     wait_until(batch_in_flight, 10, interval=0.02, message="a batch in flight")
     processes.kill("w1", signal.SIGKILL)
@@ -61,7 +61,7 @@ def test_several_workers_on_one_run_do_each_batch_exactly_once(processes, worker
     Knob.objects.create(name="sleep", value=0.02)
     for n in range(workers):
         processes.worker(f"w{n}")
-    run = control.start(JOB, batch_size=100, workers=workers, options={"max_batch_size": 100})
+    run = dispatch.start(JOB, batch_size=100, workers=workers, options={"max_batch_size": 100})
     wait_until(lambda: run_status(run.pk) == RunStatus.FINISHED, 120, message="run finished")
 
     assert touches_histogram() == {1: 6_000}

@@ -79,7 +79,7 @@ def seeded_before_the_gate():
 
 def test_empty_database_is_migrated_to_the_end_in_one_run(fresh_database):
     before = manage_on(fresh_database, "migrate_online", "--check")
-    assert before.returncode == 3
+    assert before.returncode == 8
     assert "pending migration engine_app.0003_require_touch_widgets" in before.stdout
 
     result = manage_on(fresh_database, "migrate_online")
@@ -121,18 +121,18 @@ def test_big_remainder_stops_at_the_first_gate_with_exit_0_and_a_clear_report(
     assert run.status == RunStatus.RUNNING  # enqueued for the workers
 
 
-def test_check_exits_3_while_a_gate_holds_and_0_once_everything_is_applied(
+def test_check_exits_8_while_a_gate_holds_and_0_once_everything_is_applied(
     seeded_before_the_gate, manage
 ):
     manage("migrate_online")
     pending = manage("migrate_online", "--check")
-    assert pending.returncode == 3
+    assert pending.returncode == 8
     assert f"pending migration {GATED}" in pending.stdout
     assert f"pending job {JOB}" in pending.stdout
 
     call_command("backfill", "run", JOB)
     still = manage("migrate_online", "--check")
-    assert still.returncode == 3  # the job is done, but the gated migration is not applied yet
+    assert still.returncode == 8  # the job is done, but the gated migration is not applied yet
     assert manage("migrate_online").returncode == 0
     done = manage("migrate_online", "--check")
     assert done.returncode == 0, done.stdout
@@ -140,11 +140,11 @@ def test_check_exits_3_while_a_gate_holds_and_0_once_everything_is_applied(
     assert touches_histogram() == {1: 5_000}
 
 
-def test_check_exits_3_for_a_job_still_running_after_every_migration_is_applied(manage):
+def test_check_exits_8_for_a_job_still_running_after_every_migration_is_applied(manage):
     JobRun.objects.all().delete()
     control.create_run(JOB, actor="test")
     result = manage("migrate_online", "--check")
-    assert result.returncode == 3
+    assert result.returncode == 8
     assert f"pending job {JOB}" in result.stdout
     JobRun.objects.all().delete()
 

@@ -355,11 +355,11 @@ def test_a_worker_run_through_faults_logs_neither_the_database_nor_the_broker_pa
 
 # (file, function): why the SQL it runs, which the checker cannot follow, is safe.
 SQL_EXCEPTIONS = {
-    ("migrations_worker/ddl.py", "execute"):
+    ("migrations_worker/operations/ddl.py", "execute"):
         "run_step runs the statements of a SafeSQL step or of CreateIndexConcurrently: SQL text "
         "written in the migration files (reviewed with them, linted by lint_migrations) or built "
         "with psycopg.sql here; never input",
-    ("migrations_worker/ddl.py", "apply"):
+    ("migrations_worker/operations/ddl.py", "apply"):
         "Django's own deferred DDL (schema editor Statement objects, names quoted by Django)",
     ("apps/backend/src/seed/dataset.py", ""):
         "the seed's SQL templates are constants of the module; _expand only rewrites their hash "

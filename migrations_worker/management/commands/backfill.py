@@ -1,8 +1,8 @@
 """`manage.py backfill`: the operator's console for data jobs.
 
-Exit codes, for scripts: 0 done, 1 unexpected error, 2 bad input (unknown job, bad number),
-3 conflict (already running, wrong state for the action), 4 the run failed or was cancelled,
-5 timed out waiting, 6 the broker is unreachable.
+Exit codes are those of every operator command (README, "Exit codes"): 2 bad input (unknown
+job, bad number), 3 conflict (already running, wrong state for the action), 4 the run failed or
+was cancelled, 5 timed out waiting, 6 the broker is unreachable.
 """
 
 from __future__ import annotations
@@ -10,26 +10,35 @@ from __future__ import annotations
 import json
 import time
 
-from django.core.management.base import BaseCommand, CommandError
 from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from migrations_worker import control, runner
+from migrations_worker import control, dispatch, drive, runner
 from migrations_worker.checks import require_supported_database
-from migrations_worker.job import UnknownJob, get_job, job_classes
+from migrations_worker.exceptions import InvalidInput, InvalidTransition, JobFailed
+from migrations_worker.job import get_job, job_classes
 from migrations_worker.management.arguments import positive_int, seconds
+from migrations_worker.management.base import EngineCommand
 from migrations_worker.models import JobRun, RunStatus
 from migrations_worker.progress import one_line, progress_of
-from migrations_worker.states import InvalidTransition, transition
 
-EXIT_USAGE, EXIT_CONFLICT, EXIT_FAILED, EXIT_TIMEOUT, EXIT_BROKER = 2, 3, 4, 5, 6
 TERMINAL = (RunStatus.FINISHED, RunStatus.CANCELLED, RunStatus.FAILED)
+# action: (what it does to the job's active run, what the console says after it)
+CONTROLS = {
+    "pause": (control.pause, ""),
+    "resume": (dispatch.resume, ""),
+    "cancel": (control.cancel, ""),
+    "retry": (dispatch.retry, ": failed batches requeued"),
+}
 
 
-class Command(BaseCommand):
+class Command(EngineCommand):
     help = "Start, steer and watch the online migration's data jobs."
+    # The database is checked by require_supported_database (exit 2, like migrate_online): an
+    # operator steering a job must not be stopped by an unrelated warning.
+    requires_system_checks = []
 
     def add_arguments(self, parser) -> None:
         sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -46,7 +55,7 @@ class Command(BaseCommand):
             "--option", action="append", default=[], metavar="KEY=VALUE",
             help="a tuning option for this run, e.g. pause_seconds=0.1",
         )
-        for action in ("pause", "resume", "cancel", "retry"):
+        for action in CONTROLS:
             p = sub.add_parser(action, help=f"{action} the job's active run")
             p.add_argument("name")
         run = sub.add_parser("run", help="work the job in the foreground until it is finished")
@@ -61,16 +70,9 @@ class Command(BaseCommand):
         self.actor = "cli"
         action = options["action"]
         require_supported_database()
-        try:
-            getattr(self, f"do_{action}")(options)
-        except UnknownJob as exc:
-            raise CommandError(str(exc), returncode=EXIT_USAGE) from None
-        except control.BrokerUnavailable as exc:
-            raise CommandError(str(exc), returncode=EXIT_BROKER) from None
-        except (control.AlreadyActive, InvalidTransition) as exc:
-            raise CommandError(str(exc), returncode=EXIT_CONFLICT) from None
-        except (control.ControlError, ValueError) as exc:
-            raise CommandError(str(exc), returncode=EXIT_USAGE) from None
+        if action in CONTROLS:
+            return self.do_control(action, options["name"])
+        getattr(self, f"do_{action}")(options)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -89,7 +91,7 @@ class Command(BaseCommand):
             get_job(name)
             run = control.latest_run(name)
             if run is None:
-                raise CommandError(f"job {name} has never run", returncode=EXIT_USAGE)
+                raise InvalidInput(f"job {name} has never run")
             return [run]
         return [r for r in (control.latest_run(c.name) for c in job_classes()) if r]
 
@@ -130,12 +132,12 @@ class Command(BaseCommand):
         for item in options["option"]:
             key, sep, value = item.partition("=")
             if not sep:
-                raise control.ControlError(f"--option takes KEY=VALUE, got {item!r}")
+                raise InvalidInput(f"--option takes KEY=VALUE, got {item!r}")
             try:
                 tuning[key] = json.loads(value)
             except json.JSONDecodeError:
-                raise control.ControlError(f"--option {key}: {value!r} is not a number") from None
-        run = control.start(
+                raise InvalidInput(f"--option {key}: {value!r} is not a number") from None
+        run = dispatch.start(
             options["name"], batch_size=options["batch_size"], workers=options["workers"],
             options=tuning, actor=self.actor,
         )
@@ -151,43 +153,22 @@ class Command(BaseCommand):
             raise InvalidTransition(f"{name} has no active run: {state}")
         return run
 
-    def do_pause(self, options) -> None:
-        run = control.pause(self._active(options["name"]), actor=self.actor)
-        self.console.print(f"{run.job_name} #{run.pk} is {run.status}")
-
-    def do_resume(self, options) -> None:
-        run = control.resume(self._active(options["name"]), actor=self.actor)
-        self.console.print(f"{run.job_name} #{run.pk} is {run.status}")
-
-    def do_cancel(self, options) -> None:
-        run = control.cancel(self._active(options["name"]), actor=self.actor)
-        self.console.print(f"{run.job_name} #{run.pk} is {run.status}")
-
-    def do_retry(self, options) -> None:
-        run = control.retry(self._active(options["name"]), actor=self.actor)
-        self.console.print(f"{run.job_name} #{run.pk} is {run.status}: failed batches requeued")
+    def do_control(self, action: str, name: str) -> None:
+        act, said = CONTROLS[action]
+        run = act(self._active(name), actor=self.actor)
+        self.console.print(f"{run.job_name} #{run.pk} is {run.status}{said}")
 
     def do_run(self, options) -> None:
         """Work the job here until it is finished: joins an active run or starts one."""
         name = options["name"]
         get_job(name)
-        run = control.active_run(name)
-        if run is None:
-            run = control.create_run(name, batch_size=options["batch_size"], actor=self.actor)
-        if run.status == RunStatus.FAILED:
-            raise InvalidTransition(
-                f"{name} run #{run.pk} failed: {run.error}; `backfill retry {name}` requeues it"
-            )
-        if run.status in (RunStatus.PENDING, RunStatus.PAUSED):
-            run = transition(run.pk, RunStatus.RUNNING, actor=self.actor, message="run inline")
-        worker = runner.RunWorker(run.pk, name=f"{runner.worker_name()}/inline")
         columns = (
             TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
             TextColumn("{task.completed:,.0f}/{task.total:,.0f} rows"),
             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
         )
         with Progress(*columns, console=self.console, transient=False) as bar:
-            task = bar.add_task(name, total=max(run.estimated_total, 1), rate="")
+            task = bar.add_task(name, total=1, rate="")
 
             def show(r: JobRun) -> None:
                 p = progress_of(r)
@@ -195,39 +176,22 @@ class Command(BaseCommand):
                 bar.update(task, completed=r.rows_done, total=max(r.estimated_total, r.rows_done, 1),
                            rate=rate)
 
-            while True:
-                outcome = worker.work(on_batch=show)
-                if outcome.kind in (runner.HOLD, runner.WAIT):
-                    time.sleep(outcome.delay)
-                    continue
-                break
-        run.refresh_from_db()
+            run = drive.run_inline(name, actor=self.actor, worker_name=f"{runner.worker_name()}/inline",
+                                   message="run inline", batch_size=options["batch_size"],
+                                   resume_paused=True, on_batch=show)
         self.console.print(one_line(progress_of(run)))
         if run.report:
             self.console.print(f"report: {run.report}")
         if run.status != RunStatus.FINISHED:
-            raise CommandError(f"{name} run #{run.pk} ended {run.status}", returncode=EXIT_FAILED)
+            raise JobFailed(f"{name} run #{run.pk} ended {run.status}")
 
     def do_wait(self, options) -> None:
-        for name in options["names"]:
+        names = options["names"]
+        for name in names:
             get_job(name)
-        deadline = None if options["timeout"] is None else time.monotonic() + options["timeout"]
-        while True:
-            runs = {name: control.latest_run(name) for name in options["names"]}
-            missing = [n for n, r in runs.items() if r is None]
-            if missing:
-                raise CommandError(f"never started: {', '.join(missing)}", returncode=EXIT_USAGE)
-            bad = [r for r in runs.values() if r.status in (RunStatus.FAILED, RunStatus.CANCELLED)]
-            if bad:
-                raise CommandError(
-                    "; ".join(one_line(progress_of(r)) for r in bad), returncode=EXIT_FAILED
-                )
-            if all(r.status == RunStatus.FINISHED for r in runs.values()):
-                for run in runs.values():
-                    self.console.print(one_line(progress_of(run)))
-                return
-            if deadline is not None and time.monotonic() >= deadline:
-                pending = [one_line(progress_of(r)) for r in runs.values()
-                           if r.status != RunStatus.FINISHED]
-                raise CommandError("timed out: " + "; ".join(pending), returncode=EXIT_TIMEOUT)
-            time.sleep(0.5)
+        missing = [name for name in names if control.latest_run(name) is None]
+        if missing:
+            raise InvalidInput(f"never started: {', '.join(missing)}")
+        runs = drive.wait_for(names, timeout=options["timeout"])
+        for run in runs.values():
+            self.console.print(one_line(progress_of(run)))

@@ -2,7 +2,7 @@
 
 from django.db import migrations, models
 
-from migrations_worker.ddl import CreateIndexConcurrently, Safely, SafeSQL
+from migrations_worker.operations import CreateIndexConcurrently, Safely, SafeSQL
 
 
 class Migration(migrations.Migration):

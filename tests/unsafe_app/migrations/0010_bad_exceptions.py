@@ -2,7 +2,7 @@
 
 from django.db import migrations
 
-from migrations_worker.ddl import SafeSQL
+from migrations_worker.operations import SafeSQL
 
 LINT_EXCEPTIONS = {
     "ban-drop-column": "",

@@ -4,7 +4,7 @@ columns keeps working: the database supplies is_deleted = false."""
 
 from django.db import migrations, models
 
-from migrations_worker.ddl import Safely
+from migrations_worker.operations import Safely
 
 
 class Migration(migrations.Migration):

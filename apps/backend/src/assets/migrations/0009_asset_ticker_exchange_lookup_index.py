@@ -3,7 +3,7 @@ groups up without scanning; the UNIQUE index of 0014 replaces it and 0015 drops 
 
 from django.db import migrations
 
-from migrations_worker.ddl import CreateIndexConcurrently
+from migrations_worker.operations import CreateIndexConcurrently
 
 
 class Migration(migrations.Migration):

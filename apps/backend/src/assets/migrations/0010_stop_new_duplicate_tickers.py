@@ -9,7 +9,7 @@ the columns) pass untouched, so legacy duplicates stay editable until they are m
 
 from django.db import migrations
 
-from migrations_worker.ddl import SafeSQL
+from migrations_worker.operations import SafeSQL
 
 FUNCTION = """
 CREATE OR REPLACE FUNCTION assets_asset_refuse_duplicate() RETURNS trigger

@@ -8,8 +8,7 @@ already listed are skipped.
 
 from django.db import migrations
 
-from migrations_worker.ddl import SafeSQL
-from migrations_worker.operations import EnqueueJob, RequireJob
+from migrations_worker.operations import EnqueueJob, RequireJob, SafeSQL
 
 
 class Migration(migrations.Migration):

@@ -5,8 +5,7 @@ Dropping a column is catalog-only; the brief ACCESS EXCLUSIVE runs under lock_ti
 
 from django.db import migrations
 
-from migrations_worker.ddl import SafeSQL
-from migrations_worker.operations import RequireJob
+from migrations_worker.operations import RequireJob, SafeSQL
 
 LINT_EXCEPTIONS = {
     "ban-drop-column": "the fields left the model state in 0008, so running code no longer reads "

@@ -6,8 +6,7 @@ a plain `ADD CONSTRAINT ... UNIQUE` would build the index under ACCESS EXCLUSIVE
 
 from django.db import migrations, models
 
-from migrations_worker.ddl import CreateIndexConcurrently, SafeSQL
-from migrations_worker.operations import RequireJob
+from migrations_worker.operations import CreateIndexConcurrently, RequireJob, SafeSQL
 
 ATTACH = """
 DO $$

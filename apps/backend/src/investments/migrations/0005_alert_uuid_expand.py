@@ -17,8 +17,7 @@ The model state does not change here: the running code knows nothing of the new 
 
 from django.db import migrations
 
-from migrations_worker.ddl import SafeSQL
-from migrations_worker.operations import EnqueueJob
+from migrations_worker.operations import EnqueueJob, SafeSQL
 
 SYNC_FUNCTION = """
 CREATE OR REPLACE FUNCTION investments_alerttrigger_sync_alert() RETURNS trigger

@@ -11,8 +11,7 @@ stopped, and a step already done is a no-op.
 
 from django.db import migrations
 
-from migrations_worker.ddl import SafeSQL
-from migrations_worker.operations import RequireJob
+from migrations_worker.operations import RequireJob, SafeSQL
 
 # (table, column, check constraint)
 COLUMNS = (

@@ -7,7 +7,7 @@ is dropped and built again.
 
 from django.db import migrations
 
-from migrations_worker.ddl import CreateIndexConcurrently
+from migrations_worker.operations import CreateIndexConcurrently
 
 
 class Migration(migrations.Migration):

@@ -7,7 +7,7 @@ Re-runnable like every CreateIndexConcurrently.
 
 from django.db import migrations
 
-from migrations_worker.ddl import CreateIndexConcurrently
+from migrations_worker.operations import CreateIndexConcurrently
 
 
 class Migration(migrations.Migration):

@@ -6,7 +6,7 @@ alert makes for triggers that still refer to it. Re-runnable like every CreateIn
 
 from django.db import migrations
 
-from migrations_worker.ddl import CreateIndexConcurrently
+from migrations_worker.operations import CreateIndexConcurrently
 
 
 class Migration(migrations.Migration):

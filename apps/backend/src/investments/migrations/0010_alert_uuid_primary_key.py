@@ -36,7 +36,7 @@ import uuid
 
 from django.db import migrations, models
 
-from migrations_worker.ddl import SafeSQL
+from migrations_worker.operations import SafeSQL
 
 ADD_UUID_FK = """
 DO $$

@@ -7,7 +7,7 @@ characters for `Meta.indexes`, so the index lives in the database only.
 
 from django.db import migrations
 
-from migrations_worker.ddl import CreateIndexConcurrently
+from migrations_worker.operations import CreateIndexConcurrently
 
 
 class Migration(migrations.Migration):

@@ -22,7 +22,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from rich.console import Console
 from rich.table import Table
 
-from migrations_worker.management.commands.migrate_online import gates_of, label
+from migrations_worker.executor import gates_of, label
 from migrations_worker.models import JobRun, RunStatus
 from migrations_worker.progress import format_duration
 

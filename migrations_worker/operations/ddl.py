@@ -19,16 +19,18 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, migrations, transaction
 from django.db.migrations.operations.base import Operation
-from psycopg import errors, sql
+from psycopg import sql
+
+from .. import pg
 
 log = logging.getLogger("migrations_worker.ddl")
 
-LOCK_NOT_AVAILABLE = "55P03"
 # An index column's direction, as SQL written here (never the text of the column spec itself).
 INDEX_ORDER = {"": sql.SQL(""), "ASC": sql.SQL(" ASC"), "DESC": sql.SQL(" DESC")}
 
@@ -48,10 +50,12 @@ class LockPolicy:
     def from_settings(cls) -> LockPolicy:
         return cls(**getattr(settings, "MIGRATIONS_WORKER", {}).get("DDL", {}))
 
-
-def _is_lock_timeout(exc: BaseException) -> bool:
-    cause = exc.__cause__ or exc
-    return isinstance(cause, errors.LockNotAvailable) or getattr(cause, "sqlstate", "") == LOCK_NOT_AVAILABLE
+    def limits(self, *, long_running: bool, concurrent: bool) -> dict[str, int | None]:
+        """The timeouts of one step (None: no limit), as `pg.timeouts` takes them."""
+        return {
+            "lock_timeout_ms": self.concurrent_lock_timeout_ms if concurrent else self.lock_timeout_ms,
+            "statement_timeout_ms": None if long_running else self.statement_timeout_ms,
+        }
 
 
 def run_step(
@@ -97,45 +101,22 @@ def run_callable_step(
     in_transaction: bool = True,
 ) -> int:
     """The retry loop behind every lock-safe step; see `run_step`."""
-    if connection.in_atomic_block:
-        raise RuntimeError(
-            "lock-safe DDL steps must run outside a transaction: put them in an "
-            "`atomic = False` migration"
-        )
+    pg.require_no_transaction("a lock-safe DDL step")
     policy = policy or LockPolicy.from_settings()
-    statement_timeout = "0" if long_running else f"{policy.statement_timeout_ms}ms"
-    lock_timeout = policy.lock_timeout_ms if in_transaction else policy.concurrent_lock_timeout_ms
-    timeouts = [f"{lock_timeout}ms", statement_timeout]
+    limits = policy.limits(long_running=long_running, concurrent=not in_transaction)
     for attempt in range(1, policy.attempts + 1):
         if before_attempt is not None:
             before_attempt()
         started = time.monotonic()
         try:
-            if in_transaction:
-                with transaction.atomic(), connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT set_config('lock_timeout', %s, true), "
-                        "set_config('statement_timeout', %s, true)",
-                        timeouts,
-                    )
-                    step()
-            else:
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT set_config('lock_timeout', %s, false), "
-                        "set_config('statement_timeout', %s, false)",
-                        timeouts,
-                    )
-                    try:
-                        step()
-                    finally:
-                        cursor.execute("RESET lock_timeout")
-                        cursor.execute("RESET statement_timeout")
+            with (transaction.atomic() if in_transaction else nullcontext(),
+                  connection.cursor() as cursor, pg.timeouts(cursor, **limits)):
+                step()
             if attempt > 1:
                 log.info("ddl %s: lock granted on attempt %s", description, attempt)
             return attempt
         except Exception as exc:
-            if not _is_lock_timeout(exc) or attempt == policy.attempts:
+            if not pg.is_lock_timeout(exc) or attempt == policy.attempts:
                 raise
             waited = (time.monotonic() - started) * 1000
             backoff = min(policy.max_backoff_ms, policy.backoff_ms * 2 ** (attempt - 1))
@@ -152,12 +133,11 @@ def timeout_sql(
     *, long_running: bool, concurrent: bool = False, policy: LockPolicy | None = None
 ) -> list[str]:
     """The timeouts a step runs under, as `sqlmigrate` shows them (and the linter checks them)."""
-    policy = policy or LockPolicy.from_settings()
-    statement_timeout = "0" if long_running else f"{policy.statement_timeout_ms}ms"
-    lock_timeout = policy.concurrent_lock_timeout_ms if concurrent else policy.lock_timeout_ms
+    limits = (policy or LockPolicy.from_settings()).limits(long_running=long_running,
+                                                           concurrent=concurrent)
     return [
-        f"SET lock_timeout = '{lock_timeout}ms';",
-        f"SET statement_timeout = '{statement_timeout}';",
+        f"SET lock_timeout = '{pg.millis(limits['lock_timeout_ms'])}';",
+        f"SET statement_timeout = '{pg.millis(limits['statement_timeout_ms'])}';",
     ]
 
 

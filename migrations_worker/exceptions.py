@@ -1,0 +1,116 @@
+"""Every error the engine raises on purpose, under one base class, each with its exit code.
+
+Commands map these types to exit codes (never message text), so `backfill`, `migrate_online`
+and `migrate` answer a pipeline the same way. The tree:
+
+    MigrationsWorkerError               1  something went wrong (the message says what)
+    ├── InsideTransaction               1  a step that commits on its own was run inside one
+    ├── InvalidInput                    2  the request is wrong: fix it and ask again
+    │   ├── UnknownJob                     no job of that name is registered
+    │   ├── InvalidTuning                  a batch size, worker count or tuning option
+    │   └── UnsupportedDatabase            not PostgreSQL 13+
+    ├── Conflict                        3  the request clashes with the state things are in
+    │   ├── AlreadyActive                  the job already has a run
+    │   ├── InvalidTransition              the run's status does not allow the action
+    │   ├── DeployLocked                   another migrate_online holds the deploy lock
+    │   └── StageNotReady                  post-deploy asked for while pre-deploy work is pending
+    ├── JobFailed                       4  a run failed or was cancelled: an operator must act
+    ├── TimedOut                        5  gave up waiting
+    ├── BrokerUnavailable               6  the Celery broker cannot be reached
+    ├── UnsafeDatabase                  7  sessions that would stall DDL, or a half-built schema
+    └── Pending                         8  migrations or jobs are still to do
+        └── JobNotFinished                 a gated migration was reached before its job finished
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The exit codes of every operator command (README, "Exit codes")."""
+
+    OK = 0
+    ERROR = 1
+    INVALID_INPUT = 2
+    CONFLICT = 3
+    JOB_FAILED = 4
+    TIMED_OUT = 5
+    BROKER_UNAVAILABLE = 6
+    UNSAFE_DATABASE = 7
+    PENDING = 8
+
+
+class MigrationsWorkerError(Exception):
+    """Base of the engine's errors; `exit_code` is what a command exits with."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+
+class InsideTransaction(MigrationsWorkerError):
+    """A step that must commit on its own (a lock-safe DDL step, a gate that finishes a job
+    inline) was run inside a transaction: the migration needs `atomic = False`."""
+
+
+class InvalidInput(MigrationsWorkerError, ValueError):
+    exit_code = ExitCode.INVALID_INPUT
+
+
+class UnknownJob(InvalidInput, LookupError):
+    pass
+
+
+class InvalidTuning(InvalidInput):
+    pass
+
+
+class UnsupportedDatabase(InvalidInput):
+    pass
+
+
+class Conflict(MigrationsWorkerError):
+    exit_code = ExitCode.CONFLICT
+
+
+class AlreadyActive(Conflict):
+    pass
+
+
+class InvalidTransition(Conflict):
+    pass
+
+
+class DeployLocked(Conflict):
+    pass
+
+
+class StageNotReady(Conflict):
+    pass
+
+
+class JobFailed(MigrationsWorkerError):
+    exit_code = ExitCode.JOB_FAILED
+
+
+class TimedOut(MigrationsWorkerError):
+    exit_code = ExitCode.TIMED_OUT
+
+
+class BrokerUnavailable(MigrationsWorkerError):
+    exit_code = ExitCode.BROKER_UNAVAILABLE
+
+
+class UnsafeDatabase(MigrationsWorkerError):
+    exit_code = ExitCode.UNSAFE_DATABASE
+
+
+class Pending(MigrationsWorkerError):
+    exit_code = ExitCode.PENDING
+
+
+class JobNotFinished(Pending):
+    """A gated migration was reached before its job finished. Carries the job's name."""
+
+    def __init__(self, job_name: str, message: str):
+        super().__init__(message)
+        self.job_name = job_name

@@ -1,0 +1,68 @@
+"""The seam between schema migrations and data jobs.
+
+`EnqueueJob` starts a job from the migration that made its work possible (e.g. the one that
+added a column); `RequireJob` gates a later migration on it (`gates.pass_gate`: finished inline
+on a small database, otherwise the migration stops with the job's progress and the commands to
+watch or finish it).
+"""
+
+from __future__ import annotations
+
+from django.db.migrations.operations.base import Operation
+
+from .. import dispatch, gates, pg
+
+
+class JobOperation(Operation):
+    """An operation that names a data job and changes no schema or model state."""
+
+    reduces_to_sql = False
+    reversible = True
+    # keyword: default, left out of deconstruct() when equal
+    options: dict[str, object] = {}
+
+    def __init__(self, job_name: str, **options):
+        self.job_name = job_name
+        for name, default in self.options.items():
+            setattr(self, name, options.pop(name, default))
+        if options:
+            raise TypeError(f"{type(self).__name__} got unknown option(s): {', '.join(options)}")
+
+    def deconstruct(self):
+        kwargs = {"job_name": self.job_name}
+        kwargs.update({name: getattr(self, name) for name, default in self.options.items()
+                       if getattr(self, name) != default})
+        return (self.__class__.__qualname__, [], kwargs)
+
+    def state_forwards(self, app_label, state):
+        pass
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        pass
+
+
+class EnqueueJob(JobOperation):
+    options = {"batch_size": None, "workers": 1}
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        dispatch.enqueue(self.job_name, actor="migrate", message="enqueued by migration",
+                         batch_size=self.batch_size, workers=self.workers)
+
+    def describe(self):
+        return f"Enqueue data job {self.job_name}"
+
+
+class RequireJob(JobOperation):
+    options = {"inline_limit": None}
+
+    def limit(self) -> int:
+        """The rows this gate finishes inline (None: the site's MW_GATE_INLINE_LIMIT)."""
+        return gates.default_inline_limit() if self.inline_limit is None else self.inline_limit
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        # Finishing the job inline commits batch by batch.
+        pg.require_no_transaction(f"RequireJob({self.job_name!r})")
+        gates.pass_gate(self.job_name, self.limit(), needed_by=app_label)
+
+    def describe(self):
+        return f"Require data job {self.job_name} to be finished"

@@ -1,0 +1,37 @@
+"""Every operation of a migration that reaches the database, nested ones included, with the
+project state just before it: what the linter reads and what the deploy step looks for gates in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from django.db.migrations.operations import SeparateDatabaseAndState
+from django.db.migrations.operations.base import Operation
+from django.db.migrations.state import ProjectState
+
+from .ddl import Safely
+
+
+def walk(operations: list[Operation], state: ProjectState | None = None,
+         app_label: str = "") -> Iterator[tuple[Operation, ProjectState | None]]:
+    """(operation, state before it) for every operation that touches the database, including
+    those inside Safely and SeparateDatabaseAndState(database_operations=...). Without a
+    `state`, states are not tracked (and None is yielded): cheaper when only the operations
+    matter."""
+    state = state.clone() if state is not None else None
+    for operation in operations:
+        yield operation, state
+        inner: list[Operation] = []
+        if isinstance(operation, Safely):
+            inner = operation.operations
+        elif isinstance(operation, SeparateDatabaseAndState):
+            inner = operation.database_operations
+        yield from walk(inner, state, app_label)
+        if state is not None:
+            operation.state_forwards(app_label, state)
+
+
+def operations_of(operations: list[Operation], kind: type) -> list:
+    """The operations of `kind` among `operations`, nested ones included."""
+    return [operation for operation, _ in walk(operations) if isinstance(operation, kind)]
