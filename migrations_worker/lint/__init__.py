@@ -26,10 +26,10 @@ One layer per module, each importing only those above it:
     excuses          LINT_EXCEPTIONS: read, applied and policed
     render           each migration's SQL as sqlmigrate prints it, the state before it
     django_rules     the Django-level rules, one registered check function each
-    run              lint(): the whole run
+    run              lint(): the whole run; lint_apps(): which apps it checks by default
 """
 
 from .findings import Violation
-from .run import PROJECT_APPS, LintResult, lint
+from .run import LintResult, lint, lint_apps
 
-__all__ = ["PROJECT_APPS", "LintResult", "Violation", "lint"]
+__all__ = ["LintResult", "Violation", "lint", "lint_apps"]
