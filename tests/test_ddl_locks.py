@@ -1,4 +1,4 @@
-"""Lock discipline of schema changes (migrations_worker/ddl.py) against real PostgreSQL: a DDL
+"""Lock discipline of schema changes (migrations_worker/operations/ddl.py) against real PostgreSQL: a DDL
 statement never queues for long behind a lock holder, and never holds up other writers."""
 
 import logging

@@ -22,14 +22,18 @@ def walk(operations: list[Operation], state: ProjectState | None = None,
     state = state.clone() if state is not None else None
     for operation in operations:
         yield operation, state
-        inner: list[Operation] = []
-        if isinstance(operation, Safely):
-            inner = operation.operations
-        elif isinstance(operation, SeparateDatabaseAndState):
-            inner = operation.database_operations
-        yield from walk(inner, state, app_label)
+        yield from walk(inner_operations(operation), state, app_label)
         if state is not None:
             operation.state_forwards(app_label, state)
+
+
+def inner_operations(operation: Operation) -> list[Operation]:
+    """The operations a wrapper runs against the database (Safely, SeparateDatabaseAndState)."""
+    if isinstance(operation, Safely):
+        return operation.operations
+    if isinstance(operation, SeparateDatabaseAndState):
+        return operation.database_operations
+    return []
 
 
 def operations_of(operations: list[Operation], kind: type) -> list:

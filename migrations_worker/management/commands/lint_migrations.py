@@ -1,9 +1,11 @@
 """`manage.py lint_migrations [APP ...]`: the migration-safety gate of CI.
 
-Lints every migration of the named apps (default: assets, portfolios, investments,
-migrations_worker) with squawk over their `sqlmigrate` SQL and with the Django-level rules of
-`migrations_worker.lint`. A rule that does not apply to one migration is excused in that
-migration's file: `LINT_EXCEPTIONS = {"rule-id": "why it is safe here"}`.
+Lints every migration of the named apps with squawk over their `sqlmigrate` SQL and with the
+Django-level rules of `migrations_worker.lint`. With no app named, it lints the apps listed in
+`settings.MIGRATIONS_WORKER["LINT_APPS"]`; when that is not set, every installed app with
+migrations that is the project's own (its code not under site-packages), so a dependency's
+migrations are never held to this project's rules. A rule that does not apply to one migration
+is excused in that migration's file: `LINT_EXCEPTIONS = {"rule-id": "why it is safe here"}`.
 
 Exit codes: 0 clean, 1 violations (or the linter could not run), 2 bad input (unknown app).
 """
@@ -23,15 +25,17 @@ class Command(BaseCommand):
     requires_system_checks = []
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("app_labels", nargs="*", metavar="APP",
-                            help=f"apps to lint (default: {', '.join(lint.PROJECT_APPS)})")
+        parser.add_argument(
+            "app_labels", nargs="*", metavar="APP",
+            help="apps to lint (default: MIGRATIONS_WORKER['LINT_APPS'] in settings, else every "
+            f"installed app with migrations outside site-packages; here: {', '.join(lint.lint_apps())})",
+        )
         parser.add_argument("--database", default="default")
         parser.add_argument("--format", choices=("text", "json"), default="text")
 
     def handle(self, *args, **options) -> None:
-        labels = options["app_labels"] or list(lint.PROJECT_APPS)
         try:
-            result = lint.lint(labels, database=options["database"])
+            result = lint.lint(options["app_labels"] or None, database=options["database"])
         except LookupError as exc:
             raise CommandError(str(exc), returncode=2) from None
         if options["format"] == "json":

@@ -130,6 +130,8 @@ MIGRATIONS_WORKER = {
     "STALE_HEARTBEAT_SECONDS": int(os.environ.get("MW_STALE_HEARTBEAT_SECONDS", "60")),
     # A gated migration finishes a job inline when at most this many rows are left.
     "GATE_INLINE_LIMIT": int(os.environ.get("MW_GATE_INLINE_LIMIT", "10000")),
+    # The apps whose migrations `manage.py lint_migrations` checks (the engine names none itself).
+    "LINT_APPS": ["assets", "portfolios", "investments", "migrations_worker"],
 }
 # The read-only status API (/ops/runs.json, /ops/metrics) also accepts
 # `Authorization: Bearer <MW_STATUS_TOKEN>`, for dashboards and deploy pipelines; empty: off.

@@ -1,0 +1,139 @@
+"""Reading the rendered SQL: statements, identifiers, the tables a statement touches, and the
+safe sequences squawk cannot see because it reads each statement alone.
+
+Regular expressions over text, not a parser: enough for the SQL Django and SafeSQL write, and
+every search runs on the text with comments and string literals blanked out first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+_IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
+_QUALIFIED = rf"{_IDENT}(?:\s*\.\s*{_IDENT})?"
+_TARGET = re.compile(
+    rf"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<alter>{_QUALIFIED})"
+    rf"|\bCREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?P<create>{_QUALIFIED})"
+    rf"|\bINDEX\s+(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?(?:{_QUALIFIED}\s+)?"
+    rf"ON\s+(?:ONLY\s+)?(?P<index>{_QUALIFIED})",
+    re.I,
+)
+_REFERENCED = re.compile(rf"\bREFERENCES\s+(?P<ref>{_QUALIFIED})", re.I)
+
+
+def _unquote(identifier: str) -> str:
+    return identifier[1:-1].replace('""', '"') if identifier.startswith('"') else identifier
+
+
+def _name(identifier: str) -> str:
+    """The object's name as PostgreSQL stores it: the last part, unquoted or folded to lower case."""
+    last = re.findall(_IDENT, identifier)[-1]
+    return _unquote(last) if last.startswith('"') else last.lower()
+
+
+def identifiers(code: str) -> Iterator[str]:
+    """Every identifier-shaped word of `code` (keywords too), quoted ones unquoted."""
+    for match in re.finditer(_IDENT, code):
+        yield _unquote(match[0])
+
+
+@dataclass(frozen=True)
+class Statement:
+    text: str
+    start: int  # offsets into the migration's SQL
+    end: int
+
+    def tables(self) -> tuple[set[str], set[str]]:
+        """(tables it alters, tables it only references)."""
+        code = strip_literals(self.text)
+        targets = {_name(m[k]) for m in _TARGET.finditer(code) for k in ("alter", "create", "index")
+                   if m[k]}
+        referenced = {_name(m["ref"]) for m in _REFERENCED.finditer(code)}
+        return targets, referenced - targets
+
+
+def split_statements(sql: str) -> list[Statement]:
+    """Split on top-level semicolons, minding quotes, comments and dollar-quoted bodies."""
+    statements, start, i, n = [], 0, 0, len(sql)
+    while i < n:
+        c = sql[i]
+        if c in ("'", '"'):
+            i = sql.find(c, i + 1)
+            while i != -1 and sql[i + 1:i + 2] == c:  # doubled quote
+                i = sql.find(c, i + 2)
+            i = n if i == -1 else i + 1
+        elif sql.startswith("--", i):
+            i = sql.find("\n", i)
+            i = n if i == -1 else i
+        elif sql.startswith("/*", i):
+            i = sql.find("*/", i + 2)
+            i = n if i == -1 else i + 2
+        elif c == "$" and (m := re.match(r"\$[A-Za-z_0-9]*\$", sql[i:])):
+            close = sql.find(m[0], i + len(m[0]))
+            i = n if close == -1 else close + len(m[0])
+        elif c == ";":
+            statements.append(Statement(sql[start:i + 1], start, i + 1))
+            start = i = i + 1
+        else:
+            i += 1
+    if sql[start:].strip():
+        statements.append(Statement(sql[start:], start, n))
+    return statements
+
+
+def strip_literals(sql: str) -> str:
+    """SQL with comments and string literals blanked out, so only code is searched."""
+    sql = re.sub(r"--[^\n]*", " ", sql)
+    sql = re.sub(r"/\*.*?\*/", " ", sql, flags=re.S)
+    return re.sub(r"'(?:[^']|'')*'", "''", sql)
+
+
+# --- recognised safe sequences -------------------------------------------------------------------
+
+# The design's own way to add NOT NULL (DESIGN.md, fix 5): CHECK (col IS NOT NULL) NOT VALID,
+# VALIDATE, SET NOT NULL (PostgreSQL 12+ then skips the scan), DROP the now redundant check.
+# Squawk reads each statement alone and flags the last two; these recognise the sequence.
+_ALTER = rf"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<table>{_QUALIFIED})\s+"
+_SET_NOT_NULL = re.compile(_ALTER + rf"ALTER\s+(?:COLUMN\s+)?(?P<column>{_IDENT})\s+SET\s+NOT\s+NULL",
+                           re.I)
+_CHECK_NOT_NULL = re.compile(_ALTER + rf"ADD\s+CONSTRAINT\s+(?P<name>{_IDENT})\s+CHECK\s*\(\s*"
+                             rf"\(?\s*(?P<column>{_IDENT})\s+IS\s+NOT\s+NULL\s*\)?\s*\)", re.I)
+_VALIDATE = re.compile(_ALTER + rf"VALIDATE\s+CONSTRAINT\s+(?P<name>{_IDENT})", re.I)
+_DROP_CONSTRAINT = re.compile(_ALTER + rf"DROP\s+CONSTRAINT\s+(?:IF\s+EXISTS\s+)?(?P<name>{_IDENT})",
+                              re.I)
+
+
+def _validated_not_null_checks(sql: str, table: str) -> dict[str, str]:
+    """{constraint: column} of CHECK (column IS NOT NULL) constraints added and validated."""
+    added = {_name(m["name"]): _name(m["column"]) for m in _CHECK_NOT_NULL.finditer(sql)
+             if _name(m["table"]) == table}
+    validated = {_name(m["name"]) for m in _VALIDATE.finditer(sql) if _name(m["table"]) == table}
+    return {name: column for name, column in added.items() if name in validated}
+
+
+def _set_not_null_after_validated_check(before: str, statement: str) -> bool:
+    m = _SET_NOT_NULL.search(statement)
+    return m is not None and _name(m["column"]) in _validated_not_null_checks(
+        before, _name(m["table"])
+    ).values()
+
+
+def _drop_check_made_redundant_by_not_null(before: str, statement: str) -> bool:
+    m = _DROP_CONSTRAINT.search(statement)
+    if m is None:
+        return False
+    table = _name(m["table"])
+    column = _validated_not_null_checks(before, table).get(_name(m["name"]))
+    return column is not None and any(
+        _name(s["table"]) == table and _name(s["column"]) == column
+        for s in _SET_NOT_NULL.finditer(before)
+    )
+
+
+# {squawk rule: proof(SQL before the statement, the statement) that this finding is the safe way}
+RECOGNISED_SAFE_PATTERNS: dict[str, Callable[[str, str], bool]] = {
+    "adding-not-nullable-field": _set_not_null_after_validated_check,
+    "ban-drop-constraint": _drop_check_made_redundant_by_not_null,
+}
