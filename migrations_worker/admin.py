@@ -145,6 +145,17 @@ def status_badge(run: JobRun) -> SafeString:
     return live(run, "status", run.status, f"mw-status mw-status-{run.status}")
 
 
+def control_action(verb: str, description: str) -> Callable:
+    """The list action for one control: it shows the confirmation page, then applies."""
+
+    @admin.action(description=description, permissions=["operate"])
+    def action(self, request, queryset) -> HttpResponse | None:
+        return self._confirm_or_apply(request, queryset, CONTROLS[verb])
+
+    action.__name__ = CONTROLS[verb].action_name
+    return action
+
+
 @admin.register(JobRun)
 class JobRunAdmin(ReadOnlyAdmin):
     list_display = (
@@ -208,21 +219,10 @@ class JobRunAdmin(ReadOnlyAdmin):
 
     # -- actions, each behind a confirmation page ------------------------------------------------
 
-    @admin.action(description="Pause selected runs", permissions=["operate"])
-    def pause_runs(self, request, queryset) -> HttpResponse | None:
-        return self._confirm_or_apply(request, queryset, CONTROLS["pause"])
-
-    @admin.action(description="Resume selected runs", permissions=["operate"])
-    def resume_runs(self, request, queryset) -> HttpResponse | None:
-        return self._confirm_or_apply(request, queryset, CONTROLS["resume"])
-
-    @admin.action(description="Cancel selected runs", permissions=["operate"])
-    def cancel_runs(self, request, queryset) -> HttpResponse | None:
-        return self._confirm_or_apply(request, queryset, CONTROLS["cancel"])
-
-    @admin.action(description="Retry failed batches of selected runs", permissions=["operate"])
-    def retry_runs(self, request, queryset) -> HttpResponse | None:
-        return self._confirm_or_apply(request, queryset, CONTROLS["retry"])
+    pause_runs = control_action("pause", "Pause selected runs")
+    resume_runs = control_action("resume", "Resume selected runs")
+    cancel_runs = control_action("cancel", "Cancel selected runs")
+    retry_runs = control_action("retry", "Retry failed batches of selected runs")
 
     def _confirm_or_apply(self, request, queryset, ctl: Control) -> HttpResponse | None:
         """Django's intermediate-page pattern: the first POST shows what will happen, the second

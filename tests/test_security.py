@@ -361,6 +361,8 @@ SQL_EXCEPTIONS = {
         "with psycopg.sql here; never input",
     ("migrations_worker/operations/ddl.py", "apply"):
         "Django's own deferred DDL (schema editor Statement objects, names quoted by Django)",
+    ("migrations_worker/management/base.py", "execute"):
+        "Django's BaseCommand.execute (running the command), not a database cursor's",
     ("apps/backend/src/seed/dataset.py", ""):
         "the seed's SQL templates are constants of the module; _expand only rewrites their hash "
         "macros into SQL (numbers from the templates) at import time",

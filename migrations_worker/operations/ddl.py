@@ -28,6 +28,7 @@ from django.db.migrations.operations.base import Operation
 from psycopg import sql
 
 from .. import pg
+from .base import LockSafeOperation
 
 log = logging.getLogger("migrations_worker.ddl")
 
@@ -169,16 +170,16 @@ def index_state(name: str) -> str:
     return "valid" if row[0] else "invalid"
 
 
-class SafeSQL(Operation):
+class SafeSQL(LockSafeOperation):
     """Raw SQL in lock-safe steps: the project's only sanctioned way to run SQL in a migration.
 
     `steps` is a list of steps; each step is a list of statements run in one transaction, or a
     single CONCURRENTLY statement. `state_operations` keep Django's model state in line.
     """
 
-    reduces_to_sql = True
-    reversible = True
-    atomic = False
+    required = ("steps",)
+    optional = {"reverse_steps": None, "state_operations": [], "long_running": False,
+                "description": ""}
 
     def __init__(
         self,
@@ -194,22 +195,6 @@ class SafeSQL(Operation):
         self.long_running = long_running
         self.description = description
         self.reversible = reverse_steps is not None
-
-    def deconstruct(self):
-        kwargs = {"steps": self.steps}
-        if self.reverse_steps is not None:
-            kwargs["reverse_steps"] = self.reverse_steps
-        if self.state_operations:
-            kwargs["state_operations"] = self.state_operations
-        if self.long_running:
-            kwargs["long_running"] = True
-        if self.description:
-            kwargs["description"] = self.description
-        return (self.__class__.__qualname__, [], kwargs)
-
-    def state_forwards(self, app_label, state):
-        for operation in self.state_operations:
-            operation.state_forwards(app_label, state)
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         self._run(schema_editor, self.steps)
@@ -235,13 +220,12 @@ class SafeSQL(Operation):
         return self.description or "Lock-safe SQL"
 
 
-class CreateIndexConcurrently(Operation):
+class CreateIndexConcurrently(LockSafeOperation):
     """`CREATE [UNIQUE] INDEX CONCURRENTLY`, re-runnable: a valid index is kept, an INVALID one
     left by a failed build is dropped and rebuilt (`IF NOT EXISTS` alone would keep it)."""
 
-    reduces_to_sql = True
-    reversible = True
-    atomic = False
+    required = ("name", "table", "columns")
+    optional = {"unique": False, "state_operations": []}
 
     def __init__(self, name: str, table: str, columns: Sequence[str], unique: bool = False,
                  state_operations: Sequence[Operation] = ()):
@@ -250,18 +234,6 @@ class CreateIndexConcurrently(Operation):
         self.columns = list(columns)
         self.unique = unique
         self.state_operations = list(state_operations)
-
-    def deconstruct(self):
-        kwargs = {"name": self.name, "table": self.table, "columns": self.columns}
-        if self.unique:
-            kwargs["unique"] = True
-        if self.state_operations:
-            kwargs["state_operations"] = self.state_operations
-        return (self.__class__.__qualname__, [], kwargs)
-
-    def state_forwards(self, app_label, state):
-        for operation in self.state_operations:
-            operation.state_forwards(app_label, state)
 
     def _columns(self) -> sql.Composable:
         parts = []

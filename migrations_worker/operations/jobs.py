@@ -8,31 +8,23 @@ watch or finish it).
 
 from __future__ import annotations
 
-from django.db.migrations.operations.base import Operation
-
 from .. import dispatch, gates, pg
+from .base import DeclaredOperation
 
 
-class JobOperation(Operation):
+class JobOperation(DeclaredOperation):
     """An operation that names a data job and changes no schema or model state."""
 
     reduces_to_sql = False
     reversible = True
-    # keyword: default, left out of deconstruct() when equal
-    options: dict[str, object] = {}
+    required = ("job_name",)
 
     def __init__(self, job_name: str, **options):
         self.job_name = job_name
-        for name, default in self.options.items():
+        for name, default in self.optional.items():
             setattr(self, name, options.pop(name, default))
         if options:
             raise TypeError(f"{type(self).__name__} got unknown option(s): {', '.join(options)}")
-
-    def deconstruct(self):
-        kwargs = {"job_name": self.job_name}
-        kwargs.update({name: getattr(self, name) for name, default in self.options.items()
-                       if getattr(self, name) != default})
-        return (self.__class__.__qualname__, [], kwargs)
 
     def state_forwards(self, app_label, state):
         pass
@@ -42,7 +34,7 @@ class JobOperation(Operation):
 
 
 class EnqueueJob(JobOperation):
-    options = {"batch_size": None, "workers": 1}
+    optional = {"batch_size": None, "workers": 1}
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         dispatch.enqueue(self.job_name, actor="migrate", message="enqueued by migration",
@@ -53,7 +45,7 @@ class EnqueueJob(JobOperation):
 
 
 class RequireJob(JobOperation):
-    options = {"inline_limit": None}
+    optional = {"inline_limit": None}
 
     def limit(self) -> int:
         """The rows this gate finishes inline (None: the site's MW_GATE_INLINE_LIMIT)."""
