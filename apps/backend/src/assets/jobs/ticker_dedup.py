@@ -168,7 +168,7 @@ class Merge:
 
 
 @register
-class MergeDuplicateTickers(Job):
+class TickerDedup(Job):
     name = "ticker_dedup"
     table = GROUPS
     description = "merge duplicate (ticker, exchange) assets and re-point what refers to them"

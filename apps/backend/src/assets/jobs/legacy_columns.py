@@ -68,7 +68,7 @@ def _query(template: str, text: str, ref: str = "", link: str = "") -> sql.Compo
 
 
 @register
-class ArchiveLegacyClassification(Job):
+class LegacyColumns(Job):
     name = "legacy_columns"
     table = ASSETS
     description = "archive Asset.sector/industry text and link assets to Sector/Industry"
