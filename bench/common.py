@@ -8,7 +8,6 @@ to its own Redis database, so it can run next to other people's tests on the sam
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,10 +42,6 @@ APP_SAMPLER = "bench-sampler"
 # Sessions that do the migration's work; a load statement waiting on one of them is "blocked
 # by a batch" (or by the single transaction, for the contrast).
 WORK_APPS = (APP_CONTENDER, APP_ENGINE)
-
-for path in (str(ROOT), str(SRC)):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
 
 def db_url(database: str, application: str = "") -> str:

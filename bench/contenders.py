@@ -20,6 +20,8 @@ import redis
 from celery import Celery
 from psycopg import sql
 
+from assets.jobs.legacy_columns import LegacyColumns
+from assets.jobs.ticker_dedup import TickerDedup
 from bench import single_sql
 from bench.common import (
     APP_CLI,
@@ -36,9 +38,7 @@ from bench.common import (
 )
 from bench.databases import Templates, manage
 from bench.load import MemorySampler
-from migrations_worker.jobs.alerts_uuid import REMAINING as ALERTS_REMAINING
-from migrations_worker.jobs.legacy_columns import ArchiveLegacyClassification
-from migrations_worker.jobs.ticker_dedup import MergeDuplicateTickers
+from investments.jobs.alerts_uuid import REMAINING as ALERTS_REMAINING
 
 CELERY = [sys.executable, "-m", "celery"]
 
@@ -334,7 +334,7 @@ def verify(job: str, database: str, templates: Templates, contender: Contender) 
                 cursor.execute(ALERTS_REMAINING)
             return {"remaining": cursor.fetchone()[0], "fingerprint": None}
         if job == "legacy_columns":
-            remaining = ArchiveLegacyClassification().count_remaining(cursor)
+            remaining = LegacyColumns().count_remaining(cursor)
             cursor.execute("SELECT field, outcome, count(*) FROM assets_assetlegacytext "
                            "GROUP BY 1, 2 ORDER BY 1, 2")
             archive = [list(r) for r in cursor.fetchall()]
@@ -342,7 +342,7 @@ def verify(job: str, database: str, templates: Templates, contender: Contender) 
                            "WHERE id <= %s", [templates.max_ids["assets_asset"]])
             return {"remaining": remaining,
                     "fingerprint": {"archive": archive, "linked": list(cursor.fetchone())}}
-        remaining = MergeDuplicateTickers().count_remaining(cursor)
+        remaining = TickerDedup().count_remaining(cursor)
         counts = {}
         for table in ("assets_asset", "assets_assetpriceshistoric", "portfolios_holding",
                       "investments_watchlist", "investments_newsarticle_assets"):

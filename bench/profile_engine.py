@@ -146,7 +146,7 @@ WHERE t.alert_id = a.id AND a.id > %(start)s AND a.id <= %(end)s
 
 def bare(template: str, ranges: list[tuple[int, int]], by_range: bool = False) -> float:
     """The job's statements over the same ranges, a commit per batch, nothing else."""
-    from migrations_worker.jobs.alerts_uuid import ASSIGN_UUIDS, COPY_TO_TRIGGERS
+    from investments.jobs.alerts_uuid import ASSIGN_UUIDS, COPY_TO_TRIGGERS
 
     copy = COPY_TO_TRIGGERS_BY_RANGE if by_range else COPY_TO_TRIGGERS.replace(
         "%s", "%(start)s", 1).replace("%s", "%(end)s", 1)

@@ -12,7 +12,7 @@ import time
 import psycopg
 from psycopg import sql
 
-from migrations_worker.jobs.legacy_columns import ARCHIVE, ARCHIVE_AND_LINK, ASSETS, FIELDS
+from assets.jobs.legacy_columns import ARCHIVE, ARCHIVE_AND_LINK, ASSETS, FIELDS
 
 # -- alerts_uuid ------------------------------------------------------------------------------
 

@@ -379,7 +379,8 @@ def project_python_files() -> list[str]:
 
 def test_every_sql_statement_is_built_from_literals_psycopg_sql_objects_and_parameters():
     files = project_python_files()
-    assert any(f.startswith("migrations_worker/jobs/") for f in files)
+    assert {"apps/backend/src/assets/jobs/legacy_columns.py", "apps/backend/src/assets/jobs/ticker_dedup.py",
+            "apps/backend/src/investments/jobs/alerts_uuid.py"} <= set(files)  # the jobs are scanned
     findings = [
         str(finding)
         for name in files

@@ -1,11 +1,16 @@
 """`legacy_columns`: archive the deprecated `Asset.sector` / `Asset.industry` text and link
 each asset to the Sector / Industry its text names.
 
-Every non-empty value is archived as it was (idempotent: one row per asset, field and value).
-The text matches a reference row when it equals the row's name ignoring case and surrounding
-whitespace; only an unambiguous match (exactly one live row) links the asset, and only where
-the asset has no link yet. Values that match nothing, or several rows, stay in the archive with
-their outcome and are counted in the run's report.
+Every non-empty value (spaces alone are empty) of every asset, soft-deleted ones too, is archived
+as it was (idempotent: one row per asset, field and value). The text matches a reference row
+when it equals the row's name ignoring case and surrounding whitespace; only an unambiguous
+match (exactly one live row) links the asset, and only where the asset has no link yet. Values
+that match nothing, or several rows, stay in the archive with their outcome and are counted in
+the run's report.
+
+A batch done twice changes nothing: the archive insert skips a (asset, field, value) it already
+holds, and the link is set only where it is still empty. Done when every non-empty value of
+every asset is in the archive (the verification the gated drop of the columns, 0013, relies on).
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ def _query(template: str, text: str, ref: str = "", link: str = "") -> sql.Compo
 
 
 @register
-class ArchiveLegacyClassification(Job):
+class LegacyColumns(Job):
     name = "legacy_columns"
     table = ASSETS
     description = "archive Asset.sector/industry text and link assets to Sector/Industry"
@@ -91,7 +96,7 @@ class ArchiveLegacyClassification(Job):
             remaining += cursor.fetchone()[0]
         return remaining
 
-    def estimate_total(self, cursor, min_key, max_key) -> int:
+    def estimate_total(self, cursor, min_key: int | None, max_key: int | None) -> int:
         cursor.execute(
             sql.SQL("SELECT count(nullif(btrim(coalesce(sector, '')), '')) "
                     "+ count(nullif(btrim(coalesce(industry, '')), '')) FROM {a}").format(

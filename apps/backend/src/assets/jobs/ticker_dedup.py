@@ -15,17 +15,25 @@ after everything that referred to it points at the survivor:
 
 Each removed or changed row's before-image goes to `assets_assetmergearchive` first, so every
 merge can be audited and undone. The job walks the group list made by migration 0012, one group
-per batch: each merge is its own short transaction.
+per batch: each merge is its own short transaction. The decisions themselves (survivor, which
+colliding row stays, merged quantity and cost) are the plain functions of `merge_rules`.
+
+A batch done twice changes nothing: a group is marked merged (`merged_at`, `survivor_id`) in the
+transaction that merges it, and a batch skips merged groups; the trigger of migration 0010 stops
+new duplicates, so a merged group stays merged. Done when no two assets share a (ticker,
+exchange).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from decimal import Decimal
+from uuid import UUID
 
 from psycopg import sql
 
 from migrations_worker.job import BatchResult, Job, register
+
+from .merge_rules import Claim, Member, Position, choose_keeper, choose_survivor, merged_position
 
 ASSETS = "assets_asset"
 GROUPS = "assets_duplicatetickergroup"
@@ -38,7 +46,6 @@ ALERTS = "investments_alert"
 BENCHMARKS = "portfolios_benchmark"
 # Every table with a foreign key to assets_asset; a test compares this with the catalog.
 REFERENCING_TABLES = (HOLDINGS, WATCHLIST, PRICES, NEWS_LINKS, ALERTS, BENCHMARKS)
-COST_PLACES = Decimal("0.00000001")
 
 
 class Merge:
@@ -93,56 +100,49 @@ class Merge:
         self.counts["rows_repointed"] += len(ids)
 
     def keep_one_per(self, table: str, key: str, prefer_alive: bool = False) -> None:
-        """Rows sharing `key` collapse to one: (live,) then the survivor's, then the lowest id."""
+        """Rows sharing `key` collapse to their keeper (live first if `prefer_alive`, which reads
+        the table's `is_deleted`), which moves to the survivor."""
         columns = ["id", "asset_id", key] + (["is_deleted"] if prefer_alive else [])
         by_key: dict = defaultdict(list)
-        for row in self.rows(table, columns):
-            by_key[row[2]].append(row)
+        for row_id, asset_id, value, *deleted in self.rows(table, columns):
+            by_key[value].append(Claim(row_id, asset_id, *deleted))
         remove, repoint = [], []
-        for rows in by_key.values():
-            keeper = min(
-                rows,
-                key=lambda r: ((r[3] if prefer_alive else False), r[1] != self.survivor, r[0]),
-            )
-            remove += [r[0] for r in rows if r is not keeper]
-            if keeper[1] != self.survivor:
-                repoint.append(keeper[0])
+        for claims in by_key.values():
+            keeper = choose_keeper(claims, self.survivor)
+            remove += [c.id for c in claims if c is not keeper]
+            if keeper.asset_id != self.survivor:
+                repoint.append(keeper.id)
         self.remove(table, remove)
         self.repoint(table, repoint)
 
     def merge_holdings(self) -> None:
         rows = self.rows(HOLDINGS, ["id", "asset_id", "portfolio_id", "quantity", "average_cost",
                                     "is_deleted"])
-        live: dict = defaultdict(list)
-        for row in rows:
-            if row[5]:
-                if row[1] != self.survivor:
-                    self.repoint(HOLDINGS, [row[0]])
+        live: dict[UUID, dict[Claim, Position]] = defaultdict(dict)
+        for row_id, asset_id, portfolio_id, quantity, cost, is_deleted in rows:
+            if is_deleted:
+                if asset_id != self.survivor:
+                    self.repoint(HOLDINGS, [row_id])
             else:
-                live[row[2]].append(row)
+                live[portfolio_id][Claim(row_id, asset_id)] = Position(quantity, cost)
         for positions in live.values():
-            keeper = min(positions, key=lambda r: (r[1] != self.survivor, r[0]))
-            others = [r for r in positions if r is not keeper]
-            if not others and keeper[1] == self.survivor:
+            keeper = choose_keeper(list(positions), self.survivor)
+            others = [c.id for c in positions if c is not keeper]
+            if not others and keeper.asset_id == self.survivor:
                 continue
-            quantity = sum((r[3] for r in positions), Decimal(0))
-            cost = (
-                (sum((r[3] * r[4] for r in positions), Decimal(0)) / quantity).quantize(COST_PLACES)
-                if quantity
-                else keeper[4]
-            )
-            self.archive(HOLDINGS, [keeper[0]], "changed")
+            merged = merged_position(list(positions.values()), positions[keeper].average_cost)
+            self.archive(HOLDINGS, [keeper.id], "changed")
             self.cursor.execute(
                 sql.SQL(
                     "UPDATE {t} SET asset_id = %s, quantity = %s, average_cost = %s, "
                     "updated_at = now() WHERE id = %s"
                 ).format(t=sql.Identifier(HOLDINGS)),
-                [self.survivor, quantity, cost, keeper[0]],
+                [self.survivor, merged.quantity, merged.average_cost, keeper.id],
             )
             self.counts["rows_repointed"] += 1
             if others:
                 self.counts["holdings_merged"] += len(others)
-            self.remove(HOLDINGS, [r[0] for r in others])
+            self.remove(HOLDINGS, others)
 
     def run(self) -> dict[str, int]:
         self.merge_holdings()
@@ -168,7 +168,7 @@ class Merge:
 
 
 @register
-class MergeDuplicateTickers(Job):
+class TickerDedup(Job):
     name = "ticker_dedup"
     table = GROUPS
     description = "merge duplicate (ticker, exchange) assets and re-point what refers to them"
@@ -189,10 +189,9 @@ class MergeDuplicateTickers(Job):
                         "ORDER BY id FOR UPDATE").format(a=sql.Identifier(ASSETS)),
                 [ticker, exchange_id],
             )
-            members = cursor.fetchall()
-            alive = [m for m in members if not m[1]]
-            survivor = (alive or members)[0][0]
-            losers = [m[0] for m in members if m[0] != survivor]
+            members = [Member(*row) for row in cursor.fetchall()]
+            survivor = choose_survivor(members)
+            losers = [m.id for m in members if m.id != survivor]
             for name, value in Merge(cursor, group_id, survivor, losers).run().items():
                 totals[name] += value
             cursor.execute(

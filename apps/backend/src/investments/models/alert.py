@@ -1,14 +1,5 @@
-"""What users follow and are told about.
-
-The legacy defects and how their migrations repair them:
-- NewsArticle and Alert had no soft delete (0002, 0003);
-- `investments_watchlist` lacked the (user_id, asset_id) index (0004, database only: its name is
-  too long for Django's `Meta.indexes`);
-- Alert sat on an integer key: expand (0005: a uuid column, references synced by a trigger),
-  the `alerts_uuid` backfill, contract (0006-0010: NOT NULL without a scan, unique indexes, the
-  primary key moved to the uuid, foreign keys re-validated). The old integer stays as
-  `legacy_id` so nothing that referred to it is lost.
-"""
+"""Price alerts and the history of their firing: the alert moved onto a UUID key online
+(0005-0010), and its trigger rows keep both references in step."""
 
 import uuid
 
@@ -16,35 +7,13 @@ from django.conf import settings
 from django.db import models
 
 from assets.models import Asset
-from utils.models import SoftDeleteModel, TimeStampedModel, UUIDModel
+from utils.models import SoftDeleteModel, UUIDModel
 
 # The legacy integer key of an alert is an identity column: Django sends DEFAULT for it and
 # PostgreSQL numbers the row (the expression documents that; it is never sent).
 LEGACY_ID_DEFAULT = models.Func(
     models.Value("investments_alert_id_seq"), function="nextval", output_field=models.BigIntegerField()
 )
-
-
-class Watchlist(TimeStampedModel, SoftDeleteModel):
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="watchlist"
-    )
-    asset = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="watchers")
-    notes = models.TextField(blank=True, default="")
-
-    def __str__(self) -> str:
-        return f"{self.user_id} watches {self.asset_id}"
-
-
-class NewsArticle(TimeStampedModel, SoftDeleteModel):
-    title = models.CharField(max_length=300)
-    url = models.URLField(max_length=500)
-    source = models.CharField(max_length=100)
-    published_at = models.DateTimeField()
-    assets = models.ManyToManyField(Asset, related_name="news", blank=True)
-
-    def __str__(self) -> str:
-        return self.title
 
 
 class Alert(UUIDModel, SoftDeleteModel):

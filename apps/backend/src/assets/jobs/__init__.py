@@ -1,0 +1,4 @@
+"""The data jobs over the assets app's tables; importing registers them (the engine imports each
+app's `jobs` module with `autodiscover_modules("jobs")`)."""
+
+from . import legacy_columns, ticker_dedup  # noqa: F401

@@ -1,0 +1,78 @@
+"""What the online fixes keep of the data they change: the duplicate groups `ticker_dedup` walks,
+the before-image of every row a merge touched, and every value of the dropped text columns.
+
+None of them refers to an asset by foreign key: they outlive the assets a merge removed.
+"""
+
+from django.db import models
+
+
+class DuplicateTickerGroup(models.Model):
+    """One (ticker, exchange) that had several assets; the `ticker_dedup` job walks these."""
+
+    ticker = models.CharField(max_length=20)
+    exchange_id = models.BigIntegerField()
+    member_count = models.PositiveIntegerField()
+    survivor_id = models.BigIntegerField(null=True, blank=True)
+    merged_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ticker", "exchange_id"], name="assets_duplicategroup_key_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.ticker}.{self.exchange_id} x{self.member_count}"
+
+
+class AssetMergeArchive(models.Model):
+    """The before-image of every row a merge removed or changed, to audit or undo it."""
+
+    class Action(models.TextChoices):
+        REMOVED = "removed"
+        CHANGED = "changed"
+
+    group = models.ForeignKey(DuplicateTickerGroup, on_delete=models.PROTECT, related_name="+")
+    survivor_id = models.BigIntegerField()
+    table_name = models.CharField(max_length=63)
+    row_key = models.CharField(max_length=64)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    before = models.JSONField()
+    archived_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["table_name", "row_key"], name="assets_mergearch_row_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.table_name}#{self.row_key}"
+
+
+class AssetLegacyText(models.Model):
+    """Every non-empty value of the dropped `sector` / `industry` text columns, as it was.
+
+    `asset_id` is a plain number, not a foreign key: the archive outlives merged assets.
+    """
+
+    class Outcome(models.TextChoices):
+        MATCHED = "matched"
+        UNMATCHED = "unmatched"
+        AMBIGUOUS = "ambiguous"
+
+    asset_id = models.BigIntegerField(db_index=True)
+    field = models.CharField(max_length=10)
+    value = models.TextField()
+    outcome = models.CharField(max_length=10, choices=Outcome.choices)
+    matched_id = models.BigIntegerField(null=True, blank=True)
+    archived_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["asset_id", "field", "value"], name="assets_legacytext_value_uniq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.asset_id}.{self.field} = {self.value!r}"
