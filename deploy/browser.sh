@@ -35,5 +35,5 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
 fi
 say "error: $CHROMIUM is missing and this is not root: install it with" >&2
 say "         sudo apt-get install chromium" >&2
-say "       the browser tests (tests/test_admin_browser.py) fail until it is there" >&2
+say "       the browser tests (tests/ops/test_admin_browser.py) fail until it is there" >&2
 exit 2

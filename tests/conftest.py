@@ -77,3 +77,19 @@ def pytest_runtest_makereport(item, call):
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture
+def seeded_before_the_gate():
+    """engine_app back at 0001 with 5,000 widgets: more than its gate (1,000) finishes inline."""
+    from migrations_worker.models import JobRun
+    from tests.engine_app.support import LATEST, make_widgets, migrate_to
+
+    migrate_to(("engine_app", "0001_initial"))
+    JobRun.objects.all().delete()
+    make_widgets(5_000)
+    yield
+    JobRun.objects.all().delete()
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE engine_app_widget SET touches = 1")  # so the gate opens at once
+    migrate_to(LATEST)

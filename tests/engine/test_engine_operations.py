@@ -3,20 +3,12 @@
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from migrations_worker.exceptions import JobNotFinished
 from migrations_worker.models import JobRun, RunStatus
-from tests.test_engine_inline import JOB, make_widgets, touches_histogram
+from tests.engine_app.support import JOB, LATEST, make_widgets, migrate_to, touches_histogram
 
 pytestmark = pytest.mark.django_db(transaction=True)
-LATEST = ("engine_app", "0003_require_touch_widgets")
-
-
-def migrate_to(*targets) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate(list(targets))
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from django.db import connection
 from migrations_worker import dispatch
 from migrations_worker.models import BatchStatus, JobRun, RunStatus
 from tests.engine_app.models import Knob
-from tests.test_engine_inline import JOB, make_widgets, touches_histogram
+from tests.engine_app.support import JOB, make_widgets, touches_histogram
 from tests.workers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

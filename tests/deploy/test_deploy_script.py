@@ -10,13 +10,9 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from tests import test_migrate_online
 from tests.conftest import ROOT
-from tests.test_engine_inline import JOB, make_widgets
-from tests.test_engine_operations import LATEST, migrate_to
-from tests.test_migrate_online import scratch_broker_url
+from tests.engine_app.support import JOB, LATEST, make_widgets, migrate_to, scratch_broker_url
 
-fresh_database = test_migrate_online.fresh_database  # an empty database of its own
 SCRIPT = ROOT / "deploy" / "deploy.sh"
 
 

@@ -9,7 +9,7 @@ accounted for, and the jobs' results equal an undisturbed run's on the same seed
 
 CI runs three seeds at the small size (`make test`); a larger run by hand:
 
-    CHAOS_SIZE=medium CHAOS_SEEDS=7 pytest -m chaos -s tests/test_chaos.py
+    CHAOS_SIZE=medium CHAOS_SEEDS=7 pytest -m chaos -s tests/chaos/test_chaos.py
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tests.chaos import faults
 from tests.chaos.database import Database, engine_database
 from tests.chaos.harness import LOCK_TIMEOUT_S, ChaosRun
 from tests.chaos.services import PrivatePostgres, traversable_tmpdir
-from tests.test_engine_inline import JOB
+from tests.engine_app.support import JOB
 from tests.workers import PrivateRedis, Processes, flush_broker, free_port, wait_until
 
 CHAOS_SIZE = os.environ.get("CHAOS_SIZE", "small")
@@ -131,7 +131,7 @@ def test_a_batch_held_up_by_an_application_row_lock_waits_for_it_instead_of_fail
 
     from migrations_worker import control
     from migrations_worker.models import JobRun
-    from tests.test_engine_inline import make_widgets, touches_histogram
+    from tests.engine_app.support import make_widgets, touches_histogram
 
     make_widgets(1_000)
     # Each attempt gives up on the lock after 0.2s; three attempts are over in about a second.
@@ -170,7 +170,7 @@ def test_a_job_that_finishes_while_the_deploy_reads_its_gate_is_not_started_a_se
     from migrations_worker.executor import OnlineExecutor, Pass
     from migrations_worker.management.commands.migrate_online import Command
     from migrations_worker.models import JobRun
-    from tests.test_engine_inline import make_widgets
+    from tests.engine_app.support import make_widgets
 
     JobRun.objects.all().delete()  # the runs the test database's own migrate made
     make_widgets(100)

@@ -12,7 +12,7 @@ from django.utils import timezone
 from migrations_worker import control
 from migrations_worker.admin import OPERATE, ensure_operator
 from migrations_worker.models import JobRun, RunStatus
-from tests.test_engine_inline import JOB, make_widgets
+from tests.engine_app.support import JOB, make_widgets
 
 pytestmark = pytest.mark.django_db(transaction=True)
 RUNS = "/admin/migrations_worker/jobrun/"

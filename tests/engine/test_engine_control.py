@@ -8,7 +8,7 @@ from django.urls import reverse
 from migrations_worker import control
 from migrations_worker.exceptions import AlreadyActive
 from migrations_worker.models import JobRun, JobRunEvent, RunStatus
-from tests.test_engine_inline import JOB, make_widgets
+from tests.engine_app.support import JOB, make_widgets
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,7 +5,7 @@ import sys
 import pytest
 from django.db import connection
 
-from tests.test_engine_inline import JOB, make_widgets
+from tests.engine_app.support import JOB, make_widgets
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

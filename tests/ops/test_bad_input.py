@@ -23,8 +23,7 @@ from migrations_worker.checks import database_problem, version_problem
 from migrations_worker.deploy_lock import DEPLOY_LOCK_KEY
 from migrations_worker.models import BatchStatus, JobRun, JobRunEvent, RunStatus
 from tests.conftest import ROOT
-from tests.test_engine_inline import JOB, make_widgets
-from tests.test_migrate_online import GATED, applied, seeded_before_the_gate  # noqa: F401
+from tests.engine_app.support import GATED, JOB, applied, make_widgets
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -180,7 +179,7 @@ def test_resume_and_retry_with_the_broker_down_say_so_and_leave_the_run_as_it_wa
 
 
 def test_a_deploy_with_the_broker_down_leaves_the_gates_job_pending_and_says_why(
-    seeded_before_the_gate, manage  # noqa: F811
+    seeded_before_the_gate, manage
 ):
     result = manage("migrate_online", env=DOWN_BROKER)
     assert result.returncode == 0, result.stderr

@@ -21,7 +21,7 @@ import yaml
 
 from config.settings.base import LOCAL_DATABASE_URL, LOCAL_REDIS_URL
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 VENV_BIN = Path(sys.executable).parent
 

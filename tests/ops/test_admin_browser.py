@@ -23,7 +23,7 @@ from migrations_worker.admin import ensure_operator
 from migrations_worker.models import JobRun, RunStatus
 from tests.conftest import ROOT
 from tests.engine_app.models import Knob
-from tests.test_engine_inline import JOB, make_widgets
+from tests.engine_app.support import JOB, make_widgets
 from tests.workers import free_port, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -10,7 +10,7 @@
   demand passwords, through a broker restart and a terminated session, logs neither.
 - SQL is built from literals, psycopg's `sql` objects and parameters only (an AST check).
 
-(`check --deploy` with the production settings is clean: tests/test_settings.py.)
+(`check --deploy` with the production settings is clean: tests/deploy/test_settings.py.)
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from tests.chaos.database import engine_database
 from tests.chaos.services import PasswordRedis, PrivatePostgres, traversable_tmpdir
 from tests.chaos.sql_safety import ModuleCheck
 from tests.conftest import ROOT
-from tests.test_engine_inline import JOB, make_widgets
+from tests.engine_app.support import JOB, make_widgets
 from tests.workers import Processes, free_port, wait_until
 
 # -- operator actions -------------------------------------------------------------------------------
@@ -198,14 +198,14 @@ NOT_SECRETS = {
     ("apps/backend/src/config/settings/dev.py",
      'SECRET_KEY = SECRET_KEY or "dev-only-insecure-key-do-not-use-in-production"  # noqa: F405'):
         "the development settings' key, named insecure; production refuses to start without "
-        "a real one from the environment (tests/test_settings.py)",
-    ("tests/test_compose.py", "postgres://app:hunter2@"):
+        "a real one from the environment (tests/deploy/test_settings.py)",
+    ("tests/deploy/test_compose.py", "postgres://app:hunter2@"):
         "a sample the compose test's own secret checker must flag",
-    ("tests/test_settings.py", "mysql://app:secret@"):
+    ("tests/deploy/test_settings.py", "mysql://app:secret@"):
         "a sample non-PostgreSQL URL the settings must refuse; no such server exists",
-    ("tests/test_admin_browser.py", 'PASSWORD = "correct-horse-battery"'):
+    ("tests/ops/test_admin_browser.py", 'PASSWORD = "correct-horse-battery"'):
         "the login of a throwaway user in the browser tests' temporary database",
-    ("tests/test_status_api.py", 'MW_STATUS_TOKEN = "s3cret-token"'):
+    ("tests/ops/test_status_api.py", 'MW_STATUS_TOKEN = "s3cret-token"'):
         "a token the status API tests set in their own settings override",
 }
 
@@ -247,7 +247,7 @@ def tracked_text_files() -> dict[str, str]:
 
 # This file holds the scan's own samples and its list of known non-secrets, quoted on purpose;
 # the samples are proven to be caught by test_the_secret_scan_finds_each_kind_of_secret.
-SCANNER = "tests/test_security.py"
+SCANNER = "tests/ops/test_security.py"
 
 
 def test_no_secret_is_committed():

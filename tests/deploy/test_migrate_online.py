@@ -9,45 +9,27 @@ import time
 
 import psycopg
 import pytest
-import redis
-from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
-from django.db.migrations.recorder import MigrationRecorder
 
 from migrations_worker import control
 from migrations_worker.models import JobRun, RunStatus
 from migrations_worker.states import transition
 from tests.conftest import ROOT
-from tests.test_engine_inline import JOB, make_widgets, touches_histogram
-from tests.test_engine_operations import LATEST, migrate_to
+from tests.engine_app.support import (
+    GATED,
+    JOB,
+    LATEST,
+    applied,
+    make_widgets,
+    migrate_to,
+    scratch_broker_url,
+    touches_histogram,
+)
+from tests.scratch import server_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
-GATED = "engine_app.0003_require_touch_widgets"
-
-
-def server_url(database: str) -> str:
-    s = connection.settings_dict
-    return f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{database}"
-
-
-def scratch_broker_url() -> str:
-    """A Redis database of these tests' own: messages for a scratch database's runs go there."""
-    return settings.REDIS_URL.rsplit("/", 1)[0] + "/13"
-
-
-@pytest.fixture
-def fresh_database():
-    """An empty database of its own (not the test database), dropped afterwards."""
-    name = f"{connection.settings_dict['NAME']}_fresh"
-    with psycopg.connect(server_url("postgres"), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield server_url(name)
-    redis.Redis.from_url(scratch_broker_url()).flushdb()
-    with psycopg.connect(server_url("postgres"), autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def manage_on(url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -55,23 +37,6 @@ def manage_on(url: str, *args: str, timeout: float = 120) -> subprocess.Complete
            "TEST_REDIS_URL": scratch_broker_url()}
     return subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def applied(app: str, name: str) -> bool:
-    return MigrationRecorder(connection).migration_qs.filter(app=app, name=name).exists()
-
-
-@pytest.fixture
-def seeded_before_the_gate():
-    """engine_app back at 0001 with 5,000 widgets: more than its gate (1,000) finishes inline."""
-    migrate_to(("engine_app", "0001_initial"))
-    JobRun.objects.all().delete()
-    make_widgets(5_000)
-    yield
-    JobRun.objects.all().delete()
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE engine_app_widget SET touches = 1")  # so the gate opens at once
-    migrate_to(LATEST)
 
 
 # --- an empty database -----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import redis
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "services.sh"
 
 

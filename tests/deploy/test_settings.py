@@ -14,7 +14,7 @@ import pytest
 
 from config.settings.base import LOCAL_REDIS_URL
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 GOOD_SECRET_KEY = secrets.token_urlsafe(64)
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from migrations_worker import control, runner
 from migrations_worker.models import JobRun
-from tests.test_engine_inline import JOB, make_widgets
+from tests.engine_app.support import JOB, make_widgets
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ENDPOINTS = ("/ops/runs.json", "/ops/runs/1.json", "/ops/metrics")

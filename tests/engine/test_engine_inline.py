@@ -10,8 +10,8 @@ from django.db import connection
 from migrations_worker import control
 from migrations_worker.models import BatchStatus, JobRun, RunStatus
 from tests.engine_app.models import Knob, Widget
+from tests.engine_app.support import JOB, make_widgets, touches_histogram
 
-JOB = "test_touch_widgets"
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -20,23 +20,6 @@ def no_runs_from_the_test_databases_own_migrate():
     """Creating the test database ran engine_app's EnqueueJob/RequireJob; a test that runs
     first would see that run. Every test here starts from no runs at all."""
     JobRun.objects.all().delete()
-
-
-def make_widgets(count: int, first_id: int = 1) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "INSERT INTO engine_app_widget (id, touches, value) "
-            "SELECT g, 0, g FROM generate_series(%s, %s) g",
-            [first_id, first_id + count - 1],
-        )
-        cursor.execute("SELECT setval(pg_get_serial_sequence('engine_app_widget', 'id'), %s)",
-                       [first_id + count - 1])
-
-
-def touches_histogram() -> dict[int, int]:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT touches, count(*) FROM engine_app_widget GROUP BY 1")
-        return dict(cursor.fetchall())
 
 
 def test_inline_run_touches_every_row_exactly_once(capsys):
