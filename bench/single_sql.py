@@ -12,7 +12,7 @@ import time
 import psycopg
 from psycopg import sql
 
-from assets.jobs.legacy_columns import ARCHIVE, ARCHIVE_AND_LINK, ASSETS, FIELDS
+from assets.jobs.legacy_columns import ARCHIVE_AND_LINK, ASSETS, FIELDS, query
 
 # -- alerts_uuid ------------------------------------------------------------------------------
 
@@ -45,13 +45,9 @@ def legacy_columns(conn: psycopg.Connection) -> dict:
     with conn.transaction():
         low, high = conn.execute(
             sql.SQL("SELECT min(id), max(id) FROM {}").format(sql.Identifier(ASSETS))).fetchone()
-        for text, ref, link in FIELDS:
-            query = sql.SQL(ARCHIVE_AND_LINK).format(
-                text=sql.Identifier(text), ref=sql.Identifier(ref), link=sql.Identifier(link),
-                assets=sql.Identifier(ASSETS), archive=sql.Identifier(ARCHIVE),
-            )
-            archived += conn.execute(query, {"start": low - 1, "end": high, "field": text}
-                                     ).fetchone()[0]
+        for text, link in FIELDS:
+            archived += conn.execute(query(ARCHIVE_AND_LINK, text, link),
+                                     {"start": low - 1, "end": high, "field": text}).fetchone()[0]
     return {"rows": archived, "seconds": time.monotonic() - started}
 
 

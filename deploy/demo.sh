@@ -181,7 +181,7 @@ pids+=("$load_pid")
 say "Deploy step: migrate online, waiting at each gate for its job"
 deploy_started=$(now)
 rc=0
-DB_APPLICATION_NAME=migrate_online "$PY" manage.py migrate_online --wait 2>>"$LOGS/deploy.log" || rc=$?
+DB_APPLICATION_NAME=migrate_online "$PY" manage.py migrate_online --stage all --wait 2>>"$LOGS/deploy.log" || rc=$?
 deploy_seconds=$(seconds_since "$deploy_started")
 
 touch "$DEMO_DIR/load.stop"

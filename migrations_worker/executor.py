@@ -7,6 +7,11 @@ is held with it. Independent migrations, in other apps, still go ahead. The jobs
 need are enqueued. A database session lost mid-deploy (a restart, a failover) is reconnected
 and the deploy goes on: every step is re-runnable, so that is what a rerun would do.
 
+A deploy runs one stage (`operations.stage`): `pre` applies the expand migrations and leaves
+the contract ones for later, `post` applies the contract ones and refuses while any pre-deploy
+migration is still unapplied (the new release must not be rolled out before that either), `all`
+applies everything in order (a fresh or development database, where no previous release runs).
+
 The deploy lock keeps a second deploy out; the command around this prints, nothing here does:
 what happens is told to a `Reporter`.
 """
@@ -23,9 +28,10 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 
 from . import control, deploy_lock, dispatch, drive, gates, pg
-from .exceptions import JobFailed, JobNotFinished, MigrationsWorkerError
+from .exceptions import JobFailed, JobNotFinished, MigrationsWorkerError, StageNotReady
 from .models import JobRun, RunStatus
-from .operations import EnqueueJob, RequireJob
+from .operations import EnqueueJob, RequireJob, Stage
+from .operations.stage import stage_of
 from .operations.walk import operations_of
 from .progress import one_line, progress_of
 
@@ -56,6 +62,7 @@ class Pass:
     held: dict[str, str] = field(default_factory=dict)  # migration -> held migration it needs
     closed: dict[str, JobNotFinished] = field(default_factory=dict)  # job -> why
     progress: dict[str, str] = field(default_factory=dict)  # job -> its run, once enqueued
+    later: dict[str, Stage] = field(default_factory=dict)  # migration -> the stage it waits for
 
     @property
     def jobs(self) -> list[str]:
@@ -105,23 +112,31 @@ class OnlineExecutor:
             lines.append(f"gate: {seen[gate.job_name].describe()}")
         return lines + [f"enqueues: {job}" for job in enqueues_of(migration)]
 
-    def pending_runs(self, executor: MigrationExecutor) -> list[JobRun]:
-        """Runs still under way of the jobs the migrations enqueue or require."""
+    def pending_runs(self, executor: MigrationExecutor, stage: Stage | None = None) -> list[JobRun]:
+        """Runs still under way of the jobs the migrations enqueue or require (of one stage:
+        the jobs its migrations require)."""
         if not gates.engine_tables_exist():
             return []
         jobs: set[str] = set()
         for migration in executor.loader.disk_migrations.values():
+            if stage is not None:
+                if stage_of(migration) == stage:
+                    jobs |= {gate.job_name for gate in gates_of(migration)}
+                continue
             jobs |= {gate.job_name for gate in gates_of(migration)} | set(enqueues_of(migration))
         runs = [control.active_run(job) for job in sorted(jobs)]
         return [run for run in runs if run is not None]
 
     # -- applying ---------------------------------------------------------------------------
 
-    def apply_pass(self) -> Pass:
-        """Apply every unapplied migration whose gates are open and whose parents are applied."""
+    def apply_pass(self, stage: Stage | None = None) -> Pass:
+        """Apply every unapplied migration of `stage` (None: of every stage) whose gates are
+        open and whose parents are applied."""
         executor = self.loader_executor()
         plan = self.unapplied(executor)
         result = Pass()
+        if stage == Stage.POST:
+            self.require_pre_stage_done(plan)
         if not plan:
             return result
         graph = executor.loader.graph
@@ -131,9 +146,13 @@ class OnlineExecutor:
         state = pre_state.clone()
         targets = graph.leaf_nodes()
         for migration in plan:
+            if stage is not None and stage_of(migration) != stage:
+                result.later[label(migration)] = stage_of(migration)
+                continue
             parents = (".".join(p.key) for p in graph.node_map[migration.app_label,
                                                              migration.name].parents)
-            held_parent = next((p for p in parents if p in result.gated or p in result.held), None)
+            held_parent = next((p for p in parents
+                                if p in result.gated or p in result.held or p in result.later), None)
             if held_parent is not None:
                 result.held[label(migration)] = held_parent
                 continue
@@ -148,6 +167,24 @@ class OnlineExecutor:
             emit_post_migrate_signal(self.verbosity - 1, False, DEFAULT_DB_ALIAS, apps=state.apps,
                                      plan=[(m, False) for m in plan if label(m) in result.applied])
         return result
+
+    def require_pre_stage_done(self, plan: list[Migration]) -> None:
+        """The contract stage needs every expand migration applied: the new release runs on
+        them, and a contract step may remove what an unapplied one still needs."""
+        pending = [m for m in plan if stage_of(m) == Stage.PRE]
+        if not pending:
+            return
+        why = []
+        for migration in pending[:5]:
+            waits = [f"waits for job {g.job_name}: {gates.decide(g.job_name, g.limit()).describe()}"
+                     for g in gates_of(migration)]
+            why.append(f"{label(migration)}" + (f" ({'; '.join(waits)})" if waits else ""))
+        more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
+        raise StageNotReady(
+            f"the post-deploy stage cannot start: {len(pending)} pre-deploy migration(s) are not "
+            f"applied yet: {', '.join(why)}{more}. Run `python manage.py migrate_online --stage pre "
+            "--wait` first (and roll the new release out only after it succeeds), then the post "
+            "stage once the rollout is over.")
 
     @staticmethod
     def closed_gate(migration: Migration, result: Pass) -> str | None:
@@ -173,15 +210,16 @@ class OnlineExecutor:
 
     # -- the deploy -------------------------------------------------------------------------
 
-    def deploy(self, *, wait: bool, timeout: float | None, poll: float, lock_wait: float) -> None:
-        """Apply what can be applied; with `wait`, wait at each gate and go on past it."""
+    def deploy(self, *, stage: Stage | None, wait: bool, timeout: float | None, poll: float,
+               lock_wait: float) -> None:
+        """Apply what the stage allows; with `wait`, wait at each gate and go on past it."""
         deadline = None if timeout is None else time.monotonic() + timeout
         deploy_lock.acquire(lock_wait, on_wait=self.reporter.note)
         try:
             reconnects = 0
             while True:
                 try:
-                    if self.deploy_pass(wait, deadline, poll):
+                    if self.deploy_pass(stage, wait, deadline, poll):
                         return
                 except DatabaseError as exc:
                     if not pg.connection_lost(exc) or reconnects >= MAX_RECONNECTS:
@@ -191,12 +229,13 @@ class OnlineExecutor:
         finally:
             deploy_lock.release()
 
-    def deploy_pass(self, wait: bool, deadline: float | None, poll: float) -> bool:
+    def deploy_pass(self, stage: Stage | None, wait: bool, deadline: float | None,
+                    poll: float) -> bool:
         """One pass; True when done (or stopped cleanly at a gate), False to pass again."""
-        result = self.apply_pass()
+        result = self.apply_pass(stage)
         if not result.gated:
             self.reporter.note(f"migrate_online: done, {len(result.applied)} migration(s) "
-                               "applied in the last pass; nothing pending")
+                               f"applied in the last pass; {self.pending_after(stage, result)}")
             return True
         self.enqueue_gated(result)
         self.reporter.stopped_at_gates(result)
@@ -212,6 +251,13 @@ class OnlineExecutor:
         drive.wait_for(result.jobs, until_any=True, timeout=remaining, poll=poll,
                        on_poll=self.reporter.waiting)
         return False
+
+    @staticmethod
+    def pending_after(stage: Stage | None, result: Pass) -> str:
+        if stage == Stage.PRE and result.later:
+            return (f"pre-deploy stage done; {len(result.later)} post-deploy migration(s) wait for "
+                    "`migrate_online --stage post` once the new release runs everywhere")
+        return "nothing pending" if stage is None else f"{stage}-deploy stage done; nothing pending"
 
     def reconnect(self, exc: DatabaseError, attempt: int, lock_wait: float) -> None:
         connection.close()

@@ -64,6 +64,26 @@ RULES: dict[str, Rule] = {
         "silently truncates: lookups by the full name (re-runs, reversals) then miss it",
         f"choose a name of at most {MAX_IDENTIFIER_BYTES} bytes",
     ),
+    "stage-not-declared": Rule(
+        "does not say when it may run in a rolling deploy",
+        "declare `stage = Stage.PRE` (expand: safe while the previous release still runs) or "
+        "`stage = Stage.POST` (contract: only once the new release runs everywhere) on the "
+        "Migration class (`from migrations_worker.operations import Stage`)",
+    ),
+    "contract-operation-in-pre-deploy": Rule(
+        "is a pre-deploy migration with a contract step, which the previous release, still "
+        "running while pre-deploy migrations apply, may not survive",
+        "move the step to a post-deploy migration (`stage = Stage.POST`), after the rollout; "
+        "keep the previous release working meanwhile (a trigger that keeps both releases' data "
+        "in step, state-only removal first); if the previous release provably cannot break on "
+        "it, say why in LINT_EXCEPTIONS",
+    ),
+    "pre-deploy-depends-on-post-deploy": Rule(
+        "is a pre-deploy migration that depends on a post-deploy one, so it could only run "
+        "after the rollout it has to precede",
+        "make it post-deploy too, or take the dependency away (order the pre-deploy work "
+        "before every post-deploy migration of its app)",
+    ),
     "sql-not-renderable": Rule(
         "cannot be rendered to SQL (as `sqlmigrate` would), so nothing can check it",
         "make sqlmigrate work for it, e.g. express database-introspecting operations as SafeSQL",

@@ -8,6 +8,8 @@ registered under the rule's id:
 - `@operation_rule(id)`: called with each `Step` (an operation, inside wrappers too, and the
   state before it); returns where the rule is broken ("AddField shop_order.total"), or None.
 - `@sql_rule(id)`: called with the migration's rendered SQL; yields one detail per breach.
+- `@migration_rule(id)`: called with the whole `LintedMigration` (its stage, SQL, new tables,
+  parents); yields one detail per breach.
 
 `check()` runs them all, in the order they are registered here, which is the order they are
 reported in.
@@ -26,12 +28,14 @@ from django.db.migrations.state import ModelState, ProjectState
 from django.db.models import NOT_PROVIDED, Field, UniqueConstraint
 from django.db.models.options import normalize_together
 
+from ..operations import Stage
+from ..operations.stage import declared_stage, stage_of
 from ..operations.walk import walk
 from .catalogue import MAX_IDENTIFIER_BYTES, MIN_REASON_LENGTH, RULES
 from .findings import LintedMigration
 from .operation_kinds import LOCK_SAFE_OPERATIONS, is_concurrent
 from .render import table_name
-from .sql import identifiers, strip_literals
+from .sql import contract_steps, identifiers, strip_literals
 
 
 @dataclass(frozen=True)
@@ -69,8 +73,10 @@ class Step:
 
 OperationCheck = Callable[[Step], str | None]
 SqlCheck = Callable[[str], Iterator[str]]
+MigrationCheck = Callable[[LintedMigration], Iterator[str]]
 OPERATION_CHECKS: dict[str, OperationCheck] = {}
 SQL_CHECKS: dict[str, SqlCheck] = {}
+MIGRATION_CHECKS: dict[str, MigrationCheck] = {}
 
 
 def operation_rule(rule: str) -> Callable[[OperationCheck], OperationCheck]:
@@ -83,10 +89,15 @@ def sql_rule(rule: str) -> Callable[[SqlCheck], SqlCheck]:
     return _register(SQL_CHECKS, rule)
 
 
+def migration_rule(rule: str) -> Callable[[MigrationCheck], MigrationCheck]:
+    """Register the decorated function as the check of catalogue rule `rule`, per migration."""
+    return _register(MIGRATION_CHECKS, rule)
+
+
 def _register(registry: dict, rule: str) -> Callable:
     if rule not in RULES:
         raise KeyError(f"rule {rule!r} has no catalogue entry (summary and advice) in RULES")
-    if rule in OPERATION_CHECKS or rule in SQL_CHECKS:
+    if rule in OPERATION_CHECKS or rule in SQL_CHECKS or rule in MIGRATION_CHECKS:
         raise ValueError(f"rule {rule!r} has a check already: one rule, one check function")
 
     def register(function: Callable) -> Callable:
@@ -107,6 +118,9 @@ def check(item: LintedMigration) -> None:
                 item.add(rule, detail)
     for rule, check_sql in SQL_CHECKS.items():
         for detail in check_sql(item.sql):
+            item.add(rule, detail)
+    for rule, check_migration in MIGRATION_CHECKS.items():
+        for detail in check_migration(item):
             item.add(rule, detail)
 
 
@@ -228,3 +242,30 @@ def squawk_ignore_without_reason(sql: str) -> Iterator[str]:
         _rules, sep, reason = match["rest"].partition("--")
         if not sep or len(reason.strip()) < MIN_REASON_LENGTH:
             yield match[0].strip()
+
+
+# --- rules on the whole migration: its deploy stage ---------------------------------------------
+
+
+@migration_rule("stage-not-declared")
+def stage_not_declared(item: LintedMigration) -> Iterator[str]:
+    if declared_stage(item.migration) is None:
+        yield "no `stage`"
+
+
+@migration_rule("pre-deploy-depends-on-post-deploy")
+def pre_deploy_depends_on_post_deploy(item: LintedMigration) -> Iterator[str]:
+    if stage_of(item.migration) != Stage.PRE:
+        return
+    for parent in item.parents:
+        if stage_of(parent) == Stage.POST:
+            yield f"depends on {parent.app_label}.{parent.name}"
+
+
+@migration_rule("contract-operation-in-pre-deploy")
+def contract_operation_in_pre_deploy(item: LintedMigration) -> Iterator[str]:
+    # An initial migration builds its app's schema on an empty database (on a live one it is
+    # faked): nothing is running against it yet.
+    if stage_of(item.migration) != Stage.PRE or item.migration.initial:
+        return
+    yield from contract_steps(item.sql, item.new_tables)

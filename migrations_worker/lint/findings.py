@@ -49,6 +49,7 @@ class LintedMigration:
     exceptions: dict[str, object]
     sql: str = ""
     new_tables: set[str] = field(default_factory=set)
+    parents: list[Migration] = field(default_factory=list)  # the migrations it depends on
     violations: list[Violation] = field(default_factory=list)
 
     @property

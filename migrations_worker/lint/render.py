@@ -41,7 +41,8 @@ def render(app_labels: set[str], database: str) -> list[LintedMigration]:
             state = migration.mutate_state(state, preserve=False)
             continue
         before = state.clone()
-        item = LintedMigration(migration, before, written_exceptions(migration))
+        item = LintedMigration(migration, before, written_exceptions(migration),
+                               parents=[graph.nodes[p.key] for p in graph.node_map[key].parents])
         try:
             with connection.schema_editor(collect_sql=True, atomic=migration.atomic) as editor:
                 state = migration.apply(state, editor, collect_sql=True)

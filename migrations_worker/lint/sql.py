@@ -137,3 +137,39 @@ RECOGNISED_SAFE_PATTERNS: dict[str, Callable[[str, str], bool]] = {
     "adding-not-nullable-field": _set_not_null_after_validated_check,
     "ban-drop-constraint": _drop_check_made_redundant_by_not_null,
 }
+
+
+# --- contract steps: what the previous release of the code may not survive ----------------------
+
+_CONTRACT_STEPS = {
+    "drops a column": re.compile(r"\bDROP\s+COLUMN\b", re.I),
+    "drops a table": re.compile(r"\bDROP\s+TABLE\b", re.I),
+    "renames a table or column": re.compile(r"\bALTER\s+TABLE\b[^;]*\bRENAME\b", re.I),
+    "changes a column's type": re.compile(r"\bALTER\s+(?:COLUMN\s+)?\S+\s+(?:SET\s+DATA\s+)?TYPE\b", re.I),
+    "makes a column NOT NULL": re.compile(r"\bSET\s+NOT\s+NULL\b", re.I),
+    "adds a constraint": re.compile(rf"\bADD\s+(?:CONSTRAINT\s+{_IDENT}\s+)?"
+                                    r"(?:UNIQUE|CHECK|FOREIGN\s+KEY|PRIMARY\s+KEY|EXCLUDE)\b", re.I),
+    "builds a unique index": re.compile(r"\bCREATE\s+UNIQUE\s+INDEX\b", re.I),
+    "drops a trigger": re.compile(rf"\bDROP\s+TRIGGER\s+(?:IF\s+EXISTS\s+)?(?P<name>{_IDENT})", re.I),
+    "drops a function": re.compile(rf"\bDROP\s+FUNCTION\s+(?:IF\s+EXISTS\s+)?(?P<name>{_IDENT})", re.I),
+}
+_CREATED = re.compile(rf"\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:CONSTRAINT\s+)?(?:TRIGGER|FUNCTION)\s+"
+                      rf"(?P<name>{_IDENT})", re.I)
+
+
+def contract_steps(sql: str, new_tables: set[str]) -> Iterator[str]:
+    """What in a migration's SQL the previous release may not survive: a dropped, renamed or
+    retyped column, a constraint it could violate, a removed trigger or function. Not counted:
+    statements on tables the migration itself created (no running code knows them), and a
+    trigger or function dropped only to be created again (a replacement)."""
+    created = {_name(m["name"]) for m in _CREATED.finditer(strip_literals(sql))}
+    for statement in split_statements(sql):
+        code = strip_literals(statement.text)
+        targets, _referenced = statement.tables()
+        if targets and targets <= new_tables:
+            continue
+        for what, pattern in _CONTRACT_STEPS.items():
+            match = pattern.search(code)
+            if match is None or ("name" in pattern.groupindex and _name(match["name"]) in created):
+                continue
+            yield f"{what}: {' '.join(statement.text.split())[:120]}"

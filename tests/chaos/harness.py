@@ -22,10 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tests.chaos import faults
-from tests.chaos.database import Database
 from tests.chaos.invariants import Before, Checked, LoadFigures, check_data, check_schema, job_results
 from tests.chaos.load import RestartableLoad
 from tests.chaos.services import PrivatePostgres
+from tests.scratch import Database
 from tests.workers import PrivateRedis, Processes
 
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
@@ -111,7 +111,7 @@ class ChaosRun:
     def calm_results(self, before: Before) -> dict[str, list]:
         url = self.pg.create_database(self.names["calm"], template=self.names["template"])
         calm = Database(url, UNREACHABLE_BROKER, MW_GATE_INLINE_LIMIT=str(10**12))
-        calm.manage("migrate_online", timeout=4 * 3600)
+        calm.manage("migrate_online", "--stage", "all", timeout=4 * 3600)
         try:
             return job_results(calm, before)
         finally:
@@ -183,8 +183,8 @@ class ChaosRun:
             attempt += 1
             log = self.workdir / f"deploy-{attempt}.log"
             t0 = time.monotonic()
-            proc = self.deploy_process = db.popen("migrate_online", "--wait", "--poll", "0.5",
-                                                  log=log)
+            proc = self.deploy_process = db.popen("migrate_online", "--stage", "all", "--wait",
+                                                  "--poll", "0.5", log=log)
             try:
                 rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from psycopg import sql
 
-from tests.chaos.database import Database
+from tests.scratch import Database
 
 SOFT_DELETE_TABLES = (
     "assets_country", "assets_sector", "assets_industry", "assets_currency",

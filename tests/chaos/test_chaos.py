@@ -21,10 +21,11 @@ import pytest
 from psycopg import sql
 
 from tests.chaos import faults
-from tests.chaos.database import Database, engine_database
+from tests.chaos.database import engine_database
 from tests.chaos.harness import LOCK_TIMEOUT_S, ChaosRun
 from tests.chaos.services import PrivatePostgres, traversable_tmpdir
 from tests.engine_app.support import JOB
+from tests.scratch import Database
 from tests.workers import PrivateRedis, Processes, flush_broker, free_port, wait_until
 
 CHAOS_SIZE = os.environ.get("CHAOS_SIZE", "small")

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 VENV_BIN = Path(sys.executable).parent
 
-APP_SERVICES = ("migrate", "web", "worker", "beat", "flower")
+APP_SERVICES = ("migrate", "migrate-post", "web", "worker", "beat", "flower")
 DESIGNED_SERVICES = {"postgres", "redis", *APP_SERVICES}
 
 # What `docker compose` would be given: the three required secrets and nothing else.
@@ -563,9 +563,16 @@ def test_app_starts_only_after_migrate_succeeded_on_a_healthy_database(compose, 
     assert depends_on["redis"]["condition"] == "service_healthy"
 
 
-def test_migrate_runs_once_on_a_healthy_database(compose):
+def test_migrate_runs_the_pre_deploy_stage_once_on_a_healthy_database(compose):
     migrate = compose["services"]["migrate"]
     assert migrate.get("restart", "no") == "no"
     assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
-    argv = as_argv(migrate["command"])
-    assert "migrate" in argv or any(arg.endswith("deploy.sh") for arg in argv)
+    assert as_argv(migrate["command"]) == ["deploy/deploy.sh", "pre"]
+
+
+def test_the_post_deploy_stage_runs_once_after_the_new_release_is_healthy(compose):
+    post = compose["services"]["migrate-post"]
+    assert post.get("restart", "no") == "no"
+    assert as_argv(post["command"]) == ["deploy/deploy.sh", "post"]
+    assert post["depends_on"]["web"]["condition"] == "service_healthy"
+    assert post["depends_on"]["worker"]["condition"] == "service_healthy"

@@ -95,7 +95,7 @@ def unpark(db: Database, holder: psycopg.Connection) -> None:
 
 def rerun_completes(db: Database) -> str:
     """The pipeline runs the deploy again: it completes, and leaves nothing half-built."""
-    rerun = db.manage("migrate_online", check=False)
+    rerun = db.manage("migrate_online", "--stage", "all", check=False)
     output = rerun.stdout + rerun.stderr
     assert rerun.returncode == 0, output[-3000:]
     assert "nothing pending" in rerun.stdout
@@ -120,7 +120,7 @@ def test_sigkill_during_a_concurrent_index_build_a_rerun_rebuilds_it_and_nothing
     app = db.connect()
     app.autocommit = False
     app.execute("LOCK TABLE portfolios_holding IN ROW EXCLUSIVE MODE")  # an open write
-    proc = db.popen("migrate_online", log=tmp_path / "deploy.log")
+    proc = db.popen("migrate_online", "--stage", "all", log=tmp_path / "deploy.log")
     wait_until(lambda: waiting(db, "%CREATE INDEX CONCURRENTLY%holding%", "virtualxid"), 120, 0.05,
                "the index build to wait for the application's transaction")
     kill(proc)
@@ -136,7 +136,7 @@ def test_sigkill_during_a_concurrent_index_build_a_rerun_rebuilds_it_and_nothing
 
 def test_sigkill_during_a_constraint_validation_a_rerun_validates_it(db, tmp_path):
     holder = park_at(db, "%VALIDATE CONSTRAINT%")
-    proc = db.popen("migrate_online", log=tmp_path / "deploy.log")
+    proc = db.popen("migrate_online", "--stage", "all", log=tmp_path / "deploy.log")
     wait_until(lambda: waiting(db, "%VALIDATE CONSTRAINT%", "advisory"), 180, 0.05,
                "a constraint validation to run")
     validating = db.rows("SELECT conname FROM pg_constraint WHERE NOT convalidated")
@@ -151,7 +151,7 @@ def test_sigkill_during_a_constraint_validation_a_rerun_validates_it(db, tmp_pat
 
 def test_sigkill_during_the_primary_key_swap_a_rerun_completes_the_swap(db, tmp_path):
     holder = park_at(db, "%PRIMARY KEY USING INDEX%")
-    proc = db.popen("migrate_online", log=tmp_path / "deploy.log")
+    proc = db.popen("migrate_online", "--stage", "all", log=tmp_path / "deploy.log")
     wait_until(lambda: waiting(db, "%PRIMARY KEY USING INDEX%", "advisory"), 240, 0.05,
                "the key swap to run")
     kill(proc)
@@ -174,7 +174,7 @@ def test_a_deploy_cut_off_from_its_database_while_waiting_at_a_gate_reconnects_a
 ):
     db.env["MW_GATE_INLINE_LIMIT"] = "0"  # every gate waits for its job, as on a big database
     log = tmp_path / "deploy.log"
-    proc = db.popen("migrate_online", "--wait", "--poll", "0.2", log=log)
+    proc = db.popen("migrate_online", "--stage", "all", "--wait", "--poll", "0.2", log=log)
     wait_until(lambda: "waits for job alerts_uuid" in log.read_text(), 120, 0.2,
                "the deploy to wait at the alerts_uuid gate")
     with db.connect() as conn:  # an administrator (or a failover) ends the deploy's session

@@ -42,12 +42,13 @@ def manage_on(url: str, *args: str, timeout: float = 120) -> subprocess.Complete
 # --- an empty database -----------------------------------------------------------------------------
 
 
-def test_empty_database_is_migrated_to_the_end_in_one_run(fresh_database):
+def test_empty_database_is_migrated_to_the_end_in_one_run_of_every_stage(fresh_database):
     before = manage_on(fresh_database, "migrate_online", "--check")
     assert before.returncode == 8
-    assert "pending migration engine_app.0003_require_touch_widgets" in before.stdout
+    assert "pending pre-deploy migration engine_app.0003_require_touch_widgets" in before.stdout
+    assert "pending post-deploy migration assets.0013_drop_legacy_text_columns" in before.stdout
 
-    result = manage_on(fresh_database, "migrate_online")
+    result = manage_on(fresh_database, "migrate_online", "--stage", "all")
     assert result.returncode == 0, result.stderr
     assert "nothing pending" in result.stdout
     assert f"applying {GATED}... OK" in result.stdout
@@ -61,6 +62,45 @@ def test_empty_database_is_migrated_to_the_end_in_one_run(fresh_database):
     # post_migrate ran: content types and permissions exist, as after a plain `migrate`
     with psycopg.connect(fresh_database) as check:
         assert check.execute("SELECT count(*) FROM auth_permission").fetchone()[0] > 0
+
+
+# --- stages -----------------------------------------------------------------------------------------
+
+
+def test_by_default_only_the_pre_deploy_stage_runs_and_post_goes_after_it(fresh_database):
+    pre = manage_on(fresh_database, "migrate_online")
+    assert pre.returncode == 0, pre.stdout + pre.stderr
+    assert "applying assets.0012_enqueue_ticker_dedup... OK" in pre.stdout
+    assert "assets.0013" not in pre.stdout
+    assert "pre-deploy stage done; 3 post-deploy migration(s) wait for" in pre.stdout
+    assert manage_on(fresh_database, "migrate_online", "--check", "--stage", "pre").returncode == 0
+    plan = manage_on(fresh_database, "migrate_online", "--plan")
+    assert plan.stdout.splitlines()[1:] == [
+        "  assets.0013_drop_legacy_text_columns  [post-deploy]",
+        "      gate: legacy_columns: finished",
+        "  assets.0014_asset_ticker_exchange_unique  [post-deploy]",
+        "      gate: ticker_dedup: finished",
+        "  assets.0015_drop_duplicate_guard  [post-deploy]",
+    ]
+
+    post = manage_on(fresh_database, "migrate_online", "--stage", "post")
+    assert post.returncode == 0, post.stdout + post.stderr
+    assert "applying assets.0015_drop_duplicate_guard... OK" in post.stdout
+    assert "post-deploy stage done; nothing pending" in post.stdout
+    assert manage_on(fresh_database, "migrate_online", "--check").returncode == 0
+
+
+def test_post_deploy_stage_refuses_while_a_pre_deploy_migration_waits_and_says_why(
+    seeded_before_the_gate, manage
+):
+    manage("migrate_online")  # stops at engine_app's gate: 5,000 widgets to touch
+    result = manage("migrate_online", "--stage", "post")
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "the post-deploy stage cannot start: 1 pre-deploy migration(s) are not applied yet" in (
+        result.stderr)
+    assert f"{GATED} (waits for job {JOB}: {JOB} #" in result.stderr
+    assert "migrate_online --stage pre --wait" in result.stderr
+    assert not applied("engine_app", "0003_require_touch_widgets")
 
 
 # --- a seeded database with a big remainder --------------------------------------------------------
@@ -92,7 +132,7 @@ def test_check_exits_8_while_a_gate_holds_and_0_once_everything_is_applied(
     manage("migrate_online")
     pending = manage("migrate_online", "--check")
     assert pending.returncode == 8
-    assert f"pending migration {GATED}" in pending.stdout
+    assert f"pending pre-deploy migration {GATED}" in pending.stdout
     assert f"pending job {JOB}" in pending.stdout
 
     call_command("backfill", "run", JOB)
@@ -118,9 +158,9 @@ def test_plan_prints_each_unapplied_migration_with_its_gate(seeded_before_the_ga
     result = manage("migrate_online", "--plan")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    enqueue = lines.index("  engine_app.0002_enqueue_touch_widgets")
+    enqueue = lines.index("  engine_app.0002_enqueue_touch_widgets  [pre-deploy]")
     assert lines[enqueue + 1].strip() == f"enqueues: {JOB}"
-    gate = lines.index(f"  {GATED}")
+    gate = lines.index(f"  {GATED}  [pre-deploy]")
     assert lines[gate + 1].strip() == f"gate: {JOB}: no run yet, 5,000 row(s) to do"
     assert not JobRun.objects.exists()  # --plan changes nothing
     assert not applied("engine_app", "0002_enqueue_touch_widgets")

@@ -110,12 +110,31 @@ def test_exception_without_reason_for_unknown_rule_or_excusing_nothing_is_itself
     }
 
 
+def test_a_migration_must_say_which_deploy_stage_it_belongs_to(unsafe):
+    assert "stage-not-declared" in rules(unsafe, "0011_no_stage")
+    assert "Stage.POST" in unsafe[1]["unsafe_app.0011_no_stage"]["stage-not-declared"]["instead"]
+
+
+def test_a_contract_step_before_the_rollout_is_rejected_and_after_it_passes(unsafe):
+    violation = unsafe[1]["unsafe_app.0012_contract_before_the_rollout"]
+    assert set(violation) == {"contract-operation-in-pre-deploy"}
+    assert "drops a column" in violation["contract-operation-in-pre-deploy"]["message"]
+    assert rules(unsafe, "0013_contract_after_the_rollout") == set()
+
+
+def test_a_pre_deploy_migration_that_depends_on_a_post_deploy_one_is_rejected(unsafe):
+    violation = unsafe[1]["unsafe_app.0014_expand_after_contract"]
+    assert set(violation) == {"pre-deploy-depends-on-post-deploy"}
+    assert "unsafe_app.0013_contract_after_the_rollout" in (
+        violation["pre-deploy-depends-on-post-deploy"]["message"])
+
+
 def test_text_report_names_each_violation_and_how_to_excuse_one():
     result = lint_command("unsafe_app", settings=UNSAFE)
     assert result.returncode == 1
     assert "unsafe_app.0002_plain_index: [index-on-existing-table]" in result.stdout
     assert "instead: use CreateIndexConcurrently" in result.stdout
-    assert "10 migration(s) checked, 3 clean" in result.stdout
+    assert "14 migration(s) checked, 4 clean" in result.stdout
     assert "LINT_EXCEPTIONS" in result.stderr
 
 

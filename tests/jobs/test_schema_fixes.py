@@ -51,8 +51,8 @@ def workers(seeded, tmp_path, request):
 
 def deploy(db: ScratchDatabase, timeout: float = 600) -> str:
     """The deploy step: apply what is safe, wait at each gate for its job, go on."""
-    return db.manage("migrate_online", "--wait", "--timeout", str(timeout), "--poll", "0.5",
-                     timeout=timeout + 60).stdout
+    return db.manage("migrate_online", "--stage", "all", "--wait", "--timeout", str(timeout),
+                     "--poll", "0.5", timeout=timeout + 60).stdout
 
 
 def snapshot(db: ScratchDatabase) -> dict:

@@ -14,6 +14,7 @@ from django.db.migrations.state import ProjectState
 
 from migrations_worker.lint.catalogue import RULES
 from migrations_worker.lint.django_rules import (
+    MIGRATION_CHECKS,
     OPERATION_CHECKS,
     SQL_CHECKS,
     check,
@@ -21,7 +22,7 @@ from migrations_worker.lint.django_rules import (
     sql_rule,
 )
 from migrations_worker.lint.findings import LintedMigration
-from migrations_worker.operations import CreateIndexConcurrently, RequireJob, Safely, SafeSQL
+from migrations_worker.operations import CreateIndexConcurrently, RequireJob, Safely, SafeSQL, Stage
 
 APP = "shop"
 
@@ -41,16 +42,21 @@ def existing_tables() -> ProjectState:
     return state
 
 
-def migration(*operations, atomic: bool = True) -> Migration:
-    result = Migration("0002_change", APP)
+def migration(*operations, atomic: bool = True, stage: Stage | None = None,
+              name: str = "0002_change") -> Migration:
+    result = Migration(name, APP)
     result.operations = list(operations)
     result.atomic = atomic
+    if stage is not None:
+        result.stage = stage
     return result
 
 
-def reported(rule: str, linted: Migration, sql: str = "") -> list[str]:
+def reported(rule: str, linted: Migration, sql: str = "", parents: list[Migration] = (),
+             new_tables: set[str] = frozenset()) -> list[str]:
     """Where `rule` is broken in `linted` (with `sql` as its rendered SQL), as the linter says."""
-    item = LintedMigration(linted, existing_tables(), exceptions={}, sql=sql)
+    item = LintedMigration(linted, existing_tables(), exceptions={}, sql=sql,
+                           new_tables=set(new_tables), parents=list(parents))
     check(item)
     return [v.message.removesuffix(f": {RULES[rule].summary}") for v in item.violations
             if v.rule == rule]
@@ -207,6 +213,64 @@ def test_squawk_ignore_comment_counts_only_with_a_reason():
     ]
 
 
+# --- stage-not-declared -------------------------------------------------------------------------
+
+
+def test_a_migration_without_a_stage_is_reported_and_one_with_a_stage_is_not():
+    assert reported("stage-not-declared", migration()) == ["no `stage`"]
+    assert reported("stage-not-declared", migration(stage=Stage.PRE)) == []
+    assert reported("stage-not-declared", migration(stage=Stage.POST)) == []
+
+
+# --- contract-operation-in-pre-deploy ------------------------------------------------------------
+
+DROP = "ALTER TABLE shop_order DROP COLUMN code;\n"
+
+
+@pytest.mark.parametrize(("sql", "what"), [
+    (DROP, "drops a column"),
+    ("DROP TABLE shop_order;\n", "drops a table"),
+    ("ALTER TABLE shop_order RENAME COLUMN code TO ref;\n", "renames a table or column"),
+    ("ALTER TABLE shop_order ALTER COLUMN code TYPE text;\n", "changes a column's type"),
+    ("ALTER TABLE shop_order ALTER COLUMN code SET NOT NULL;\n", "makes a column NOT NULL"),
+    ("ALTER TABLE shop_order ADD CONSTRAINT c CHECK (code <> '') NOT VALID;\n", "adds a constraint"),
+    ("ALTER TABLE shop_order ADD CONSTRAINT u UNIQUE USING INDEX i;\n", "adds a constraint"),
+    ("CREATE UNIQUE INDEX CONCURRENTLY i ON shop_order (code);\n", "builds a unique index"),
+    ("DROP TRIGGER IF EXISTS keep_in_step ON shop_order;\n", "drops a trigger"),
+    ("DROP FUNCTION IF EXISTS keep_in_step();\n", "drops a function"),
+])
+def test_a_contract_step_in_a_pre_deploy_migration_is_reported_and_in_a_post_deploy_one_is_not(
+    sql, what
+):
+    found = reported("contract-operation-in-pre-deploy", migration(stage=Stage.PRE), sql=sql)
+    assert [f.split(":")[0] for f in found] == [what]
+    assert reported("contract-operation-in-pre-deploy", migration(stage=Stage.POST), sql=sql) == []
+
+
+def test_expand_steps_a_new_table_and_a_replaced_trigger_are_not_contract_steps():
+    expand = ("ALTER TABLE shop_order ADD COLUMN note text;\n"
+              "CREATE INDEX CONCURRENTLY i ON shop_order (code);\n"
+              "ALTER TABLE shop_invoice ADD CONSTRAINT f FOREIGN KEY (order_id) REFERENCES shop_order (id);\n"
+              "DROP TRIGGER IF EXISTS keep_in_step ON shop_order;\n"
+              "CREATE TRIGGER keep_in_step BEFORE INSERT ON shop_order FOR EACH ROW EXECUTE FUNCTION f();\n")
+    assert reported("contract-operation-in-pre-deploy", migration(stage=Stage.PRE), sql=expand,
+                    new_tables={"shop_invoice"}) == []
+
+
+# --- pre-deploy-depends-on-post-deploy -----------------------------------------------------------
+
+
+def test_a_pre_deploy_migration_after_a_post_deploy_one_is_reported():
+    contract = migration(stage=Stage.POST, name="0002_contract")
+    expand = migration(stage=Stage.PRE, name="0001_expand")
+    assert reported("pre-deploy-depends-on-post-deploy", migration(stage=Stage.PRE),
+                    parents=[contract]) == ["depends on shop.0002_contract"]
+    assert reported("pre-deploy-depends-on-post-deploy", migration(stage=Stage.PRE),
+                    parents=[expand]) == []
+    assert reported("pre-deploy-depends-on-post-deploy", migration(stage=Stage.POST),
+                    parents=[contract]) == []
+
+
 # --- the registry --------------------------------------------------------------------------------
 
 # Rules no check function reports: the layer that meets the problem does.
@@ -218,7 +282,7 @@ REPORTED_BY_THEIR_LAYER = {
 
 
 def test_every_catalogue_rule_has_a_check_or_is_reported_by_its_own_layer():
-    checked = {*OPERATION_CHECKS, *SQL_CHECKS}
+    checked = {*OPERATION_CHECKS, *SQL_CHECKS, *MIGRATION_CHECKS}
     assert checked | REPORTED_BY_THEIR_LAYER == set(RULES)
     assert not checked & REPORTED_BY_THEIR_LAYER
 

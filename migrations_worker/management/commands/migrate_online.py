@@ -1,15 +1,26 @@
-"""`manage.py migrate_online`: the deploy step's `migrate`, gated by the data jobs.
+"""`manage.py migrate_online`: the deploy step's `migrate`, gated by the data jobs and staged.
 
-    migrate_online                  apply what can be applied, stop cleanly at the gates
+    migrate_online [--stage pre]    apply the pre-deploy migrations the gates allow, stop cleanly
+                                    at the gates; post-deploy migrations are left for later
+    migrate_online --stage post     after the rollout: the post-deploy migrations (refused while a
+                                    pre-deploy one is unapplied)
+    migrate_online --stage all      everything in order: a new or development database, where no
+                                    previous release runs
     migrate_online --wait [--timeout S]
                                     ... and wait for each gate's job with live progress, going on
                                     past each gate as its job finishes
-    migrate_online --check          change nothing; exit 8 if migrations or jobs are pending
-    migrate_online --plan           print the unapplied migrations with each one's gate
+    migrate_online --check          change nothing; exit 8 if migrations or jobs are pending (of
+                                    every stage, or of --stage)
+    migrate_online --plan           print the unapplied migrations with each one's stage and gate
     migrate_online --wait-for-db S  wait until the database accepts connections
     migrate_online --preflight [--min-age S] [--session-wait S] [--strict]
                                     warn about (or wait out) sessions that would stall DDL
     migrate_online --postflight     fail if any index is INVALID or any constraint unvalidated
+
+Why `pre` is the default: the step a pipeline runs before (or while) rolling out a release must
+never break the release still serving traffic, and a forgotten flag must fail safe: without
+`--stage` nothing that needs the new release everywhere runs. The contract stage is a separate,
+explicit step after the rollout (`deploy/deploy.sh post`).
 
 The work is done by `migrations_worker.executor` (the apply loop and its gates) and
 `deploy_lock` (one deploy at a time); this command parses, calls and prints. Exit codes are
@@ -33,7 +44,11 @@ from migrations_worker.gates import Gate
 from migrations_worker.management.arguments import positive_seconds, seconds
 from migrations_worker.management.base import EngineCommand
 from migrations_worker.models import JobRun
+from migrations_worker.operations import Stage
+from migrations_worker.operations.stage import stage_of
 from migrations_worker.progress import one_line, progress_of
+
+STAGES = {"pre": Stage.PRE, "post": Stage.POST, "all": None}
 
 
 class Command(EngineCommand):
@@ -54,6 +69,10 @@ class Command(EngineCommand):
                           help="fail if an index is INVALID or a constraint unvalidated")
         mode.add_argument("--wait-for-db", type=seconds, metavar="SECONDS",
                           help="wait until the database accepts connections, then exit")
+        parser.add_argument("--stage", choices=STAGES, default=None,
+                            help="pre: before the rollout (the default when applying); post: after "
+                                 "it; all: every migration in order (no previous release running). "
+                                 "With --plan / --check: only that stage (default: every stage)")
         parser.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
                             help="with --wait: give up (exit 5) after this long")
         parser.add_argument("--poll", type=positive_seconds, default=2.0, metavar="SECONDS",
@@ -81,14 +100,16 @@ class Command(EngineCommand):
             return self.preflight(options)
         if options["postflight"]:
             return self.postflight()
+        shown = STAGES[options["stage"] or "all"]
         if options["plan"]:
-            return self.show_plan()
+            return self.show_plan(shown)
         if options["check"]:
-            return self.check()
+            return self.check(shown)
         require_supported_database()
         try:
-            self.executor.deploy(wait=options["wait"], timeout=options["timeout"],
-                                 poll=options["poll"], lock_wait=options["lock_wait"])
+            self.executor.deploy(stage=STAGES[options["stage"] or "pre"], wait=options["wait"],
+                                 timeout=options["timeout"], poll=options["poll"],
+                                 lock_wait=options["lock_wait"])
         finally:
             if self.bar is not None:
                 self.bar.stop()
@@ -145,26 +166,27 @@ class Command(EngineCommand):
 
     # -- read-only views ----------------------------------------------------------------------
 
-    def show_plan(self) -> None:
-        plan = self.executor.unapplied()
+    def show_plan(self, stage: Stage | None) -> None:
+        plan = [m for m in self.executor.unapplied() if stage in (None, stage_of(m))]
         if not plan:
-            self.console.print("migrate_online: no unapplied migrations")
+            self.console.print("migrate_online: no unapplied migrations"
+                               + (f" in the {stage}-deploy stage" if stage else ""))
             return
         seen: dict[str, Gate] = {}
         self.console.print(f"{len(plan)} unapplied migration(s), in order:")
         for migration in plan:
-            self.console.print(f"  {label(migration)}")
+            self.console.print(f"  {label(migration)}  [{stage_of(migration)}-deploy]")
             for line in self.executor.gate_lines(migration, seen):
                 self.console.print(f"      {line}")
 
-    def check(self) -> None:
+    def check(self, stage: Stage | None) -> None:
         executor = self.executor.loader_executor()
-        plan = self.executor.unapplied(executor)
-        runs = self.executor.pending_runs(executor)
+        plan = [m for m in self.executor.unapplied(executor) if stage in (None, stage_of(m))]
+        runs = self.executor.pending_runs(executor, stage)
         seen: dict[str, Gate] = {}
         for migration in plan:
             lines = self.executor.gate_lines(migration, seen)
-            self.console.print(f"pending migration {label(migration)}"
+            self.console.print(f"pending {stage_of(migration)}-deploy migration {label(migration)}"
                                + "".join(f"\n    {line}" for line in lines))
         for run in runs:
             self.console.print(f"pending job {one_line(progress_of(run))}")

@@ -2,8 +2,12 @@
 
 from django.db import migrations, models
 
+from migrations_worker.operations import Stage
+
 
 class Migration(migrations.Migration):
+
+    stage = Stage.PRE
 
     initial = True
 

@@ -2,8 +2,11 @@
 
 from django.db import migrations, models
 
+from migrations_worker.operations import Stage
+
 
 class Migration(migrations.Migration):
+    stage = Stage.PRE
     initial = True
     dependencies = [("engine_app", "0001_initial")]
     operations = [

@@ -2,8 +2,11 @@
 
 from django.db import migrations, models
 
+from migrations_worker.operations import Stage
+
 
 class Migration(migrations.Migration):
+    stage = Stage.PRE
     dependencies = [("unsafe_app", "0002_plain_index")]
     operations = [
         migrations.AddField("gadget", "rank", models.IntegerField(default=0)),

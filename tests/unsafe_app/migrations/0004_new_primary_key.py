@@ -2,8 +2,11 @@
 
 from django.db import migrations, models
 
+from migrations_worker.operations import Stage
+
 
 class Migration(migrations.Migration):
+    stage = Stage.PRE
     dependencies = [("unsafe_app", "0003_not_null_without_db_default")]
     operations = [
         migrations.RemoveField("gadget", "id"),

@@ -2,8 +2,11 @@
 
 from django.db import migrations
 
+from migrations_worker.operations import Stage
+
 
 class Migration(migrations.Migration):
+    stage = Stage.PRE
     dependencies = [("unsafe_app", "0004_new_primary_key")]
     operations = [
         migrations.RunSQL("ALTER TABLE unsafe_app_gadget ADD COLUMN note text",

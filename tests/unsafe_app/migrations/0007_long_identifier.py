@@ -2,10 +2,11 @@
 
 from django.db import migrations
 
-from migrations_worker.operations import CreateIndexConcurrently
+from migrations_worker.operations import CreateIndexConcurrently, Stage
 
 
 class Migration(migrations.Migration):
+    stage = Stage.PRE
     atomic = False
     dependencies = [("unsafe_app", "0006_concurrent_index_in_atomic")]
     operations = [

@@ -1,11 +1,13 @@
-"""SAFE: the same kinds of change, written with the project's lock-safe operations."""
+"""SAFE: the same kinds of change, written with the project's lock-safe operations; post-deploy,
+since the previous release, which never writes `label`, could not survive its NOT NULL."""
 
 from django.db import migrations, models
 
-from migrations_worker.operations import CreateIndexConcurrently, Safely, SafeSQL
+from migrations_worker.operations import CreateIndexConcurrently, Safely, SafeSQL, Stage
 
 
 class Migration(migrations.Migration):
+    stage = Stage.POST
     atomic = False
     dependencies = [("unsafe_app", "0007_long_identifier")]
     operations = [

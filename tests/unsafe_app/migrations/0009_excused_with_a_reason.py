@@ -2,6 +2,8 @@
 
 from django.db import migrations, models
 
+from migrations_worker.operations import Stage
+
 LINT_EXCEPTIONS = {
     "index-on-existing-table": "gadget is a lookup table capped at a few hundred rows by design",
     "require-concurrent-index-creation": "same: the build takes milliseconds on a capped table",
@@ -11,6 +13,7 @@ LINT_EXCEPTIONS = {
 
 
 class Migration(migrations.Migration):
+    stage = Stage.POST
     dependencies = [("unsafe_app", "0008_the_safe_way")]
     operations = [
         migrations.AddIndex("gadget", models.Index(fields=["label"], name="unsafe_gadget_label_idx")),

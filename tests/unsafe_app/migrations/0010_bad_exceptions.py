@@ -2,7 +2,7 @@
 
 from django.db import migrations
 
-from migrations_worker.operations import SafeSQL
+from migrations_worker.operations import SafeSQL, Stage
 
 LINT_EXCEPTIONS = {
     "ban-drop-column": "",
@@ -12,6 +12,7 @@ LINT_EXCEPTIONS = {
 
 
 class Migration(migrations.Migration):
+    stage = Stage.POST
     atomic = False
     dependencies = [("unsafe_app", "0009_excused_with_a_reason")]
     operations = [

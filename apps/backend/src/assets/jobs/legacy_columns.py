@@ -6,7 +6,9 @@ as it was (idempotent: one row per asset, field and value). The text matches a r
 when it equals the row's name ignoring case and surrounding whitespace; only an unambiguous
 match (exactly one live row) links the asset, and only where the asset has no link yet. Values
 that match nothing, or several rows, stay in the archive with their outcome and are counted in
-the run's report.
+the run's report. The match is the database function `assets_legacy_text_matches` of migration
+0008, which its capture trigger uses too: a value the previous release writes while the job
+runs is archived and linked by the same rule, in the writer's own transaction.
 
 A batch done twice changes nothing: the archive insert skips a (asset, field, value) it already
 holds, and the link is set only where it is still empty. Done when every non-empty value of
@@ -21,17 +23,16 @@ from migrations_worker.job import BatchResult, Job, register
 
 ASSETS = "assets_asset"
 ARCHIVE = "assets_assetlegacytext"
-# (text column, reference table, link column)
+# (text column, link column)
 FIELDS = (
-    ("sector", "assets_sector", "sector_ref_id"),
-    ("industry", "assets_industry", "industry_ref_id"),
+    ("sector", "sector_ref_id"),
+    ("industry", "industry_ref_id"),
 )
 
 ARCHIVE_AND_LINK = """
 WITH candidates AS (
     SELECT a.id AS asset_id, a.{text} AS value,
-           ARRAY(SELECT r.id FROM {ref} r WHERE NOT r.is_deleted
-                 AND lower(btrim(r.name)) = lower(btrim(a.{text})) ORDER BY r.id) AS matches
+           assets_legacy_text_matches(%(field)s, a.{text}) AS matches
     FROM {assets} a
     WHERE a.id > %(start)s AND a.id <= %(end)s AND btrim(coalesce(a.{text}, '')) <> ''
 ), archived AS (
@@ -65,9 +66,17 @@ WHERE btrim(coalesce(a.{text}, '')) <> ''
 """
 
 
-def _query(template: str, text: str, ref: str = "", link: str = "") -> sql.Composed:
+REMAINING_KEYS = """
+SELECT min(a.id), max(a.id) FROM {assets} a
+WHERE btrim(coalesce(a.{text}, '')) <> ''
+  AND NOT EXISTS (SELECT 1 FROM {archive} x
+                  WHERE x.asset_id = a.id AND x.field = %(field)s AND x.value = a.{text})
+"""
+
+
+def query(template: str, text: str, link: str = "") -> sql.Composed:
     return sql.SQL(template).format(
-        text=sql.Identifier(text), ref=sql.Identifier(ref or text), link=sql.Identifier(link or text),
+        text=sql.Identifier(text), link=sql.Identifier(link or text),
         assets=sql.Identifier(ASSETS), archive=sql.Identifier(ARCHIVE),
     )
 
@@ -82,8 +91,8 @@ class LegacyColumns(Job):
     def process_batch(self, cursor, start: int, end: int) -> BatchResult:
         counts = {"values_archived": 0, "values_matched": 0, "values_unmatched": 0,
                   "values_ambiguous": 0, "assets_linked": 0}
-        for text, ref, link in FIELDS:
-            cursor.execute(_query(ARCHIVE_AND_LINK, text, ref, link),
+        for text, link in FIELDS:
+            cursor.execute(query(ARCHIVE_AND_LINK, text, link),
                            {"start": start, "end": end, "field": text})
             for name, value in zip(counts, cursor.fetchone(), strict=True):
                 counts[name] += value
@@ -91,10 +100,20 @@ class LegacyColumns(Job):
 
     def count_remaining(self, cursor) -> int:
         remaining = 0
-        for text, _, _ in FIELDS:
-            cursor.execute(_query(NOT_ARCHIVED, text), {"field": text})
+        for text, _ in FIELDS:
+            cursor.execute(query(NOT_ARCHIVED, text), {"field": text})
             remaining += cursor.fetchone()[0]
         return remaining
+
+    def remaining_key_range(self, cursor) -> tuple[int, int] | None:
+        lows, highs = [], []
+        for text, _ in FIELDS:
+            cursor.execute(query(REMAINING_KEYS, text), {"field": text})
+            low, high = cursor.fetchone()
+            if low is not None:
+                lows.append(low)
+                highs.append(high)
+        return (min(lows), max(highs)) if lows else None
 
     def estimate_total(self, cursor, min_key: int | None, max_key: int | None) -> int:
         cursor.execute(

@@ -14,9 +14,12 @@ after everything that referred to it points at the survivor:
 - alerts and benchmarks: re-pointed.
 
 Each removed or changed row's before-image goes to `assets_assetmergearchive` first, so every
-merge can be audited and undone. The job walks the group list made by migration 0012, one group
-per batch: each merge is its own short transaction. The decisions themselves (survivor, which
-colliding row stays, merged quantity and cost) are the plain functions of `merge_rules`.
+merge can be audited and undone, and each removed asset's id becomes an alias of the survivor
+(`assets_assetalias`) in the same transaction: from then on a write that names it, from either
+release, lands on the survivor (the redirect triggers of migration 0012). The job walks the
+group list made by migration 0012, one group per batch: each merge is its own short
+transaction. The decisions themselves (survivor, which colliding row stays, merged quantity and
+cost) are the plain functions of `merge_rules`.
 
 A batch done twice changes nothing: a group is marked merged (`merged_at`, `survivor_id`) in the
 transaction that merges it, and a batch skips merged groups; the trigger of migration 0010 stops
@@ -38,6 +41,7 @@ from .merge_rules import Claim, Member, Position, choose_keeper, choose_survivor
 ASSETS = "assets_asset"
 GROUPS = "assets_duplicatetickergroup"
 ARCHIVE = "assets_assetmergearchive"
+ALIASES = "assets_assetalias"
 HOLDINGS = "portfolios_holding"
 WATCHLIST = "investments_watchlist"
 PRICES = "assets_assetpriceshistoric"
@@ -158,6 +162,12 @@ class Merge:
             )
             self.repoint(table, [r[0] for r in self.cursor.fetchall()])
         self.archive(ASSETS, self.losers, "removed")
+        self.cursor.execute(
+            sql.SQL("INSERT INTO {aliases} (asset_id, survivor_id, group_id, created_at) "
+                    "SELECT unnest(%s::bigint[]), %s, %s, now() ON CONFLICT (asset_id) DO NOTHING"
+                    ).format(aliases=sql.Identifier(ALIASES)),
+            [self.losers, self.survivor, self.group_id],
+        )
         self.cursor.execute(
             sql.SQL("DELETE FROM {t} WHERE id = ANY(%s)").format(t=sql.Identifier(ASSETS)),
             [self.losers],

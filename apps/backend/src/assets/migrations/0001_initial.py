@@ -3,8 +3,12 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+from migrations_worker.operations import Stage
+
 
 class Migration(migrations.Migration):
+
+    stage = Stage.PRE
 
     initial = True
 

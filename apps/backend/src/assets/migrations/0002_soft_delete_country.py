@@ -4,10 +4,11 @@ columns keeps working: the database supplies is_deleted = false."""
 
 from django.db import migrations, models
 
-from migrations_worker.operations import Safely
+from migrations_worker.operations import Safely, Stage
 
 
 class Migration(migrations.Migration):
+    stage = Stage.PRE
     atomic = False
     dependencies = [("assets", "0001_initial")]
     operations = [

@@ -2,8 +2,11 @@
 
 from django.db import migrations, models
 
+from migrations_worker.operations import Stage
+
 
 class Migration(migrations.Migration):
+    stage = Stage.PRE
     dependencies = [("assets", "0006_prices_asset_timestamp_index")]
     operations = [
         migrations.CreateModel(

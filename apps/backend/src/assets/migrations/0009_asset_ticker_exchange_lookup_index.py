@@ -3,10 +3,11 @@ groups up without scanning; the UNIQUE index of 0014 replaces it and 0015 drops 
 
 from django.db import migrations
 
-from migrations_worker.operations import CreateIndexConcurrently
+from migrations_worker.operations import CreateIndexConcurrently, Stage
 
 
 class Migration(migrations.Migration):
+    stage = Stage.PRE
     atomic = False
     dependencies = [("assets", "0008_retire_legacy_text_fields")]
     operations = [

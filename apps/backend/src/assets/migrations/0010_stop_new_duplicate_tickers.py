@@ -9,7 +9,13 @@ the columns) pass untouched, so legacy duplicates stay editable until they are m
 
 from django.db import migrations
 
-from migrations_worker.operations import SafeSQL
+from migrations_worker.operations import SafeSQL, Stage
+
+# Whether an id is one a merge removed; nothing is merged yet (0012 gives it the alias table).
+MERGED_AWAY = """
+CREATE OR REPLACE FUNCTION assets_asset_merged_away(p_id bigint) RETURNS boolean
+LANGUAGE sql STABLE AS $$ SELECT false $$
+"""
 
 FUNCTION = """
 CREATE OR REPLACE FUNCTION assets_asset_refuse_duplicate() RETURNS trigger
@@ -17,6 +23,9 @@ LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.ticker = OLD.ticker AND NEW.exchange_id = OLD.exchange_id THEN
         RETURN NEW;
+    END IF;
+    IF TG_OP = 'INSERT' AND assets_asset_merged_away(NEW.id) THEN
+        RETURN NEW;  -- a merged-away asset saved again: merged away again at once (0012)
     END IF;
     PERFORM pg_advisory_xact_lock(
         hashtextextended('assets_asset:' || NEW.exchange_id || ':' || NEW.ticker, 0));
@@ -33,11 +42,13 @@ $$
 
 
 class Migration(migrations.Migration):
+    stage = Stage.PRE
     atomic = False
     dependencies = [("assets", "0009_asset_ticker_exchange_lookup_index")]
     operations = [
         SafeSQL(
             steps=[
+                [MERGED_AWAY],
                 [FUNCTION],
                 [
                     "DROP TRIGGER IF EXISTS assets_asset_refuse_duplicate ON assets_asset",
@@ -49,6 +60,7 @@ class Migration(migrations.Migration):
             reverse_steps=[
                 ["DROP TRIGGER IF EXISTS assets_asset_refuse_duplicate ON assets_asset"],
                 ["DROP FUNCTION IF EXISTS assets_asset_refuse_duplicate()"],
+                ["DROP FUNCTION IF EXISTS assets_asset_merged_away(bigint)"],
             ],
             description="Refuse new duplicate (ticker, exchange) assets",
         ),

@@ -1,10 +1,14 @@
-"""New tables for the duplicate merge: the groups to merge and the before-images it keeps."""
+"""New tables for the duplicate merge: the groups to merge, the before-images it keeps, and the
+aliases that keep a removed duplicate's id resolving to its survivor."""
 
 import django.db.models.deletion
 from django.db import migrations, models
 
+from migrations_worker.operations import Stage
+
 
 class Migration(migrations.Migration):
+    stage = Stage.PRE
     dependencies = [("assets", "0010_stop_new_duplicate_tickers")]
     operations = [
         migrations.CreateModel(
@@ -30,7 +34,13 @@ class Migration(migrations.Migration):
                 ("survivor_id", models.BigIntegerField()),
                 ("table_name", models.CharField(max_length=63)),
                 ("row_key", models.CharField(max_length=64)),
-                ("action", models.CharField(choices=[("removed", "Removed"), ("changed", "Changed")], max_length=10)),
+                (
+                    "action",
+                    models.CharField(
+                        choices=[("removed", "Removed"), ("changed", "Changed"), ("redirected", "Redirected")],
+                        max_length=10,
+                    ),
+                ),
                 ("before", models.JSONField()),
                 ("archived_at", models.DateTimeField(auto_now_add=True)),
                 (
@@ -43,5 +53,20 @@ class Migration(migrations.Migration):
             options={
                 "indexes": [models.Index(fields=["table_name", "row_key"], name="assets_mergearch_row_idx")],
             },
+        ),
+        migrations.CreateModel(
+            name="AssetAlias",
+            fields=[
+                ("asset_id", models.BigIntegerField(primary_key=True, serialize=False)),
+                ("survivor_id", models.BigIntegerField(db_index=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "group",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="assets.duplicatetickergroup"
+                    ),
+                ),
+            ],
+            options={"verbose_name_plural": "asset aliases"},
         ),
     ]

@@ -1,30 +1,42 @@
-"""Drop the deprecated text columns, only once `legacy_columns` verified every value archived.
+"""Post-deploy: drop the deprecated text columns and the trigger that captured the previous
+release's writes to them, once `legacy_columns` has verified every value archived.
 
-Dropping a column is catalog-only; the brief ACCESS EXCLUSIVE runs under lock_timeout.
+Only the new release runs now (it never had the fields: they left the model state in 0008), so
+nothing writes the columns any more; the capture trigger of 0008 archived every value the
+previous release wrote until the end of the rollout. Dropping a column is catalog-only; each
+brief ACCESS EXCLUSIVE runs under lock_timeout.
 """
 
 from django.db import migrations
 
-from migrations_worker.operations import RequireJob, SafeSQL
+from migrations_worker.operations import RequireJob, SafeSQL, Stage
 
 LINT_EXCEPTIONS = {
-    "ban-drop-column": "the fields left the model state in 0008, so running code no longer reads "
-    "them, and RequireJob above proves every value is archived before the drop",
+    "ban-drop-column": "post-deploy: the previous release, the only code that read or wrote the "
+    "columns, no longer runs; every value it wrote was captured by the trigger of 0008 and "
+    "RequireJob above verifies every value archived before the drop",
+    "ban-drop-function": "the functions served only the capture trigger, dropped in the step "
+    "before; the archive they filled stays",
 }
 
 
 class Migration(migrations.Migration):
+    stage = Stage.POST
     atomic = False
     dependencies = [("assets", "0012_enqueue_ticker_dedup")]
     operations = [
         RequireJob("legacy_columns"),
         SafeSQL(
             steps=[
+                ["DROP TRIGGER IF EXISTS assets_asset_capture_legacy_text ON assets_asset"],
+                ["DROP FUNCTION IF EXISTS assets_asset_capture_legacy_text()"],
+                ["DROP FUNCTION IF EXISTS assets_legacy_text_archive(bigint, text, text)"],
+                ["DROP FUNCTION IF EXISTS assets_legacy_text_matches(text, text)"],
                 [
                     "ALTER TABLE assets_asset DROP COLUMN IF EXISTS sector, "
                     "DROP COLUMN IF EXISTS industry"
-                ]
+                ],
             ],
-            description="Drop assets_asset.sector and .industry",
+            description="Drop the capture trigger, then assets_asset.sector and .industry",
         ),
     ]

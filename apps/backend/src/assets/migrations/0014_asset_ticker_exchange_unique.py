@@ -6,7 +6,7 @@ a plain `ADD CONSTRAINT ... UNIQUE` would build the index under ACCESS EXCLUSIVE
 
 from django.db import migrations, models
 
-from migrations_worker.operations import CreateIndexConcurrently, RequireJob, SafeSQL
+from migrations_worker.operations import CreateIndexConcurrently, RequireJob, SafeSQL, Stage
 
 ATTACH = """
 DO $$
@@ -22,6 +22,7 @@ $$
 
 
 class Migration(migrations.Migration):
+    stage = Stage.POST
     atomic = False
     dependencies = [("assets", "0013_drop_legacy_text_columns")]
     operations = [

@@ -5,7 +5,8 @@ The legacy defects and how their migrations repair them:
   `industry_ref`: the fields left the model first (0008), the `legacy_columns` job archived every
   value into `AssetLegacyText`, then a gated migration dropped the columns (0013);
 - duplicate (ticker, exchange) assets: new ones refused by a trigger (0010), existing groups
-  merged by the `ticker_dedup` job with before-images in `AssetMergeArchive`, then UNIQUE (0014);
+  merged by the `ticker_dedup` job with before-images in `AssetMergeArchive`, each removed id an
+  `AssetAlias` of its survivor (writes naming it land on the survivor), then UNIQUE (0014);
 - soft delete on Country, Currency, Sector, Industry (0002-0005);
 - the (asset_id, timestamp DESC) price index (0006, database only: its name is too long for
   Django's `Meta.indexes`).
@@ -20,9 +21,11 @@ from .reference import Country, Currency, Exchange, Industry, Sector  # noqa: I0
 from .asset import Asset
 from .prices import AssetPricesHistoric
 from .archive import AssetLegacyText, AssetMergeArchive, DuplicateTickerGroup
+from .alias import AssetAlias
 
 __all__ = [
     "Asset",
+    "AssetAlias",
     "AssetLegacyText",
     "AssetMergeArchive",
     "AssetPricesHistoric",

@@ -28,11 +28,13 @@ class DuplicateTickerGroup(models.Model):
 
 
 class AssetMergeArchive(models.Model):
-    """The before-image of every row a merge removed or changed, to audit or undo it."""
+    """The before-image of every row a merge removed or changed, to audit or undo it; and every
+    write that named a removed asset and was redirected to its survivor, as it was written."""
 
     class Action(models.TextChoices):
         REMOVED = "removed"
         CHANGED = "changed"
+        REDIRECTED = "redirected"
 
     group = models.ForeignKey(DuplicateTickerGroup, on_delete=models.PROTECT, related_name="+")
     survivor_id = models.BigIntegerField()

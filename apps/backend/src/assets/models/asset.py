@@ -4,8 +4,23 @@
 from django.db import models
 
 from utils.models import SoftDeleteModel, TimeStampedModel
+from utils.models.base import AllObjectsManager, SoftDeleteManager, SoftDeleteQuerySet
 
+from .alias import AssetAlias
 from .reference import Country, Currency, Exchange, Industry, Sector
+
+
+class AssetQuerySet(SoftDeleteQuerySet):
+    def resolve(self, pk: int) -> "Asset":
+        """The asset `pk` names, following a duplicate merge: a removed id (a stored link, an
+        old API client, a queued task) gives its survivor. DoesNotExist if it names neither."""
+        try:
+            return self.get(pk=pk)
+        except self.model.DoesNotExist:
+            survivor = AssetAlias.objects.filter(asset_id=pk).values_list("survivor_id", flat=True)
+            if not survivor:
+                raise
+            return self.get(pk=survivor[0])
 
 
 class Asset(TimeStampedModel, SoftDeleteModel):
@@ -22,6 +37,9 @@ class Asset(TimeStampedModel, SoftDeleteModel):
     industry_ref = models.ForeignKey(
         Industry, on_delete=models.PROTECT, null=True, blank=True, related_name="assets"
     )
+
+    objects = SoftDeleteManager.from_queryset(AssetQuerySet)()
+    all_objects = AllObjectsManager.from_queryset(AssetQuerySet)()
 
     class Meta:
         constraints = [

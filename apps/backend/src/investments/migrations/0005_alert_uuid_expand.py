@@ -17,7 +17,7 @@ The model state does not change here: the running code knows nothing of the new 
 
 from django.db import migrations
 
-from migrations_worker.operations import EnqueueJob, SafeSQL
+from migrations_worker.operations import EnqueueJob, SafeSQL, Stage
 
 SYNC_FUNCTION = """
 CREATE OR REPLACE FUNCTION investments_alerttrigger_sync_alert() RETURNS trigger
@@ -65,6 +65,7 @@ SYNC_TRIGGER = (
 
 
 class Migration(migrations.Migration):
+    stage = Stage.PRE
     atomic = False
     dependencies = [
         ("investments", "0004_watchlist_user_asset_index"),

@@ -6,10 +6,11 @@ alert makes for triggers that still refer to it. Re-runnable like every CreateIn
 
 from django.db import migrations
 
-from migrations_worker.operations import CreateIndexConcurrently
+from migrations_worker.operations import CreateIndexConcurrently, Stage
 
 
 class Migration(migrations.Migration):
+    stage = Stage.PRE
     atomic = False
     dependencies = [("investments", "0008_alert_legacy_id_unique_index")]
     operations = [

@@ -7,10 +7,11 @@ characters for `Meta.indexes`, so the index lives in the database only.
 
 from django.db import migrations
 
-from migrations_worker.operations import CreateIndexConcurrently
+from migrations_worker.operations import CreateIndexConcurrently, Stage
 
 
 class Migration(migrations.Migration):
+    stage = Stage.PRE
     atomic = False
     dependencies = [("portfolios", "0002_soft_delete_benchmark")]
     operations = [
