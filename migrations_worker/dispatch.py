@@ -15,11 +15,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 from kombu.utils.url import maybe_sanitize_url
 
-from . import control
+from . import batching, control
 from .celery import app
 from .exceptions import AlreadyActive, BrokerUnavailable, InvalidTransition
 from .job import get_job
-from .models import BatchStatus, JobRun, RunStatus
+from .models import BatchStatus, JobBatch, JobRun, RunStatus
 from .states import record
 
 log = logging.getLogger("migrations_worker.dispatch")
@@ -122,17 +122,34 @@ def requeue_for_retry(run: JobRun) -> str:
     JobRun.objects.filter(pk=run.pk).update(error="", caught_up=False)
     if reset:
         return f"retry: {reset} failed batch(es) requeued"
+    job = get_job(run.job_name)
     with connection.cursor() as cursor:
-        keys = get_job(run.job_name).remaining_key_range(cursor)
-    walked = run.batches.filter(status=BatchStatus.SUCCEEDED)
-    where = "the whole range"
-    if keys is not None:
-        low, high = keys
-        walked = walked.filter(end_key__gte=low, start_key__lt=high)
-        where = f"keys [{low}, {high}]"
+        keys = job.remaining_key_range(cursor)
+        walked = run.batches.filter(status=BatchStatus.SUCCEEDED)
+        where = "the whole range"
+        below = 0
+        if keys is not None:
+            low, high = keys
+            walked = walked.filter(end_key__gte=low, start_key__lt=high)
+            where = f"keys [{low}, {high}]"
+            if run.min_key is not None and low < run.min_key:
+                below = queue_range(cursor, run, job, low - 1, run.min_key - 1)
     again = walked.update(status=BatchStatus.PENDING, attempts=0, retry_after=None, lease_until=None)
-    return (f"retry: verification had failed; walking {where} again ({again} batch(es), "
+    return (f"retry: verification had failed; walking {where} again ({again + below} batch(es), "
             "idempotent), then a catch-up pass and the verification")
+
+
+def queue_range(cursor, run: JobRun, job, after: int, upto: int) -> int:
+    """Pending batches over the keys (after, upto], which lie below the run's frozen bounds:
+    rows the verification found there were never walked."""
+    batches = []
+    while (end := batching.next_range_end(cursor, job.table, job.key, after, upto,
+                                          run.batch_size)) is not None:
+        batches.append(JobBatch(run=run, start_key=after, end_key=end, status=BatchStatus.PENDING,
+                                batch_size=run.batch_size))
+        after = end
+    JobBatch.objects.bulk_create(batches)
+    return len(batches)
 
 
 class Enqueued(NamedTuple):

@@ -396,7 +396,8 @@ class RunWorker:
                     run.save(update_fields=["caught_up", "updated_at"])
                 remaining = self.job.count_remaining(cursor)
             if remaining:
-                message = f"verification failed: {remaining} row(s) still need {run.job_name}"
+                message = (f"verification failed: {remaining} row(s) still need {run.job_name}; "
+                           f"`backfill retry {run.job_name}` walks the keys they are in again")
                 transition(self.run_id, RunStatus.FAILED, actor=self.name, message=message)
                 return Outcome(DONE, status=RunStatus.FAILED)
             transition(

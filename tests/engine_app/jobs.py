@@ -35,3 +35,8 @@ class TouchWidgets(Job):
     def count_remaining(self, cursor) -> int:
         cursor.execute("SELECT count(*) FROM engine_app_widget WHERE touches = 0")
         return cursor.fetchone()[0]
+
+    def remaining_key_range(self, cursor) -> tuple[int, int] | None:
+        cursor.execute("SELECT min(id), max(id) FROM engine_app_widget WHERE touches = 0")
+        low, high = cursor.fetchone()
+        return None if low is None else (low, high)

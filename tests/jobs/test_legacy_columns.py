@@ -1,5 +1,7 @@
 """`legacy_columns` (assets/jobs/legacy_columns.py), rule by rule, on the schema of assets 0008:
-the `sector` / `industry` text columns have left the model but are still in the table."""
+the `sector` / `industry` text columns have left the model but are still in the table, and a
+trigger captures every value the previous release writes to them from then on (the same match
+rule as the job's, one database function)."""
 
 from __future__ import annotations
 
@@ -64,12 +66,19 @@ def retired(legacy_template) -> JobDatabase:
     db.drop()
 
 
+CAPTURE = "assets_asset_capture_legacy_text"
+
+
 @pytest.fixture
 def db(retired) -> JobDatabase:
+    """The legacy rows, as they were before 0008 started capturing writes (written with its
+    trigger off), for the job to archive."""
     copy = retired.copy("legacy")
+    copy.execute(f"ALTER TABLE assets_asset DISABLE TRIGGER {CAPTURE}")
     copy.insert("assets_asset", "id, sector, industry, sector_ref_id, industry_ref_id, is_deleted, "
                 "ticker, name, exchange_id, currency_id, created_at, updated_at",
                 [(*a, f"T{a[0]}", "x", 1, 1, "now", "now") for a in ASSETS])
+    copy.execute(f"ALTER TABLE assets_asset ENABLE TRIGGER {CAPTURE}")
     yield copy
     copy.drop()
 
@@ -169,11 +178,88 @@ def test_done_when_every_non_empty_value_is_archived(db):
     assert db.remaining(JOB) == 0
 
 
-def test_a_value_written_after_it_was_archived_is_not_done_until_archived_as_well(db):
+def test_a_value_written_without_the_capture_is_not_done_until_archived_as_well(db):
+    """A writer the trigger does not see (a restore with triggers off, say): the verification
+    still counts its value, and a batch over it archives it."""
     db.batch(JOB, 0, LAST_ASSET)
-    db.execute("UPDATE assets_asset SET sector = 'Energy' WHERE id = 3")  # old code, still running
+    db.execute(f"ALTER TABLE assets_asset DISABLE TRIGGER {CAPTURE}")
+    db.execute("UPDATE assets_asset SET sector = 'Energy' WHERE id = 3")
+    db.execute(f"ALTER TABLE assets_asset ENABLE TRIGGER {CAPTURE}")
     assert db.remaining(JOB) == 1
     db.batch(JOB, 2, 3)
     assert db.remaining(JOB) == 0
     assert {r for r in archive(db) if r[0] == 3} == {
         (3, "sector", "Utilities", "unmatched", None), (3, "sector", "Energy", "ambiguous", None)}
+
+
+# -- the previous release writes on: every value captured as it is written --------------------
+
+
+def old_code_saves(db: JobDatabase, asset: int, sector, industry="keep", sector_ref="keep") -> None:
+    """The previous release's save: every field, the text included (and its possibly stale
+    link, as the model loaded it)."""
+    sets = ["sector = %s", "updated_at = now()"]
+    params = [sector]
+    if industry != "keep":
+        sets.append("industry = %s")
+        params.append(industry)
+    if sector_ref != "keep":
+        sets.append("sector_ref_id = %s")
+        params.append(sector_ref)
+    db.execute(f"UPDATE assets_asset SET {', '.join(sets)} WHERE id = %s", [*params, asset])
+
+
+def test_a_value_the_previous_release_writes_is_archived_at_once_with_the_one_it_replaces(db):
+    old_code_saves(db, 7, "  ENERGY")  # asset 7 ("Tech") not archived by the job yet
+    assert {r for r in archive(db) if r[0] == 7} == {
+        (7, "sector", "Tech", "unmatched", None), (7, "sector", "  ENERGY", "ambiguous", None)}
+    assert db.remaining(JOB) == len(ARCHIVE) - 1  # only 7's own values are done
+
+
+def test_the_trigger_gives_every_value_the_outcome_the_job_gives_it(db):
+    for n, (_asset, field, value, outcome, matched) in enumerate(sorted(ARCHIVE), start=100):
+        db.execute("INSERT INTO assets_asset (id, sector, industry, is_deleted, ticker, name, "
+                   "exchange_id, currency_id, created_at, updated_at) "
+                   "VALUES (%s, %s, %s, false, %s, 'x', 1, 1, now(), now())",
+                   [n, value if field == "sector" else None, value if field == "industry" else None,
+                    f"N{n}"])
+        assert (n, field, value, outcome, matched) in archive(db)
+
+
+def test_the_link_follows_text_the_previous_release_changes(db):
+    db.batch(JOB, 0, LAST_ASSET)
+    old_code_saves(db, 3, "Health")  # unmatched Utilities -> one live sector
+    assert links(db)[3][0] == 5
+    old_code_saves(db, 1, "no such sector")  # Technology -> nothing: the link goes
+    assert links(db)[1][0] is None
+
+
+def test_a_save_that_keeps_the_text_cannot_erase_a_link_with_the_stale_null_it_loaded(db):
+    db.batch(JOB, 0, LAST_ASSET)
+    assert links(db)[1][0] == 1
+    old_code_saves(db, 1, "Technology", sector_ref=None)  # model loaded before the job linked it
+    assert links(db)[1][0] == 1
+
+
+def test_an_asset_the_previous_release_creates_is_archived_and_linked(db):
+    db.execute("INSERT INTO assets_asset (id, sector, industry, is_deleted, ticker, name, "
+               "exchange_id, currency_id, created_at, updated_at) "
+               "VALUES (50, 'technology', 'Pharma', false, 'NEW', 'x', 1, 1, now(), now())")
+    assert {r for r in archive(db) if r[0] == 50} == {
+        (50, "sector", "technology", "matched", 1), (50, "industry", "Pharma", "matched", 14)}
+    assert links(db)[50] == (1, 14)
+
+
+def test_an_asset_deleted_before_the_job_reached_it_leaves_its_text_in_the_archive(db):
+    db.execute("DELETE FROM assets_asset WHERE id = 7")
+    assert (7, "sector", "Tech", "unmatched", None) in archive(db)
+
+
+def test_the_job_converges_while_the_previous_release_keeps_rewriting_text(db):
+    """The issue's failure: a re-classifying writer made the verification fail for ever."""
+    db.batch(JOB, 0, 4)
+    old_code_saves(db, 2, "Software")  # behind the job
+    old_code_saves(db, 8, "Oil")  # ahead of it
+    db.batch(JOB, 4, LAST_ASSET)
+    old_code_saves(db, 6, "Energy ")  # after it passed
+    assert db.remaining(JOB) == 0
