@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job, end to end: local PostgreSQL and Redis, a seeded legacy database, Celery workers
-# and beat, the admin and Flower to watch them, then the deploy step with live progress per job
-# while application traffic runs, and a summary: what each fix did, the verification, how long
-# each phase took, and the longest lock wait.
+# and beat, the admin and Flower to watch them, then a rolling deploy with live progress per job:
+# the previous release (the legacy models) serves traffic through the pre-deploy stage, the new
+# release starts beside it (the rollout), then runs alone through the post-deploy stage; and a
+# summary: what each fix did, the verification (every write of either release kept), how long
+# each phase took, each release's latencies and errors, and the longest lock wait.
 #
 #   deploy/demo.sh [small|medium|large]     (make demo SIZE=small); default medium, ~1-2 minutes
 #   RESET=1 deploy/demo.sh                  start again from an empty database
@@ -19,6 +21,7 @@
 #   DEMO_WEB_PORT=8000          the admin's port; FLOWER_PORT=5555 Flower's (a free one is
 #                               taken when it is busy)
 #   WORKERS=2                   Celery worker processes
+#   ROLLOUT_SECONDS=5           how long both releases run side by side
 #   DEMO_DIR=.local/demo        logs, credentials, the load's result
 #   DEMO_HOLD=auto              at the end, keep the admin and Flower up until Enter (auto: when
 #                               the terminal is interactive; 0: never)
@@ -30,6 +33,7 @@ PY=${PY:-$ROOT/.venv/bin/python}
 DEMO_DIR=${DEMO_DIR:-$ROOT/.local/demo}
 LOGS=$DEMO_DIR/logs
 WORKERS=${WORKERS:-2}
+ROLLOUT_SECONDS=${ROLLOUT_SECONDS:-5}
 HOLD=${DEMO_HOLD:-auto}
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -105,7 +109,8 @@ ensure_operator('operator', os.environ['DEMO_ADMIN_PASSWORD'])"
 
 # Everything started from here on runs in its own process group, stopped on the way out.
 pids=()
-load_pid=""
+previous_pid=""
+new_pid=""
 stop_all() {
   local pid
   for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
@@ -171,33 +176,59 @@ Meanwhile, look at:
   logs:        $LOGS (one line per batch and per status change)
 TXT
 
-say "Application traffic: the legacy app's reads and writes, all through the deploy"
-rm -f "$DEMO_DIR/load.json" "$DEMO_DIR/load.stop"
-setsid "$PY" manage.py demo_load --output "$DEMO_DIR/load.json" --stop-file "$DEMO_DIR/load.stop" \
-  >"$LOGS/load.log" 2>&1 &
-load_pid=$!
-pids+=("$load_pid")
+traffic() {  # traffic RELEASE: that release's application traffic until its stop file appears
+  rm -f "$DEMO_DIR/$1.json" "$DEMO_DIR/$1.stop"
+  setsid env DB_APPLICATION_NAME="$1-release" "$PY" manage.py demo_load --release "$1" \
+    --output "$DEMO_DIR/$1.json" --stop-file "$DEMO_DIR/$1.stop" >"$LOGS/$1-release.log" 2>&1 &
+  pids+=($!)
+  eval "${1}_pid=$!"
+}
+stop_traffic() {  # stop_traffic RELEASE: stop it and let it write what it did
+  local pid_var="${1}_pid"
+  touch "$DEMO_DIR/$1.stop"
+  for _ in $(seq 100); do kill -0 "${!pid_var}" 2>/dev/null || break; sleep 0.1; done
+}
+deploy_stage() {  # deploy_stage pre|post: that stage of the deploy, waiting at each gate
+  local rc=0
+  DB_APPLICATION_NAME=migrate_online "$PY" manage.py migrate_online --stage "$1" --wait \
+    2>>"$LOGS/deploy.log" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo
+    echo "the $1-deploy stage failed (exit $rc); the end of its log ($LOGS/deploy.log):" >&2
+    tail -n 20 "$LOGS/deploy.log" >&2
+    exit "$rc"
+  fi
+}
 
-say "Deploy step: migrate online, waiting at each gate for its job"
+say "The previous release serves traffic (the legacy models: sector/industry, duplicates named)"
+traffic previous
 deploy_started=$(now)
-rc=0
-DB_APPLICATION_NAME=migrate_online "$PY" manage.py migrate_online --stage all --wait 2>>"$LOGS/deploy.log" || rc=$?
-deploy_seconds=$(seconds_since "$deploy_started")
 
-touch "$DEMO_DIR/load.stop"
-for _ in $(seq 100); do kill -0 "$load_pid" 2>/dev/null || break; sleep 0.1; done
-if [ "$rc" -ne 0 ]; then
-  echo
-  echo "the deploy step failed (exit $rc); the end of its log ($LOGS/deploy.log):" >&2
-  tail -n 20 "$LOGS/deploy.log" >&2
-  exit "$rc"
-fi
+say "Pre-deploy stage: the expand migrations and their data jobs, the previous release writing on"
+deploy_stage pre
+pre_seconds=$(seconds_since "$deploy_started")
+
+say "Rollout: the new release starts beside the previous one (${ROLLOUT_SECONDS}s), then alone"
+rollout_started=$(now)
+traffic new
+sleep "$ROLLOUT_SECONDS"
+stop_traffic previous
+rollout_seconds=$(seconds_since "$rollout_started")
+
+say "Post-deploy stage: the contract migrations, once only the new release runs"
+post_started=$(now)
+deploy_stage post
+post_seconds=$(seconds_since "$post_started")
+stop_traffic new
 
 say "Summary"
 "$PY" manage.py demo_report \
   --phase "legacy schema and seed=$seed_seconds" \
-  --phase "deploy step (migrate_online --wait)=$deploy_seconds" \
-  --deploy-started "$deploy_started" --load "$DEMO_DIR/load.json"
+  --phase "pre-deploy stage (migrate_online --stage pre --wait)=$pre_seconds" \
+  --phase "rollout (both releases, then the new one)=$rollout_seconds" \
+  --phase "post-deploy stage (migrate_online --stage post --wait)=$post_seconds" \
+  --deploy-started "$deploy_started" \
+  --load "$DEMO_DIR/previous.json" --load "$DEMO_DIR/new.json"
 
 finished=1
 if [ "$HOLD" != 0 ] && [ -t 0 ] && [ -t 1 ]; then

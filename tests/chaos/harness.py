@@ -2,10 +2,12 @@
 seed's faults are injected; then the invariants, and a comparison with an undisturbed run.
 
     template  <- migrate to the legacy schema, seed_demo --seed SEED
-    calm      <- copy of template; `migrate_online` with every gate finished inline, no faults
+    calm      <- copy of template; `migrate_online --stage all` with every gate finished inline,
+                 no faults
     chaos     <- copy of template; Celery workers + beat, live load, fault injector, and the
-                 deploy step `migrate_online --wait` rerun until it completes (as a pipeline
-                 would rerun a failed deploy); then `--postflight` and `--check`
+                 staged deploy: `migrate_online --stage pre --wait` rerun until it completes (as
+                 a pipeline would rerun a failed deploy), then `--stage post --wait` likewise;
+                 then `--postflight` and `--check`
 
 Everything runs against a private PostgreSQL and Redis (the faults restart them).
 """
@@ -176,14 +178,19 @@ class ChaosRun:
         return self.report
 
     def deploy_until_done(self, db: Database) -> None:
-        """`migrate_online --wait`, rerun after every failure, as a deploy pipeline would."""
+        """The staged deploy, each stage (`migrate_online --stage pre --wait`, then `post`) rerun
+        after every failure until it succeeds, as a deploy pipeline would."""
         deadline = time.monotonic() + self.size.deadline
+        for stage in ("pre", "post"):
+            self.deploy_stage_until_done(db, stage, deadline)
+
+    def deploy_stage_until_done(self, db: Database, stage: str, deadline: float) -> None:
         attempt = 0
         while True:
             attempt += 1
-            log = self.workdir / f"deploy-{attempt}.log"
+            log = self.workdir / f"deploy-{stage}-{attempt}.log"
             t0 = time.monotonic()
-            proc = self.deploy_process = db.popen("migrate_online", "--stage", "all", "--wait",
+            proc = self.deploy_process = db.popen("migrate_online", "--stage", stage, "--wait",
                                                   "--poll", "0.5", log=log)
             try:
                 rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
@@ -195,8 +202,8 @@ class ChaosRun:
                     f"last output:\n{log.read_text(errors='replace')[-3000:]}") from None
             tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
             self.report.deploy_attempts.append(
-                {"attempt": attempt, "exit": rc, "seconds": round(time.monotonic() - t0, 1),
-                 "last_line": tail[0][:300]})
+                {"stage": stage, "attempt": attempt, "exit": rc,
+                 "seconds": round(time.monotonic() - t0, 1), "last_line": tail[0][:300]})
             if rc == 0:
                 return
             assert rc not in (4,), f"a gate's job failed under faults:\n{log.read_text()[-3000:]}"

@@ -59,7 +59,7 @@ def test_online_migration_under_seeded_faults_and_load_ends_like_an_undisturbed_
     for fault in report.faults:
         print(f"  +{fault['at']:6.1f}s {fault['kind']:22} {fault['detail']}")
     for attempt in report.deploy_attempts:
-        print(f"  deploy #{attempt['attempt']}: exit {attempt['exit']} after "
+        print(f"  deploy {attempt['stage']} #{attempt['attempt']}: exit {attempt['exit']} after "
               f"{attempt['seconds']}s: {attempt['last_line']}")
 
     assert report.harness_errors == []

@@ -76,11 +76,11 @@ def test_by_default_only_the_pre_deploy_stage_runs_and_post_goes_after_it(fresh_
     assert manage_on(fresh_database, "migrate_online", "--check", "--stage", "pre").returncode == 0
     plan = manage_on(fresh_database, "migrate_online", "--plan")
     assert plan.stdout.splitlines()[1:] == [
-        "  assets.0013_drop_legacy_text_columns  [post-deploy]",
+        "  assets.0013_drop_legacy_text_columns  (post-deploy)",
         "      gate: legacy_columns: finished",
-        "  assets.0014_asset_ticker_exchange_unique  [post-deploy]",
-        "      gate: ticker_dedup: finished",
-        "  assets.0015_drop_duplicate_guard  [post-deploy]",
+        "  assets.0014_asset_ticker_exchange_unique  (post-deploy)",
+        "      gate: ticker_dedup: 0 row(s) left, finished inline when applied",
+        "  assets.0015_drop_duplicate_guard  (post-deploy)",
     ]
 
     post = manage_on(fresh_database, "migrate_online", "--stage", "post")
@@ -158,9 +158,9 @@ def test_plan_prints_each_unapplied_migration_with_its_gate(seeded_before_the_ga
     result = manage("migrate_online", "--plan")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    enqueue = lines.index("  engine_app.0002_enqueue_touch_widgets  [pre-deploy]")
+    enqueue = lines.index("  engine_app.0002_enqueue_touch_widgets  (pre-deploy)")
     assert lines[enqueue + 1].strip() == f"enqueues: {JOB}"
-    gate = lines.index(f"  {GATED}  [pre-deploy]")
+    gate = lines.index(f"  {GATED}  (pre-deploy)")
     assert lines[gate + 1].strip() == f"gate: {JOB}: no run yet, 5,000 row(s) to do"
     assert not JobRun.objects.exists()  # --plan changes nothing
     assert not applied("engine_app", "0002_enqueue_touch_widgets")

@@ -155,7 +155,8 @@ def assert_summary_matches_the_database(demo: Demo) -> None:
     assert db.scalar("SELECT count(*) FROM (SELECT 1 FROM assets_asset GROUP BY ticker, exchange_id "
                      "HAVING count(*) > 1) d") == 0
 
-    outcomes = dict(db.rows("SELECT outcome, count(*) FROM assets_assetlegacytext GROUP BY 1"))
+    outcomes = dict(db.rows("SELECT outcome, count(*) FROM assets_assetlegacytext "
+                            "WHERE source = 'job' GROUP BY 1"))
     assert figure(summary, "values archived") == sum(outcomes.values()) > 0
     assert figure(summary, "values matched") == outcomes["matched"]
     assert figure(summary, "values unmatched") == outcomes["unmatched"]
@@ -175,19 +176,29 @@ def assert_summary_matches_the_database(demo: Demo) -> None:
     assert checks and checks[1] == checks[2], summary
     assert "FAIL" not in summary
 
-    for phase in ("legacy schema and seed", "deploy step (migrate_online --wait)",
+    for phase in ("legacy schema and seed", "pre-deploy stage (migrate_online --stage pre --wait)",
+                  "rollout (both releases, then the new one)",
+                  "post-deploy stage (migrate_online --stage post --wait)",
                   "gate investments.0006_alert_uuid_not_null (alerts_uuid)",
                   "job alerts_uuid ran"):
         assert re.search(rf"^\s+{re.escape(phase)}.*\s[\d.]+s( \(earlier run\))?$", summary, re.M), \
             phase
 
-    load = json.loads((demo.dir / "load.json").read_text())
-    assert load["statements"] > 0 and load["errors"] == 0, load
-    traffic = re.search(r"statements ([\d,]+), errors (\d+), .* max ([\d.]+) ms", summary)
-    assert traffic, summary
-    assert int(traffic[1].replace(",", "")) == load["statements"]
-    assert float(traffic[3]) == pytest.approx(load["max_ms"], abs=0.06)
-    assert f"longest lock wait: {load['lock_wait']['seconds']:.2f} s" in summary
+    # Each release's traffic, reported apart: no error, and every write of it kept.
+    for release, title in (("previous", "The previous release (legacy models) meanwhile"),
+                           ("new", "The new release (today's models) meanwhile")):
+        load = json.loads((demo.dir / f"{release}.json").read_text())
+        assert load["statements"] > 0 and load["errors"] == 0, load
+        section = summary[summary.index(title):]
+        traffic = re.search(r"statements ([\d,]+), errors (\d+), .* max ([\d.]+) ms", section)
+        assert traffic, section
+        assert int(traffic[1].replace(",", "")) == load["statements"]
+        assert float(traffic[3]) == pytest.approx(load["max_ms"], abs=0.06)
+        assert f"longest lock wait: {load['lock_wait']['seconds']:.2f} s" in section
+        assert re.search(r"its writes: .* nothing missing", section), section
+    captured = re.search(r"Captured during the deploy: ([\d,]+) archive row", summary)
+    assert captured and int(captured[1].replace(",", "")) == db.scalar(
+        "SELECT count(*) FROM assets_assetlegacytext WHERE source = 'write'") > 0
 
 
 @pytest.fixture
@@ -221,7 +232,7 @@ def test_demo_runs_end_to_end_and_its_summary_matches_the_database(demo):
     assert len(demo.leftovers()) >= 6  # workers, beat, web, Flower, the load: all found running
 
     assert demo.wait() == 0, demo.output
-    assert "migrate_online: done" in demo.output
+    assert "pre-deploy stage done" in demo.output and "post-deploy stage done" in demo.output
     assert_summary_matches_the_database(demo)
     assert demo.leftovers() == []
     assert http_status(f"{web}/admin/login/") == 0  # the admin and Flower went with it

@@ -175,7 +175,7 @@ class Command(EngineCommand):
         seen: dict[str, Gate] = {}
         self.console.print(f"{len(plan)} unapplied migration(s), in order:")
         for migration in plan:
-            self.console.print(f"  {label(migration)}  [{stage_of(migration)}-deploy]")
+            self.console.print(f"  {label(migration)}  ({stage_of(migration)}-deploy)")
             for line in self.executor.gate_lines(migration, seen):
                 self.console.print(f"      {line}")
 

@@ -17,6 +17,7 @@ was replaced under the merge rules and archived.
 from __future__ import annotations
 
 import random
+import secrets
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -73,6 +74,8 @@ class Traffic:
             "p99_ms": round(self.percentile(99) * 1000, 2),
             "max_ms": round(max(every, default=0.0) * 1000, 2),
             "operations": {op: len(v) for op, v in sorted(self.latencies.items())},
+            "slowest_operation": max(self.latencies, key=lambda op: max(self.latencies[op]),
+                                     default=""),
             "texts_written": len(self.texts), "rows_written": len(self.rows) + len(self.links),
             "old_ids_resolved": self.resolved,
         }
@@ -90,6 +93,7 @@ class Release:
 
     def __init__(self, seed: int = 1):
         self.random = random.Random(seed)  # noqa: S311 - load shape, not secrets
+        self.tag = secrets.token_hex(3)  # new tickers of this process: a rerun makes others
         self.traffic = Traffic(self.name)
         self.counter = 0
         self.operations = [getattr(self, op) for op in self.mix]
@@ -237,7 +241,7 @@ class PreviousRelease(Release):
     def add_asset(self) -> None:
         _, exchange, currency = self.listing
         asset = self.models.get_model("assets", "Asset").objects.create(
-            ticker=f"P{self.unique()}X{self.random.randint(0, 10**6)}", name="previous release",
+            ticker=f"P{self.tag}X{self.unique()}", name="previous release",
             exchange_id=exchange, currency_id=currency, sector=self.text(), industry="")
         self.traffic.texts.append((asset.pk, "sector", asset.sector))
 

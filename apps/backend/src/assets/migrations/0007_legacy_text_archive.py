@@ -24,6 +24,12 @@ class Migration(migrations.Migration):
                     ),
                 ),
                 ("matched_id", models.BigIntegerField(blank=True, null=True)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("job", "Job"), ("write", "Write")], db_default="job", default="job", max_length=5
+                    ),
+                ),
                 ("archived_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={

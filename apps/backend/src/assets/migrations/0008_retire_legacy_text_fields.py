@@ -44,11 +44,12 @@ BEGIN
         RETURN NULL;
     END IF;
     matches := assets_legacy_text_matches(p_field, p_value);
-    INSERT INTO assets_assetlegacytext (asset_id, field, value, outcome, matched_id, archived_at)
+    INSERT INTO assets_assetlegacytext (asset_id, field, value, outcome, matched_id, source,
+                                        archived_at)
     VALUES (p_asset, p_field, p_value,
             CASE cardinality(matches) WHEN 0 THEN 'unmatched' WHEN 1 THEN 'matched'
                  ELSE 'ambiguous' END,
-            CASE WHEN cardinality(matches) = 1 THEN matches[1] END, now())
+            CASE WHEN cardinality(matches) = 1 THEN matches[1] END, 'write', now())
     ON CONFLICT (asset_id, field, value) DO NOTHING;
     RETURN CASE WHEN cardinality(matches) = 1 THEN matches[1] END;  -- the link, if unambiguous
 END

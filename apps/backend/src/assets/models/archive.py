@@ -55,6 +55,8 @@ class AssetLegacyText(models.Model):
     """Every non-empty value of the dropped `sector` / `industry` text columns, as it was.
 
     `asset_id` is a plain number, not a foreign key: the archive outlives merged assets.
+    `source` says who archived it: the `legacy_columns` job walking the table, or the capture
+    trigger of migration 0008 as the previous release wrote (or replaced, or deleted) it.
     """
 
     class Outcome(models.TextChoices):
@@ -62,11 +64,17 @@ class AssetLegacyText(models.Model):
         UNMATCHED = "unmatched"
         AMBIGUOUS = "ambiguous"
 
+    class Source(models.TextChoices):
+        JOB = "job"
+        WRITE = "write"
+
     asset_id = models.BigIntegerField(db_index=True)
     field = models.CharField(max_length=10)
     value = models.TextField()
     outcome = models.CharField(max_length=10, choices=Outcome.choices)
     matched_id = models.BigIntegerField(null=True, blank=True)
+    source = models.CharField(max_length=5, choices=Source.choices, default=Source.JOB,
+                              db_default=Source.JOB)
     archived_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

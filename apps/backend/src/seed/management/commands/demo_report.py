@@ -1,12 +1,15 @@
 """`manage.py demo_report`: what the online migration did, whether it is verified, how long each
 phase took, and what the application felt meanwhile.
 
-    manage.py demo_report [--phase "NAME=SECONDS"]... [--deploy-started EPOCH] [--load FILE] [--json]
+    manage.py demo_report [--phase "NAME=SECONDS"]... [--deploy-started EPOCH] [--load FILE]...
+                          [--json]
 
 Every figure about the data is read from the database (the jobs' run rows, the archives, the
 catalog, django_migrations), so the report can be checked against it and rerun at any time.
-Wall-clock phases that only the caller saw (seeding, the deploy step) come in as `--phase`, and
-the application's latencies and the longest lock wait as the JSON `demo_load` wrote (`--load`).
+Wall-clock phases that only the caller saw (seeding, the deploy stages) come in as `--phase`;
+each release's traffic (its latencies, errors, the longest lock wait it saw, and every text and
+row it wrote) as the JSON `demo_load` wrote (`--load`, once per release): the report checks that
+every one of those writes is still there (`seed.releases.verify_writes`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from rich.table import Table
 from migrations_worker.executor import gates_of, label
 from migrations_worker.models import JobRun, RunStatus
 from migrations_worker.progress import format_duration
+from seed.releases import verify_writes
+
+RELEASE_TITLES = {"previous": "The previous release (legacy models)",
+                  "new": "The new release (today's models)"}
 
 SOFT_DELETE_TABLES = (
     "assets_country", "assets_sector", "assets_industry", "assets_currency",
@@ -156,12 +163,14 @@ def data_checks(runs: dict[str, JobRun]) -> list[tuple[str, bool, str]]:
     if "legacy_columns" in runs:
         legacy = report["legacy_columns"]
         checks.append(equal_check(
-            "values archived = rows in the text archive", legacy.get("values_archived"),
-            scalar_or_none("SELECT count(*) FROM assets_assetlegacytext"), "archive"))
+            "values archived = the job's rows in the text archive", legacy.get("values_archived"),
+            scalar_or_none("SELECT count(*) FROM assets_assetlegacytext WHERE source = 'job'"),
+            "archive"))
         checks.append(equal_check(
-            "values unmatched = unmatched rows in the archive", legacy.get("values_unmatched"),
+            "values unmatched = the job's unmatched rows in the archive",
+            legacy.get("values_unmatched"),
             scalar_or_none("SELECT count(*) FROM assets_assetlegacytext "
-                           "WHERE outcome = 'unmatched'"), "archive"))
+                           "WHERE outcome = 'unmatched' AND source = 'job'"), "archive"))
     return checks
 
 
@@ -196,8 +205,8 @@ class Command(BaseCommand):
                             help="a wall-clock phase the caller timed (repeatable)")
         parser.add_argument("--deploy-started", type=float, default=None, metavar="EPOCH",
                             help="when this deploy step started (Unix time), for the gate waits")
-        parser.add_argument("--load", default=None, metavar="FILE",
-                            help="the JSON `demo_load` wrote")
+        parser.add_argument("--load", action="append", default=[], metavar="FILE",
+                            help="the JSON `demo_load` wrote, once per release")
 
     def handle(self, *args, **options) -> None:
         phases = []
@@ -209,16 +218,15 @@ class Command(BaseCommand):
                 raise CommandError(f"--phase takes NAME=SECONDS, got {item!r}") from None
             if not sep or not name:
                 raise CommandError(f"--phase takes NAME=SECONDS, got {item!r}")
-        load = None
-        if options["load"]:
-            path = Path(options["load"])
-            load = json.loads(path.read_text()) if path.exists() else {"missing": str(path)}
+        loads = [self.read_load(Path(path)) for path in options["load"]]
         since = (datetime.fromtimestamp(options["deploy_started"], tz=UTC)
                  if options["deploy_started"] else None)
         runs: dict[str, JobRun] = {}
         for run in JobRun.objects.order_by("job_name", "-id"):
             runs.setdefault(run.job_name, run)
-        checks = data_checks(runs) + schema_checks()
+        checks = data_checks(runs) + schema_checks() + [
+            (f"every write of the {load['release']} release kept", not load["kept"]["missing"],
+             kept_detail(load["kept"])) for load in loads if "kept" in load]
         waits = gate_waits(since)
         jobs = {name: {"run": r.pk, "status": r.status, "rows": r.rows_done,
                        "batches": r.batches_done, "report": r.report,
@@ -231,7 +239,8 @@ class Command(BaseCommand):
                 "checks": [{"check": c, "passed": ok, "detail": d} for c, ok, d in checks],
                 "phases": dict(phases),
                 "gate_waits": waits,
-                "load": load,
+                "loads": [{k: v for k, v in load.items() if k not in ("texts", "rows", "links",
+                                                                    "holdings")} for load in loads],
             }))
             return
         console = Console(file=self.stdout, highlight=False, soft_wrap=True)
@@ -240,8 +249,10 @@ class Command(BaseCommand):
         self.print_fixes(console, runs, jobs)
         self.print_checks(console, checks)
         self.print_timings(console, phases, waits, jobs)
-        if load is not None:
+        for load in loads:
             self.print_load(console, load)
+        if loads:
+            self.print_captured(console, loads)
 
     def print_fixes(self, console: Console, runs: dict[str, JobRun], jobs: dict) -> None:
         console.print("[bold]What each fix did[/]")
@@ -285,8 +296,18 @@ class Command(BaseCommand):
             table.add_row(f"  job {job} ran", took(figures["seconds"]))
         console.print(table)
 
+    @staticmethod
+    def read_load(path: Path) -> dict:
+        if not path.exists():
+            return {"missing": str(path), "release": path.stem}
+        load = json.loads(path.read_text())
+        with connection.cursor() as cursor:
+            load["kept"] = verify_writes(cursor, load)
+        return load
+
     def print_load(self, console: Console, load: dict) -> None:
-        console.print("\n[bold]The application meanwhile[/] (live traffic during the deploy step)")
+        title = RELEASE_TITLES.get(load["release"], load["release"])
+        console.print(f"\n[bold]{title} meanwhile[/]")
         if "missing" in load:
             console.print(f"  no load result at {load['missing']}")
             return
@@ -298,7 +319,10 @@ class Command(BaseCommand):
         )
         for error in load.get("first_errors", []):
             console.print(f"    [red]{error}[/]")
-        wait = load.get("lock_wait", {})
+        console.print(f"  its writes: {kept_detail(load['kept'])}")
+        wait = load.get("lock_wait") or {}
+        if not wait:
+            return
         seconds = wait.get("seconds", 0.0)
         if seconds:
             what = wait.get("relation") or wait.get("locktype", "")
@@ -311,3 +335,24 @@ class Command(BaseCommand):
         console.print(f"    (pg_locks sampled every {wait.get('interval_seconds', 0)} s, "
                       f"{wait.get('samples', 0):,} samples; the application's own slowest "
                       f"statement above bounds its waits)")
+
+    @staticmethod
+    def print_captured(console: Console, loads: list[dict]) -> None:
+        """What the compatibility triggers caught of the releases' writes during the deploy."""
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM assets_assetmergearchive WHERE action = 'redirected'")
+            redirected = cursor.fetchone()[0]
+            cursor.execute("SELECT count(*) FROM assets_assetlegacytext WHERE source = 'write'")
+            captured = cursor.fetchone()[0]
+        console.print(f"\n[bold]Captured during the deploy[/]: {captured:,} archive row(s) of "
+                      "sector/industry values the previous release wrote, replaced or deleted (by the "
+                      f"capture trigger, besides the job's); {redirected:,} write(s) naming a "
+                      "merged-away asset, landed on its survivor (archived as `redirected`)")
+
+
+def kept_detail(kept: dict) -> str:
+    missing = kept["missing"]
+    return (f"{kept['texts_archived']:,} text(s) archived, {kept['rows_present']:,} row(s) on the "
+            f"asset they named or its survivor ({kept['rows_replaced_and_archived']:,} replaced "
+            f"under the merge rules, archived), {kept['links_present']:,} news link(s) present; "
+            + (f"{len(missing)} missing, e.g. {missing[0]}" if missing else "nothing missing"))
