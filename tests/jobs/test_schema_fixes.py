@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 
 from seed.live_load import LiveLoad
+from tests import oracle
 from tests.scratch import ScratchDatabase
 from tests.workers import Processes, flush_broker
 
@@ -87,6 +88,10 @@ def test_online_migration_under_live_load_loses_nothing_and_ends_in_the_fixed_sc
 ):
     db = seeded
     before = snapshot(db)
+    with db.connect() as conn, conn.cursor() as cursor:
+        legacy = oracle.snapshot(cursor)
+    want = oracle.expected(legacy)
+    assert oracle.rows_compared(want) > 10_000
     assert len(before["groups"]) >= 5 and before["texts"] and before["alerts"]
 
     workers.worker("w1")
@@ -178,6 +183,11 @@ def test_online_migration_under_live_load_loses_nothing_and_ends_in_the_fixed_sc
         assert live_after[(portfolio, asset)] == quantity, (portfolio, key)
     archived_texts = set(db.rows("SELECT asset_id, field, value FROM assets_assetlegacytext"))
     assert before["texts"] <= archived_texts
+
+    # And every seeded row is what an independent oracle (plain Python over the legacy data, by
+    # the design's rules) says it must be: the jobs' results, by natural keys.
+    with db.connect() as conn, conn.cursor() as cursor:
+        assert oracle.differences(want, oracle.actual(cursor, legacy)) == []
 
     # Every reference still resolves (the foreign keys are validated, see above) and a new
     # duplicate is refused.

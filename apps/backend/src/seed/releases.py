@@ -29,6 +29,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db import DatabaseError, connection
 from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
+from psycopg import sql
 
 LEGACY_NODES = [("assets", "0001_initial"), ("portfolios", "0001_initial"),
                 ("investments", "0001_initial")]
@@ -285,13 +286,10 @@ class NewRelease(Release):
 # -- what a deploy must not have lost ------------------------------------------------------------
 
 RESOLVE = "SELECT coalesce((SELECT survivor_id FROM assets_assetalias WHERE asset_id = %s), %s)"
-ROW_ASSET = {  # table -> how to read a written row's asset (alerts by their integer id, column "id")
-    "portfolios_holding": "SELECT asset_id FROM portfolios_holding WHERE id = %s",
-    "investments_watchlist": "SELECT asset_id FROM investments_watchlist WHERE id = %s",
-    "assets_assetpriceshistoric": "SELECT asset_id FROM assets_assetpriceshistoric WHERE id = %s",
-    "investments_alert": "SELECT asset_id FROM investments_alert WHERE id = %s",
-    "portfolios_benchmark": "SELECT asset_id FROM portfolios_benchmark WHERE id = %s",
-}
+# The tables a release's written rows are looked up in (alerts by their integer id, column "id").
+WRITTEN_TABLES = ("portfolios_holding", "investments_watchlist", "assets_assetpriceshistoric",
+                  "investments_alert", "portfolios_benchmark")
+ROW_ASSET = "SELECT asset_id FROM {} WHERE id = %s"
 ARCHIVED_AS_REMOVED = (
     "SELECT (before ->> 'asset_id')::bigint FROM assets_assetmergearchive "
     "WHERE table_name = %s AND row_key = %s AND action = 'removed' ORDER BY id DESC LIMIT 1"
@@ -343,7 +341,9 @@ def verify_writes(cursor, traffic: dict) -> dict:
             missing.append(f"text {name}={value!r} of asset {asset} not archived")
     for table, row_id, named in traffic["rows"]:
         survivor = resolve(named)
-        cursor.execute(ROW_ASSET[table], [int(row_id)])
+        if table not in WRITTEN_TABLES:
+            raise ValueError(f"a written row in an unknown table: {table!r}")
+        cursor.execute(sql.SQL(ROW_ASSET).format(sql.Identifier(table)), [int(row_id)])
         row = cursor.fetchone()
         if row is not None and row[0] == survivor:
             counts["rows_present"] += 1
