@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.backends.signals import connection_created
 
 
 class MigrationsWorkerConfig(AppConfig):
@@ -10,6 +11,7 @@ class MigrationsWorkerConfig(AppConfig):
         # Every installed app's `jobs` module registers its jobs by name, the way admin.py does.
         from django.utils.module_loading import autodiscover_modules
 
-        from . import celery, checks  # noqa: F401 - the Celery app is every thread's default
+        from . import celery, checks, pg  # noqa: F401 - the Celery app is every thread's default
 
         autodiscover_modules("jobs")
+        connection_created.connect(pg.check_client_connection, dispatch_uid="mw-client-check")

@@ -2,8 +2,9 @@
 
 A rerun may arrive while the session of the deploy it replaces is still being torn down by the
 server, so the lock is waited for a while before refusing. A killed deploy has its server
-session ended within a second (PostgreSQL 14+, `client_connection_check_interval`): its running
-statement (an index build waiting out old transactions) would otherwise hold the lock on.
+session ended within a second (PostgreSQL 14+, `client_connection_check_interval`, set on every
+session by `pg.check_client_connection`): its running statement (an index build waiting out old
+transactions) would otherwise hold the lock on.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ from django.db import DatabaseError, connection
 from .exceptions import DeployLocked
 
 DEPLOY_LOCK_KEY = 0x6D69677261746531
-# PostgreSQL 14+ checks this often that the deploy is still connected while a statement runs,
-# and cancels the statement of a deploy that was killed.
-CLIENT_CHECK_INTERVAL = "1s"
 DEFAULT_WAIT_SECONDS = 15.0
 
 HOLDER = """
@@ -45,9 +43,6 @@ def acquire(wait: float, on_wait: Callable[[str], None] | None = None) -> None:
     """Take the lock on this session, waiting up to `wait` seconds for another deploy to end;
     DeployLocked, naming the holder, if it does not."""
     with connection.cursor() as cursor:
-        if connection.pg_version >= 140000:
-            cursor.execute("SELECT set_config('client_connection_check_interval', %s, false)",
-                           [CLIENT_CHECK_INTERVAL])
         deadline = time.monotonic() + wait
         told = False
         while True:

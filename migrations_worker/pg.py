@@ -26,6 +26,12 @@ WAITED_STATES = (LOCK_NOT_AVAILABLE, "40P01", "40001")
 # restarting (57P01 admin shutdown, 57P02 crash, 57P03 cannot connect now).
 CONNECTION_LOST_STATES = ("57P01", "57P02", "57P03")
 
+# PostgreSQL 14+ checks this often, while a statement runs, that its client is still there, and
+# cancels the statement of a client that died (a SIGKILLed worker, a killed deploy): else the
+# orphaned statement runs on (a sleeping batch, an index build) holding its locks, and a batch's
+# row lock keeps the batch from being reclaimed, until the statement ends by itself.
+CLIENT_CHECK_INTERVAL = "1s"
+
 SET_TIMEOUTS = "SELECT set_config('lock_timeout', %s, %s), set_config('statement_timeout', %s, %s)"
 READ_TIMEOUTS = "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
 
@@ -53,6 +59,15 @@ def timeouts(cursor, *, lock_timeout_ms: int | None, statement_timeout_ms: int |
                 cursor.execute(SET_TIMEOUTS, [previous[0], False, previous[1], False])
             except DatabaseError:
                 connection.close()  # a session that cannot take a SET is not one to reuse
+
+
+def check_client_connection(sender, connection, **kwargs) -> None:
+    """`connection_created` receiver: every session of this project's processes has its
+    statements cancelled within a second of its client dying."""
+    if connection.vendor == "postgresql" and connection.pg_version >= 140000:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('client_connection_check_interval', %s, false)",
+                           [CLIENT_CHECK_INTERVAL])
 
 
 def sqlstate(exc: BaseException) -> str:

@@ -24,7 +24,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tests.chaos import faults
-from tests.chaos.invariants import Before, Checked, LoadFigures, check_data, check_schema, job_results
+from tests.chaos.invariants import (
+    Before,
+    Checked,
+    LoadFigures,
+    check_data,
+    check_oracle,
+    check_schema,
+    job_results,
+)
 from tests.chaos.load import RestartableLoad
 from tests.chaos.services import PrivatePostgres
 from tests.scratch import Database
@@ -73,10 +81,16 @@ class Report:
     def fault_counts(self) -> Counter:
         return Counter(f["kind"] for f in self.faults)
 
+    @property
+    def hits(self) -> Counter:
+        """Faults that hit something, by kind."""
+        return Counter(f["kind"] for f in self.faults if f["hit"])
+
     def summary(self) -> str:
-        kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.fault_counts.items()))
+        kinds = ", ".join(f"{k} {self.hits[k]}/{n}" for k, n in sorted(self.fault_counts.items()))
         return (
-            f"chaos size={self.size} seed={self.seed}: {len(self.faults)} faults ({kinds}); "
+            f"chaos size={self.size} seed={self.seed}: {len(self.faults)} faults, "
+            f"{sum(self.hits.values())} of them hit something (hit/injected: {kinds}); "
             f"deploy ran {len(self.deploy_attempts)} time(s); {self.batches} batches, "
             f"{self.batches_redone} redone, {self.beat_resends} beat re-send(s); load "
             f"{self.load_statements} statements, {self.load_errors_by_fault} errors from faults "
@@ -158,7 +172,8 @@ class ChaosRun:
             result = load.stop()
             self.report.faults = [
                 {"kind": f.kind, "at": round(f.started - deploy_started, 1),
-                 "seconds": round(f.ended - f.started, 1), "detail": f.detail} for f in log]
+                 "seconds": round(f.ended - f.started, 1), "detail": f.detail, "hit": f.hit}
+                for f in log]
             self.settle(db)
             windows = [(f.started, f.ended) for f in log if f.kind == faults.RESTART_POSTGRES]
             split = load.attribute(windows)
@@ -226,6 +241,7 @@ class ChaosRun:
         checked = Checked()
         check_schema(db, checked)
         check_data(db, before, figures, checked)
+        check_oracle(db, before, checked)
         self.report.rows_checked = checked.rows
         actual = job_results(db, before)
         for name, rows in expected.items():

@@ -1,10 +1,16 @@
 """What must hold after the online migration, disturbed or not: the fixed schema, every row
-accounted for, uniqueness, archives and references; and the jobs' results, which must be the
-same as an undisturbed run's on the same seed.
+accounted for, uniqueness, archives and references; the jobs' results as an independent oracle
+computes them from the legacy data (`tests.oracle`); and the same results as an undisturbed run
+of the same seed.
 
 Written against the seeded database's own figures (`Before`), so the same checks serve any seed
 and size. Rows the live load wrote are told apart by key: everything above the seeded maximum
 of a table was inserted by the load (nothing else inserts during the migration).
+
+Every table that refers to an asset or an alert is accounted for absolutely: each seeded row is
+still there or its before-image was archived as removed by a merge, and the rows after are the
+rows before, plus the load's acknowledged inserts (at most its ambiguous ones on top), less the
+rows archived as removed. "Rows checked" counts only rows an assertion read.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from decimal import Decimal
 
 from psycopg import sql
 
+from tests import oracle
 from tests.scratch import Database
 
 SOFT_DELETE_TABLES = (
@@ -32,8 +39,9 @@ LOAD_TABLES = {  # table -> the load's statement that inserts into it
     "investments_watchlist": "insert_watch",
     "assets_asset": "insert_asset",
 }
-SEEDED_TABLES = (*LOAD_TABLES, "portfolios_holding", "assets_assetpriceshistoric",
-                 "investments_newsarticle_assets", "portfolios_benchmark")
+# Every table that refers to an asset or an alert, and the assets themselves.
+ACCOUNTED_TABLES = (*LOAD_TABLES, "portfolios_holding", "assets_assetpriceshistoric",
+                    "investments_newsarticle_assets", "portfolios_benchmark")
 # Keys of a before-image whose presence depends on which other migrations had run when the row
 # was archived (alerts get a uuid from another job; the text columns are dropped by 0013).
 VOLATILE_IMAGE_KEYS = ("uuid", "sector", "industry")
@@ -43,19 +51,20 @@ VOLATILE_IMAGE_KEYS = ("uuid", "sector", "industry")
 class Before:
     """The seeded database, read before the migration."""
 
-    max_id: dict[str, int]
-    count: dict[str, int]
+    ids: dict[str, set[int]]
     groups: list[tuple]
     live_quantity: dict[tuple, Decimal]
     texts: set[tuple]
+    legacy: oracle.Legacy
+
+    @property
+    def max_id(self) -> dict[str, int]:
+        return {table: max(ids, default=0) for table, ids in self.ids.items()}
 
     @classmethod
     def read(cls, db: Database) -> Before:
-        max_id, count = {}, {}
-        for table in SEEDED_TABLES:
-            max_id[table], count[table] = db.rows(
-                sql.SQL("SELECT coalesce(max(id), 0), count(*) FROM {}").format(sql.Identifier(table))
-            )[0]
+        ids = {table: {r[0] for r in db.rows(sql.SQL("SELECT id FROM {}").format(
+            sql.Identifier(table)))} for table in ACCOUNTED_TABLES}
         groups = db.rows("SELECT ticker, exchange_id, array_agg(id ORDER BY id) FROM assets_asset "
                          "GROUP BY 1, 2 HAVING count(*) > 1 ORDER BY 1, 2")
         member_to_group = {m: (t, e) for t, e, members in groups for m in members}
@@ -68,7 +77,9 @@ class Before:
             "SELECT id, 'sector', sector FROM assets_asset WHERE btrim(coalesce(sector, '')) <> '' "
             "UNION ALL SELECT id, 'industry', industry FROM assets_asset "
             "WHERE btrim(coalesce(industry, '')) <> ''"))
-        return cls(max_id, count, groups, dict(live_quantity), texts)
+        with db.connect() as conn, conn.cursor() as cursor:
+            legacy = oracle.snapshot(cursor)
+        return cls(ids, groups, dict(live_quantity), texts, legacy)
 
     @property
     def removed_assets(self) -> int:
@@ -128,24 +139,29 @@ def check_schema(db: Database, checked: Checked) -> None:
 
 def check_data(db: Database, before: Before, load: LoadFigures, checked: Checked) -> None:
     """Nothing lost, nothing doubled: every seeded and every acknowledged row accounted for."""
-    for table, op in LOAD_TABLES.items():
-        seeded = db.scalar(sql.SQL("SELECT count(*) FROM {} WHERE id <= %s").format(
-            sql.Identifier(table)), [before.max_id[table]])
-        expected = before.count[table] - (before.removed_assets if table == "assets_asset" else 0)
-        if table != "investments_watchlist":  # the merge removes colliding watchlist entries
-            assert seeded == expected, f"{table}: {seeded} seeded rows left, expected {expected}"
-        added = db.scalar(sql.SQL("SELECT count(*) FROM {} WHERE id > %s").format(
-            sql.Identifier(table)), [before.max_id[table]])
-        low, high = load.acknowledged.get(op, 0), load.acknowledged.get(op, 0) + load.ambiguous.get(op, 0)
-        assert low <= added <= high, f"{table}: the load wrote {added} rows, acknowledged {low}..{high}"
-        checked.add(f"{table} rows counted", seeded + added)
+    for table in ACCOUNTED_TABLES:
+        after = {r[0] for r in db.rows(sql.SQL("SELECT id FROM {}").format(sql.Identifier(table)))}
+        removed = {int(r[0]) for r in db.rows(
+            "SELECT row_key FROM assets_assetmergearchive WHERE table_name = %s "
+            "AND action = 'removed'", [table])}
+        seeded = before.ids[table]
+        lost = seeded - after - removed
+        assert not lost, (f"{table}: {len(lost)} seeded row(s) neither there nor archived, "
+                          f"e.g. {sorted(lost)[:5]}")
+        assert not (seeded & after & removed), f"{table}: rows archived as removed are still there"
+        added = after - seeded
+        assert all(row > before.max_id[table] for row in added), f"{table}: a seeded id came back"
+        op = LOAD_TABLES.get(table)
+        low = load.acknowledged.get(op, 0) if op else 0
+        high = low + (load.ambiguous.get(op, 0) if op else 0)
+        assert len(after) - len(added) == len(seeded) - len(seeded & removed), table
+        assert low <= len(added) <= high, (
+            f"{table}: {len(added)} row(s) written during the deploy, acknowledged {low}..{high}")
+        checked.add(f"{table} rows accounted", len(seeded) + len(added))
     present = {r[0] for r in db.rows("SELECT id FROM investments_alert WHERE id = ANY(%s)",
                                      [load.alert_ids])}
     assert present == set(load.alert_ids), "an acknowledged alert is missing"
-    for table in ("portfolios_holding", "assets_assetpriceshistoric", "investments_newsarticle_assets",
-                  "portfolios_benchmark"):
-        checked.add(f"{table} rows counted",
-                    db.scalar(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))))
+    checked.add("acknowledged alerts present", len(load.alert_ids))
 
     # Uniqueness and the UUID key.
     alerts = db.scalar("SELECT count(*) FROM investments_alert")
@@ -184,6 +200,15 @@ def check_data(db: Database, before: Before, load: LoadFigures, checked: Checked
         asset = survivors[key] if isinstance(key, tuple) else key
         assert after[(portfolio, asset)] == quantity, (portfolio, key)
     checked.add("holding quantities", len(before.live_quantity))
+
+
+def check_oracle(db: Database, before: Before, checked: Checked) -> None:
+    """The seeded rows as the independent oracle says the jobs must leave them."""
+    want = oracle.expected(before.legacy)
+    with db.connect() as conn, conn.cursor() as cursor:
+        found = oracle.differences(want, oracle.actual(cursor, before.legacy))
+    assert found == [], found
+    checked.add("seeded rows equal to the oracle's", oracle.rows_compared(want))
 
 
 def job_results(db: Database, before: Before) -> dict[str, list]:

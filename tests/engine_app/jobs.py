@@ -1,6 +1,7 @@
 """A deliberately non-idempotent job: each batch adds 1 to `touches`, so any batch applied twice,
-or skipped, shows in the data. Knobs: `sleep` (seconds per batch), `fail_at` (a key whose batch
-raises until the knob is removed)."""
+or skipped, shows in the data. Knobs: `sleep` (seconds per batch, before its write),
+`sleep_after` (seconds after its write, before the engine commits it), `fail_at` (a key whose
+batch raises until the knob is removed)."""
 
 from migrations_worker.job import BatchResult, Job, register
 
@@ -30,7 +31,11 @@ class TouchWidgets(Job):
             "UPDATE engine_app_widget SET touches = touches + 1 WHERE id > %s AND id <= %s",
             [start, end],
         )
-        return BatchResult(rows=cursor.rowcount, counts={"widgets_touched": cursor.rowcount})
+        touched = cursor.rowcount
+        sleep_after = knob(cursor, "sleep_after", 0.0)
+        if sleep_after:
+            cursor.execute("SELECT pg_sleep(%s)", [sleep_after])
+        return BatchResult(rows=touched, counts={"widgets_touched": touched})
 
     def count_remaining(self, cursor) -> int:
         cursor.execute("SELECT count(*) FROM engine_app_widget WHERE touches = 0")

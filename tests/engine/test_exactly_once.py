@@ -1,0 +1,79 @@
+"""Exactly once, seen where it happens: a batch's data change and its progress commit in one
+transaction (the rows carry that transaction's id), and a worker killed after its batch wrote
+but before it committed leaves nothing behind: the batch is done again, once.
+
+The test job adds 1 to each widget it covers, so a batch applied twice shows as a 2.
+"""
+
+import signal
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from migrations_worker import dispatch
+from migrations_worker.models import BatchStatus, JobBatch, JobRun, RunStatus
+from tests.engine_app.models import Knob
+from tests.engine_app.support import JOB, make_widgets, touches_histogram
+from tests.workers import wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def scalar(query: str, params=None):
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchone()[0]
+
+
+def test_a_batchs_rows_commit_in_the_transaction_that_records_the_batch_done():
+    JobRun.objects.all().delete()
+    make_widgets(1_500)
+    call_command("backfill", "run", JOB, "--batch-size", "100")
+    batches = JobBatch.objects.filter(run__job_name=JOB, status=BatchStatus.SUCCEEDED)
+    assert batches.count() >= 3
+    for batch in batches:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT DISTINCT xmin::text FROM engine_app_widget "
+                           "WHERE id > %s AND id <= %s", [batch.start_key, batch.end_key])
+            written_by = {r[0] for r in cursor.fetchall()}
+        recorded_by = scalar("SELECT xmin::text FROM migrations_worker_jobbatch WHERE id = %s",
+                             [batch.pk])
+        assert written_by == {recorded_by}, (batch, written_by, recorded_by)
+
+
+def written_and_uncommitted() -> int | None:
+    """The pid of a worker's session that has written (it holds a transaction id) and now
+    sleeps after the write, before the engine commits: where a kill must land."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%' "
+                       "AND state = 'active' AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()")
+        row = cursor.fetchone()
+        return row[0] if row else None
+
+
+def test_a_worker_killed_after_its_batch_wrote_and_before_it_committed_leaves_nothing_and_the_batch_is_done_once(  # noqa: E501
+    processes,
+):
+    make_widgets(2_000)
+    Knob.objects.create(name="sleep_after", value=30.0)
+    processes.worker("w1")
+    processes.beat()
+    run = dispatch.start(JOB, batch_size=100, options={"max_batch_size": 100})
+    wait_until(lambda: written_and_uncommitted() is not None, 60, interval=0.05,
+               message="a batch that wrote and has not committed")
+    batch = JobBatch.objects.get(run=run, status=BatchStatus.RUNNING)
+    in_batch = ("SELECT count(*) FROM engine_app_widget WHERE id > %s AND id <= %s "
+                "AND touches > 0")
+    assert scalar(in_batch, [batch.start_key, batch.end_key]) == 0  # written, not committed
+    processes.kill("w1", signal.SIGKILL)
+    wait_until(lambda: written_and_uncommitted() is None, 30, message="the session gone")
+    assert scalar(in_batch, [batch.start_key, batch.end_key]) == 0  # rolled back with it
+
+    Knob.objects.filter(name="sleep_after").update(value=0.0)
+    processes.worker("w2")
+    wait_until(lambda: JobRun.objects.get(pk=run.pk).status == RunStatus.FINISHED, 120,
+               message="run finished")
+    assert touches_histogram() == {1: 2_000}
+    batch.refresh_from_db()
+    assert (batch.status, batch.attempts) == (BatchStatus.SUCCEEDED, 2)
