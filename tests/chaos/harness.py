@@ -25,6 +25,7 @@ from pathlib import Path
 
 from tests.chaos import faults
 from tests.chaos.invariants import (
+    ORACLE_CHECK,
     Before,
     Checked,
     LoadFigures,
@@ -96,7 +97,8 @@ class Report:
             f"{self.load_statements} statements, {self.load_errors_by_fault} errors from faults "
             f"({self.load_reconnects} reconnects), {len(self.load_errors_by_migration)} from the "
             f"migration, slowest outside restarts {self.load_slowest_outside_faults:.2f}s; "
-            f"{sum(self.rows_checked.values()):,} rows checked, "
+            f"{sum(self.rows_checked.values()):,} rows checked "
+            f"({self.rows_checked.get(ORACLE_CHECK, 0):,} equal to the oracle's), "
             f"{sum(self.results_compared.values()):,} result rows equal to the calm run; "
             f"{self.seconds:.0f}s"
         )

@@ -42,6 +42,7 @@ LOAD_TABLES = {  # table -> the load's statement that inserts into it
 # Every table that refers to an asset or an alert, and the assets themselves.
 ACCOUNTED_TABLES = (*LOAD_TABLES, "portfolios_holding", "assets_assetpriceshistoric",
                     "investments_newsarticle_assets", "portfolios_benchmark")
+ORACLE_CHECK = "seeded rows equal to the oracle's"
 # Keys of a before-image whose presence depends on which other migrations had run when the row
 # was archived (alerts get a uuid from another job; the text columns are dropped by 0013).
 VOLATILE_IMAGE_KEYS = ("uuid", "sector", "industry")
@@ -208,7 +209,7 @@ def check_oracle(db: Database, before: Before, checked: Checked) -> None:
     with db.connect() as conn, conn.cursor() as cursor:
         found = oracle.differences(want, oracle.actual(cursor, before.legacy))
     assert found == [], found
-    checked.add("seeded rows equal to the oracle's", oracle.rows_compared(want))
+    checked.add(ORACLE_CHECK, oracle.rows_compared(want))
 
 
 def job_results(db: Database, before: Before) -> dict[str, list]:

@@ -23,6 +23,7 @@ from psycopg import sql
 from tests.chaos import faults
 from tests.chaos.database import engine_database
 from tests.chaos.harness import LOCK_TIMEOUT_S, ChaosRun
+from tests.chaos.invariants import ORACLE_CHECK
 from tests.chaos.services import PrivatePostgres, traversable_tmpdir
 from tests.engine_app.support import JOB
 from tests.scratch import Database
@@ -77,7 +78,7 @@ def test_online_migration_under_seeded_faults_and_load_ends_like_an_undisturbed_
     assert report.load_slowest_outside_faults < MAX_LOAD_LATENCY_S
     # Invariants, the oracle and the comparison with the undisturbed run ran on every table.
     assert sum(report.rows_checked.values()) > 10_000
-    assert report.rows_checked["seeded rows equal to the oracle's"] > 10_000
+    assert report.rows_checked[ORACLE_CHECK] > 10_000
     assert report.results_compared["alerts"] > 0 and report.results_compared["merge archive"] > 0
 
 

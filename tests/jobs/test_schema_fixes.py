@@ -13,7 +13,15 @@ import pytest
 from django.db import connection
 
 from seed.live_load import LiveLoad
-from tests.chaos.invariants import Before, Checked, LoadFigures, check_data, check_oracle, check_schema
+from tests.chaos.invariants import (
+    ORACLE_CHECK,
+    Before,
+    Checked,
+    LoadFigures,
+    check_data,
+    check_oracle,
+    check_schema,
+)
 from tests.scratch import ScratchDatabase
 from tests.workers import Processes, flush_broker
 
@@ -85,7 +93,7 @@ def test_online_migration_under_live_load_loses_nothing_and_ends_in_the_fixed_sc
                           ambiguous={}, alert_ids=list(result.alerts_inserted))
     check_data(db, before, figures, checked)
     check_oracle(db, before, checked)
-    assert checked.rows["seeded rows equal to the oracle's"] > 10_000
+    assert checked.rows[ORACLE_CHECK] > 10_000
 
     uuids = dict(db.rows("SELECT id, uuid FROM investments_alert"))
     db.manage("backfill", "run", "alerts_uuid")  # a second pass...
