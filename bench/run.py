@@ -29,6 +29,7 @@ from bench.contenders import (
     SingleTransaction,
     beat,
     engine_worker,
+    eta_errors,
     flush_broker,
     verify,
 )
@@ -153,7 +154,7 @@ def measure(contender: Contender, templates: Templates, args, logs: Path,
 
 
 JOB_SPANS = """
-SELECT job_name, status, rows_done, batches_done, extract(epoch FROM started_at),
+SELECT id, job_name, status, rows_done, batches_done, extract(epoch FROM started_at),
        extract(epoch FROM finished_at)
 FROM migrations_worker_jobrun WHERE status = 'finished' ORDER BY started_at
 """
@@ -204,8 +205,9 @@ def measure_migration(templates: Templates, args, logs: Path) -> dict:
         jobs = [
             {"job": job, "status": status, "rows": rows, "batches": batches,
              "start": float(began) - idle_start if began else None,
-             "end": float(ended) - idle_start if ended else None}
-            for job, status, rows, batches, began, ended in conn.execute(JOB_SPANS)
+             "end": float(ended) - idle_start if ended else None,
+             "eta_errors": eta_errors(conn, run_id)}
+            for run_id, job, status, rows, batches, began, ended in conn.execute(JOB_SPANS).fetchall()
         ]
     checks = json.loads(manage(database, "demo_report", "--json", broker=BROKER_URL))["checks"]
     alerts = scalar(database, "SELECT count(*) FROM investments_alert")

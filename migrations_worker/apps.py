@@ -8,8 +8,14 @@ class MigrationsWorkerConfig(AppConfig):
 
     def ready(self) -> None:
         # Every installed app's `jobs` module registers its jobs by name, the way admin.py does.
+        from django.db.models.signals import post_init, post_save
         from django.utils.module_loading import autodiscover_modules
 
         from . import celery, checks  # noqa: F401 - the Celery app is every thread's default
+        from .models import JobRun
+        from .progress import progress_loaded, progress_saved
 
         autodiscover_modules("jobs")
+        # The ETA at 10% and 50%, taken by the batch that passes each (progress.progress_saved).
+        post_init.connect(progress_loaded, sender=JobRun, dispatch_uid="migrations_worker.eta")
+        post_save.connect(progress_saved, sender=JobRun, dispatch_uid="migrations_worker.eta")

@@ -28,7 +28,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from .models import ACTIVE_STATUSES, BatchStatus, JobBatch, JobRun, RunStatus
-from .progress import progress_of
+from .progress import eta_errors, progress_of
 
 VIEW_PERMISSION = "migrations_worker.view_jobrun"
 TERMINAL_STATUSES = (RunStatus.FINISHED, RunStatus.CANCELLED, RunStatus.FAILED)
@@ -101,6 +101,12 @@ def run_payload(run: JobRun, batches: dict[str, int] | None = None) -> dict:
         "rows_per_second": round(p.rows_per_second, 1) if p.rows_per_second else None,
         "eta_seconds": round(p.eta_seconds, 1) if p.eta_seconds is not None else None,
         "eta": p.eta,
+        # The ETA shown at 10% and 50%, and once finished how far off each was.
+        "eta_errors": [{"checkpoint": e.checkpoint, "percent": e.percent,
+                        "predicted_seconds": e.predicted_seconds,
+                        "actual_seconds": round(e.actual_seconds, 3),
+                        "error_ratio": None if e.error_ratio is None else round(e.error_ratio, 4)}
+                       for e in eta_errors(run)],
         "batch_size": p.batch_size,
         "batches_done": run.batches_done,
         "batches": batches if batches is not None else batch_counts([run.pk])[run.pk],
@@ -121,7 +127,7 @@ def run_payload(run: JobRun, batches: dict[str, int] | None = None) -> dict:
 
 
 def _filtered_runs(request: HttpRequest):
-    runs = JobRun.objects.order_by("-id")
+    runs = JobRun.objects.order_by("-id").prefetch_related("checkpoints")
     if request.GET.get("job"):
         runs = runs.filter(job_name=request.GET["job"])
     if request.GET.get("status"):

@@ -44,7 +44,7 @@ def cluster():
         template = Database(primary.create_database(TEMPLATE), scratch_broker_url())
         template.manage("migrate", "engine_app", "-v", "0")
         # Migrating enqueued (and, with no widgets, finished) a run: each test starts with none.
-        for table in ("jobrunevent", "jobbatch", "jobrun"):
+        for table in ("jobruncheckpoint", "jobrunevent", "jobbatch", "jobrun"):
             template.execute(f"DELETE FROM migrations_worker_{table}")
         yield primary, standby
     finally:
