@@ -280,3 +280,17 @@ def health_hold_reason(tables: tuple[str, ...], tuning: Tuning) -> str:
                 return reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS - 3] + "..."
     return ""
 
+
+
+# What each check's reasons say, so that a hold can be counted by the check that called it (the
+# metrics); searched in a reason, or in the event that logged it ("on hold: <reason>").
+REASON_CHECKS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("lock_waiters", re.compile(r"session\(s\) waiting for a lock on ")),
+    ("long_transaction", re.compile(r"transaction open for ")),
+    ("replica_lag", re.compile(r"standby")),
+)
+
+
+def check_of(reason: str) -> str:
+    """The health check a hold reason came from ('other' for one it does not recognise)."""
+    return next((name for name, pattern in REASON_CHECKS if pattern.search(reason)), "other")

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("dispatch", "drive"),
     ("tasks", "gates"),
     ("operations", "deploy_lock", "deploy_checks"),
-    ("executor", "checks", "lint", "views", "urls", "locks", "plan"),
+    ("executor", "checks", "lint", "views", "urls", "locks", "plan", "metrics"),
     ("admin", "management", "apps"),
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
