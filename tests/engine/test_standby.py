@@ -42,7 +42,8 @@ def cluster():
     primary, standby = primary_with_standby(NAME)
     try:
         template = Database(primary.create_database(TEMPLATE), scratch_broker_url())
-        template.manage("migrate", "engine_app", "-v", "0")
+        for app in ("migrations_worker", "engine_app"):
+            template.manage("migrate", app, "-v", "0")
         # Migrating enqueued (and, with no widgets, finished) a run: each test starts with none.
         for table in ("jobruncheckpoint", "jobrunevent", "jobbatch", "jobrun"):
             template.execute(f"DELETE FROM migrations_worker_{table}")
