@@ -198,12 +198,12 @@ def build(stage: Stage | None = None) -> Plan:
     seen_gates: dict[str, gates.Gate] = {}
     costs, before = [], ""
     for migration in pending:  # every one renders, so the next starts from the right state
-        error = ""
+        error, before_it = "", state.clone()
         try:
             statements, state = collect_sql(migration, state, connection)
         except Exception as exc:  # the plan says so instead of guessing
             error = f"{type(exc).__name__}: {exc}"
-            state = migration.mutate_state(state, preserve=True)
+            state = migration.mutate_state(before_it, preserve=True)
             statements = []
         sql = "\n".join(statements)
         steps = _steps(sql, before, reader)

@@ -16,6 +16,7 @@ from django.db import connection
 from django.utils import timezone
 
 from migrations_worker import control, runner
+from migrations_worker import plan as cost_plan
 from migrations_worker.models import JobRun, RunStatus
 from migrations_worker.progress import sampled_rate
 from migrations_worker.states import transition
@@ -384,3 +385,22 @@ def test_postflight_fails_loudly_on_a_constraint_left_not_valid(scratch_table, m
     assert result.returncode == 7
     assert "unvalidated constraint postflight_probe_code_ck" in result.stderr
     assert "VALIDATE CONSTRAINT" in result.stderr
+
+
+def test_plan_names_a_migration_whose_sql_cannot_be_rendered_and_goes_on_past_it(
+    seeded_before_the_gate, monkeypatch
+):
+    real = cost_plan.collect_sql
+
+    def refusing(migration, state, connection):
+        if migration.name == "0002_enqueue_touch_widgets":
+            raise RuntimeError("cannot render this one")
+        return real(migration, state, connection)
+
+    monkeypatch.setattr(cost_plan, "collect_sql", refusing)
+    found = {m.migration: m for m in cost_plan.build().migrations}
+    assert found["engine_app.0002_enqueue_touch_widgets"].error == "RuntimeError: cannot render this one"
+    assert found["engine_app.0002_enqueue_touch_widgets"].steps == []
+    assert found[GATED].error == "" and found[GATED].jobs[0].job == JOB
+    line = "      SQL not renderable: RuntimeError: cannot render this one"
+    assert line in cost_plan.text_lines(cost_plan.build())

@@ -172,6 +172,7 @@ def run_database(healthy, request):
     db = Database(url, scratch_broker_url(), MW_EXPECTED_STANDBYS=NAME)
     db.execute("INSERT INTO engine_app_widget (id, touches, value) "
                "SELECT g, 0, g FROM generate_series(1, %s) g", [WIDGETS])
+    standby.wait_streaming(caught_up=True)  # the run starts from a standby that has replayed all
     yield db, primary, standby
     primary.drop_database(name)
 
