@@ -231,11 +231,12 @@ def replica_hold_reason(standbys: Iterable[Standby], expected: Expected, tuning:
     its last measured replay_lag says."""
     standbys = list(standbys)
     connected = {s.name for s in standbys}
-    problems = [f"expected standby '{name}' is not connected (no row in pg_stat_replication)"
+    problems = [f"expected standby '{name}' is not connected (no row in pg_stat_replication): "
+                "bring it back, or take it out of MW_EXPECTED_STANDBYS"
                 for name in expected.names if name not in connected]
     readable = [s for s in standbys if s.readable]
     problems += [f"lag of standby '{s.name}' cannot be read (replay_lsn is NULL: no report yet, "
-                 "or this role lacks pg_read_all_stats)"
+                 "or this role lacks pg_read_all_stats: GRANT pg_read_all_stats TO it)"
                  for s in standbys if not s.readable and s.name in expected.names]
     if not expected.names and len(readable) < expected.count:
         seen = ", ".join(f"'{s.name}'" + ("" if s.readable else " (lag unreadable)")

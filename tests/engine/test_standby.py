@@ -130,11 +130,12 @@ def test_an_expected_standby_missing_or_too_few_standbys_hold_and_unexpected_abs
 ):
     primary, _ = healthy
     expect(f"{NAME},mw_other_standby")
-    assert check(primary) == ("expected standby 'mw_other_standby' is not connected "
-                                  "(no row in pg_stat_replication)")
+    assert check(primary) == ("expected standby 'mw_other_standby' is not connected (no row in "
+                              "pg_stat_replication): bring it back, or take it out of "
+                              "MW_EXPECTED_STANDBYS")
     expect("2")
     assert check(primary) == (f"2 standby(s) expected, 1 connected with a readable lag "
-                                  f"(connected: '{NAME}')")
+                              f"(connected: '{NAME}')")
     expect("1")
     assert check(primary) == ""
     expect("")
@@ -149,7 +150,7 @@ def test_a_role_that_cannot_read_the_standbys_lag_is_held_not_waved_through(heal
     expect(NAME)
     assert check(primary, user="mw_plain") == (
         f"lag of standby '{NAME}' cannot be read (replay_lsn is NULL: no report yet, or this role "
-        "lacks pg_read_all_stats)")
+        "lacks pg_read_all_stats: GRANT pg_read_all_stats TO it)")
     expect("1")
     assert check(primary, user="mw_plain").startswith(
         "1 standby(s) expected, 0 connected with a readable lag")
@@ -259,7 +260,8 @@ def test_the_standby_stopped_mid_run_holds_it_until_the_standby_is_back(run_data
         [(held_at, message)] = eventually(lambda: first_hold_after(db, halted_at), 30,
                                           "the run to go on hold")
         assert message == (f"on hold: expected standby '{NAME}' is not connected (no row in "
-                           "pg_stat_replication)")
+                           "pg_stat_replication): bring it back, or take it out of "
+                           "MW_EXPECTED_STANDBYS")
         assert batches_started(db, halted_at, held_at) <= 1
         time.sleep(4)  # no standby, no batch: it may be falling hours behind
         assert batches_started(db, held_at) == 0

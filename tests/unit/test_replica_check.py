@@ -38,14 +38,15 @@ def test_a_standby_that_has_replayed_everything_is_not_behind_whatever_its_last_
 
 def test_an_expected_standby_missing_from_pg_stat_replication_holds_the_run():
     reason = replica_hold_reason([streaming("a")], Expected.parse("a,b"), LIMITS)
-    assert reason == "expected standby 'b' is not connected (no row in pg_stat_replication)"
+    assert reason == ("expected standby 'b' is not connected (no row in pg_stat_replication): "
+                      "bring it back, or take it out of MW_EXPECTED_STANDBYS")
 
 
 def test_an_expected_standby_whose_lag_cannot_be_read_holds_an_unexpected_one_does_not():
     reason = replica_hold_reason([unreadable("a"), unreadable("pg_receivewal")],
                                  Expected.parse("a"), LIMITS)
     assert reason == ("lag of standby 'a' cannot be read (replay_lsn is NULL: no report yet, or "
-                      "this role lacks pg_read_all_stats)")
+                      "this role lacks pg_read_all_stats: GRANT pg_read_all_stats TO it)")
 
 
 def test_a_count_counts_only_standbys_whose_lag_can_be_read():
@@ -58,7 +59,8 @@ def test_a_count_counts_only_standbys_whose_lag_can_be_read():
 def test_every_problem_is_named_in_one_reason():
     reason = replica_hold_reason([streaming("a", 100.0, 10)], Expected.parse(["a", "b"]), LIMITS)
     assert reason.split("; ") == [
-        "expected standby 'b' is not connected (no row in pg_stat_replication)",
+        "expected standby 'b' is not connected (no row in pg_stat_replication): bring it back, "
+        "or take it out of MW_EXPECTED_STANDBYS",
         "standby 'a' is 100.0s and 10 B behind (limits 30s, 1.0 GB)",
     ]
 
