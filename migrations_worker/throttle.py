@@ -139,7 +139,6 @@ ORDER BY xact_start LIMIT 1
 """
 
 
-
 def lock_waiters(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
     """Sessions queued for a lock on the job's tables: the application is already waiting."""
     cursor.execute(LOCK_WAITERS, [list(tables)])

@@ -63,10 +63,12 @@ class Standby(PrivatePostgres):
     # -- as the primary sees it -----------------------------------------------------------------
 
     def replication_row(self) -> tuple | None:
-        """(state, bytes behind) of this standby in the primary's pg_stat_replication."""
+        """(state, bytes behind) of this standby in the primary's pg_stat_replication. Behind
+        what the primary has inserted, not only written: the test primary commits
+        asynchronously, so a commit may still wait in its WAL buffers."""
         with psycopg.connect(self.primary.url(), autocommit=True) as conn:
             return conn.execute(
-                "SELECT state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) "
+                "SELECT state, pg_wal_lsn_diff(pg_current_wal_insert_lsn(), replay_lsn) "
                 "FROM pg_stat_replication WHERE application_name = %s", [self.name]).fetchone()
 
     def wait_streaming(self, caught_up: bool = False, timeout: float = 60) -> None:
@@ -74,7 +76,7 @@ class Standby(PrivatePostgres):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             row = self.replication_row()
-            if row is not None and row[0] == "streaming" and (not caught_up or row[1] == 0):
+            if row is not None and row[0] == "streaming" and (not caught_up or row[1] <= 0):
                 return
             time.sleep(0.1)
         raise AssertionError(f"standby {self.name} not streaming{' and caught up' if caught_up else ''}"
