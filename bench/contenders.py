@@ -39,6 +39,7 @@ from bench.common import (
 from bench.databases import Templates, manage
 from bench.load import MemorySampler
 from investments.jobs.alerts_uuid import REMAINING as ALERTS_REMAINING
+from migrations_worker import eta
 
 CELERY = [sys.executable, "-m", "celery"]
 
@@ -254,6 +255,26 @@ FROM migrations_worker_jobbatch WHERE run_id = %s
 """
 
 
+CHECKPOINTS_QUERY = """
+SELECT c.checkpoint, c.percent, c.at, c.eta_seconds, r.finished_at
+FROM migrations_worker_jobruncheckpoint c JOIN migrations_worker_jobrun r ON r.id = c.run_id
+WHERE c.run_id = %s
+"""
+
+
+def eta_errors(conn, run_id: int) -> dict[str, dict]:
+    """The ETA the run showed at 10% and 50% against its actual end (`migrations_worker.eta`),
+    by checkpoint; {} when the run took none (it ran too fast to show an ETA)."""
+    rows = conn.execute(CHECKPOINTS_QUERY, [run_id]).fetchall()
+    if not rows:
+        return {}
+    errors = eta.eta_errors([eta.Checkpoint(mark, percent, at, seconds)
+                             for mark, percent, at, seconds, _ in rows], rows[0][4])
+    return {str(e.checkpoint): {"percent": e.percent, "predicted_seconds": e.predicted_seconds,
+                                "actual_seconds": e.actual_seconds, "error_ratio": e.error_ratio}
+            for e in errors}
+
+
 class Engine(Contender):
     """This engine: real Celery workers, `backfill start` then `backfill wait`."""
 
@@ -291,6 +312,7 @@ class Engine(Contender):
             (run_id, status, rows, _batches, seconds, report, options, began, ended, holds,
              hold_count) = conn.execute(RUN_QUERY, [self.job]).fetchone()
             stats = conn.execute(BATCH_QUERY, [run_id]).fetchone()
+            errors = eta_errors(conn, run_id)
         if status != "finished":
             raise RuntimeError(f"{self.job} run #{run_id} ended {status}")
         count, avg_size, max_size, avg_ms, p95_ms, max_ms, sum_ms, retries, lanes, span = stats
@@ -306,6 +328,7 @@ class Engine(Contender):
             / self.workers,
             "batches_span_seconds": float(span or 0), "retried_attempts": int(retries or 0),
             "lanes_seen": lanes, "holds": hold_count, "hold_reasons": holds or [],
+            "eta_errors": errors,
         }
         return Outcome(rows=rows, seconds=float(seconds), window=(float(began), float(ended)),
                        details=details)

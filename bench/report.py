@@ -162,12 +162,22 @@ def cpu_table(all_records: list[dict]) -> list[str]:
     return lines
 
 
+def eta_error(errors: dict | None) -> str:
+    """"-12% / +3%": the ETA shown at 10% and at 50% against the actual end (`migrations_worker.eta`:
+    negative, it promised less time than it took); "-" where the run took no checkpoint."""
+    def one(mark: str) -> str:
+        ratio = (errors or {}).get(mark, {}).get("error_ratio")
+        return "-" if ratio is None else f"{ratio:+.0%}"
+
+    return f"{one('10')} / {one('50')}"
+
+
 def engine_table(all_records: list[dict]) -> list[str]:
     records = merged(all_records)
     lines = [
         "| run | options | batches | rows per batch (avg / max) | batch ms (avg / p95 / max) "
-        "| time inside batches | holds |",
-        "|---|---|--:|--:|--:|--:|--:|",
+        "| time inside batches | holds | ETA error at 10% / 50% |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
     ]
     for r in (r for r in records if r["engine"]):
         d = r["details"]
@@ -176,8 +186,23 @@ def engine_table(all_records: list[dict]) -> list[str]:
             f"| {r['job']}, {d['workers']} worker(s) | {options} "
             f"| {d['batches']:,} | {d['avg_batch_size']:,.0f} / {d['max_batch_size']:,} "
             f"| {d['avg_batch_ms']:.0f} / {d['p95_batch_ms']:.0f} / {d['max_batch_ms']:.0f} "
-            f"| {d['batch_time_share'] * 100:.0f}% | {d['holds']} |"
+            f"| {d['batch_time_share'] * 100:.0f}% | {d['holds']} "
+            f"| {eta_error(d.get('eta_errors'))} |"
         )
+    return lines
+
+
+def eta_lines(migrations: list[dict]) -> list[str]:
+    """Each job of the whole migration: how far off its ETA was at 10% and at 50%."""
+    lines = ["| scale | job | rows | ETA error at 10% / 50% | predicted / actual seconds left at 50% |",
+             "|---|---|--:|--:|--:|"]
+    for m in migrations:
+        for job in m["jobs"]:
+            at50 = (job.get("eta_errors") or {}).get("50")
+            left = (f"{at50['predicted_seconds']:.1f} / {at50['actual_seconds']:.1f}" if at50
+                    else "-")
+            lines.append(f"| {m['scale']} | {job['job']} | {job['rows']:,} "
+                         f"| {eta_error(job.get('eta_errors'))} | {left} |")
     return lines
 
 
@@ -335,7 +360,10 @@ def markdown(results: dict) -> str:
         out += ["## Inside the engine's runs", "", *engine_table(records), ""]
     if results["migrations"]:
         out += ["## The whole online migration (`migrate_online --wait`, 2 workers + beat)", "",
-                *migration_table(results["migrations"]), ""]
+                *migration_table(results["migrations"]), "",
+                "How good each job's ETA was: the ETA it showed at 10% and at 50% against the time "
+                "that was really left ((predicted - actual) / actual; negative: it promised less "
+                "time than it took).", "", *eta_lines(results["migrations"]), ""]
     out += ["## Targets", "", "| target | measured | met |", "|---|---|---|"]
     for name, value, met in targets(results):
         out.append(f"| {name} | {value} | {'n/a' if met is None else ('yes' if met else '**no**')} |")

@@ -29,6 +29,7 @@ from bench.contenders import (
     SingleTransaction,
     beat,
     engine_worker,
+    eta_errors,
     flush_broker,
     verify,
 )
@@ -153,14 +154,15 @@ def measure(contender: Contender, templates: Templates, args, logs: Path,
 
 
 JOB_SPANS = """
-SELECT job_name, status, rows_done, batches_done, extract(epoch FROM started_at),
+SELECT id, job_name, status, rows_done, batches_done, extract(epoch FROM started_at),
        extract(epoch FROM finished_at)
 FROM migrations_worker_jobrun WHERE status = 'finished' ORDER BY started_at
 """
 
 
 def measure_migration(templates: Templates, args, logs: Path) -> dict:
-    """`migrate_online --wait` from the legacy state, with 2 workers, beat and the live load."""
+    """`migrate_online --stage all --wait` from the legacy state, with 2 workers, beat and the
+    live load."""
     scale = templates.scale
     database = f"bench_run_{scale}_migrate"
     log(f"whole online migration ({scale}): copy of {templates.seed} -> {database}")
@@ -183,7 +185,9 @@ def measure_migration(templates: Templates, args, logs: Path) -> dict:
         log(f"migrate_online --wait ({scale})")
         start = time.time()
         deploy = Process(f"migrate_online_{scale}", [
-            sys.executable, "manage.py", "migrate_online", "--wait",
+            # Every stage: the whole migration to the end (the default, pre, stops before the
+            # post-deploy migrations, and the schema checks below would fail).
+            sys.executable, "manage.py", "migrate_online", "--stage", "all", "--wait",
         ], _env(database), logs)
         memory.watch("migrate_online", deploy.pid)
         code = deploy.popen.wait(timeout=7200)
@@ -204,8 +208,9 @@ def measure_migration(templates: Templates, args, logs: Path) -> dict:
         jobs = [
             {"job": job, "status": status, "rows": rows, "batches": batches,
              "start": float(began) - idle_start if began else None,
-             "end": float(ended) - idle_start if ended else None}
-            for job, status, rows, batches, began, ended in conn.execute(JOB_SPANS)
+             "end": float(ended) - idle_start if ended else None,
+             "eta_errors": eta_errors(conn, run_id)}
+            for run_id, job, status, rows, batches, began, ended in conn.execute(JOB_SPANS).fetchall()
         ]
     checks = json.loads(manage(database, "demo_report", "--json", broker=BROKER_URL))["checks"]
     alerts = scalar(database, "SELECT count(*) FROM investments_alert")

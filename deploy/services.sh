@@ -6,6 +6,12 @@
 #   deploy/services.sh status   say what runs where; exit 1 if something is down
 #   deploy/services.sh env      print the DATABASE_URL / REDIS_URL to export
 #
+#   deploy/services.sh standby up|down|status
+#       a streaming standby of that PostgreSQL: `pg_basebackup -R` into a data directory of its
+#       own (.local/standby), on a port of its own (STANDBY_PORT, default PG_PORT+1), known to
+#       the primary as STANDBY_NAME (application_name, default local_standby). `export
+#       MW_EXPECTED_STANDBYS=local_standby` and runs hold while it lags or is gone.
+#
 # When DATABASE_URL or REDIS_URL is already set, that service is taken as provided and left
 # alone. Binaries come from the machine; as root, missing ones are installed with apt.
 set -euo pipefail
@@ -18,6 +24,9 @@ PG_DB=${PG_DB:-investments}
 PG_DATA=$LOCAL/postgres
 PG_RUN=$LOCAL/run
 REDIS_DIR=$LOCAL/redis
+STANDBY_PORT=${STANDBY_PORT:-$((PG_PORT + 1))}
+STANDBY_NAME=${STANDBY_NAME:-local_standby}
+STANDBY_DATA=$LOCAL/standby
 
 say() { printf '[services] %s\n' "$*"; }
 die() { printf '[services] error: %s\n' "$*" >&2; exit 2; }
@@ -102,6 +111,7 @@ cmd_up() {
 }
 
 cmd_down() {
+  standby_down
   if [ -z "${DATABASE_URL:-}" ] && [ -s "$PG_DATA/PG_VERSION" ] && pg_bindir >/dev/null && pg_running; then
     as_pg "$(pg_bindir)/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null
     say "PostgreSQL stopped"
@@ -128,6 +138,9 @@ cmd_status() {
   else
     say "redis: stopped"; rc=1
   fi
+  if [ -z "${DATABASE_URL:-}" ] && [ -s "$STANDBY_DATA/PG_VERSION" ]; then
+    standby_status || rc=1
+  fi
   return $rc
 }
 
@@ -136,10 +149,92 @@ cmd_env() {
   echo "REDIS_URL=${REDIS_URL:-redis://127.0.0.1:$REDIS_PORT/0}"
 }
 
+# -- the standby ------------------------------------------------------------------------------
+
+standby_running() {
+  [ -s "$STANDBY_DATA/PG_VERSION" ] && as_pg "$(pg_bindir)/pg_ctl" -D "$STANDBY_DATA" status >/dev/null 2>&1
+}
+
+# The primary's view of the standby: "state bytes-behind", or nothing when it is not connected.
+standby_row() {
+  echo "SELECT state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) FROM pg_stat_replication WHERE application_name = :'name'" |
+    "$(pg_bindir)/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atq -F ' ' -v name="$STANDBY_NAME" postgres 2>/dev/null || true
+}
+
+standby_up() {
+  [ -z "${DATABASE_URL:-}" ] || die "DATABASE_URL is set: the standby is made from this script's own PostgreSQL only (for yours: pg_basebackup -R)"
+  [[ "$STANDBY_NAME" =~ ^[A-Za-z0-9_.-]{1,63}$ ]] || die "STANDBY_NAME must be letters, digits, _ . - (an application_name), got '$STANDBY_NAME'"
+  [ "$STANDBY_PORT" != "$PG_PORT" ] || die "STANDBY_PORT must differ from PG_PORT ($PG_PORT)"
+  ensure_binaries
+  local bin; bin=$(pg_bindir)
+  pg_running || die "PostgreSQL is not running on 127.0.0.1:$PG_PORT: start it first (deploy/services.sh up)"
+  if [ ! -s "$STANDBY_DATA/PG_VERSION" ]; then
+    say "copying the primary into $STANDBY_DATA (pg_basebackup -R, application_name $STANDBY_NAME)"
+    if [ "$(id -u)" -eq 0 ]; then
+      install -d -m 0700 -o postgres -g postgres "$STANDBY_DATA"
+    else
+      mkdir -p "$STANDBY_DATA" && chmod 0700 "$STANDBY_DATA"
+    fi
+    # -R writes primary_conninfo (with the application_name) and standby.signal; -X stream
+    # copies the WAL written meanwhile, so the copy starts consistent.
+    as_pg "$bin/pg_basebackup" -D "$STANDBY_DATA" -R -X stream -c fast \
+      -d "host=127.0.0.1 port=$PG_PORT user=postgres application_name=$STANDBY_NAME" >/dev/null
+    # Report replay every second (default 10 s): the engine reads the lag from these reports.
+    echo "wal_receiver_status_interval = '1s'" | as_pg tee -a "$STANDBY_DATA/postgresql.auto.conf" >/dev/null
+  fi
+  if standby_running; then
+    say "standby already running on 127.0.0.1:$STANDBY_PORT"
+  else
+    # max_connections as on the primary: a standby refuses to replay with fewer.
+    as_pg "$bin/pg_ctl" -D "$STANDBY_DATA" -l "$STANDBY_DATA/standby.log" -w -t 60 start -o \
+      "-p $STANDBY_PORT -c listen_addresses=127.0.0.1 -k $PG_RUN -c max_connections=200 -c fsync=off -c full_page_writes=off" >/dev/null ||
+      die "the standby did not start; see $STANDBY_DATA/standby.log"
+  fi
+  local row=""
+  for _ in $(seq 100); do
+    row=$(standby_row)
+    [ "${row%% *}" = "streaming" ] && break
+    sleep 0.2
+  done
+  [ "${row%% *}" = "streaming" ] || die "the standby started but does not stream from 127.0.0.1:$PG_PORT (pg_stat_replication: '${row:-no row}'); see $STANDBY_DATA/standby.log"
+  say "standby '$STANDBY_NAME' streaming on 127.0.0.1:$STANDBY_PORT (log: $STANDBY_DATA/standby.log)"
+  say "runs hold while it lags or is gone with: export MW_EXPECTED_STANDBYS=$STANDBY_NAME"
+}
+
+standby_down() {
+  if [ -z "${DATABASE_URL:-}" ] && pg_bindir >/dev/null && standby_running; then
+    as_pg "$(pg_bindir)/pg_ctl" -D "$STANDBY_DATA" -m fast -w stop >/dev/null
+    say "standby stopped"
+  fi
+}
+
+standby_status() {
+  if ! standby_running; then
+    if [ -s "$STANDBY_DATA/PG_VERSION" ]; then say "standby: stopped"; else say "standby: none (deploy/services.sh standby up)"; fi
+    return 1
+  fi
+  local row; row=$(standby_row)
+  if [ -z "$row" ]; then
+    say "standby: running on 127.0.0.1:$STANDBY_PORT but not connected to the primary as '$STANDBY_NAME'"
+    return 1
+  fi
+  say "standby: running on 127.0.0.1:$STANDBY_PORT, ${row%% *} as '$STANDBY_NAME', ${row#* } bytes behind"
+}
+
+cmd_standby() {
+  case "${1:-}" in
+    up) standby_up ;;
+    down) standby_down ;;
+    status) standby_status ;;
+    *) echo "usage: $0 standby up|down|status" >&2; exit 2 ;;
+  esac
+}
+
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  standby) cmd_standby "${2:-}" ;;
+  *) echo "usage: $0 up|down|status|env|standby up|down|status" >&2; exit 2 ;;
 esac

@@ -1,5 +1,6 @@
 """System checks: the engine works only on PostgreSQL 13 or newer, and says so before anything
-runs; and every job a migration names is registered, so a typo fails `check`, not a deploy.
+runs; every job a migration names is registered, so a typo fails `check`, not a deploy; and the
+standbys the site expects are written as a count or names.
 
 Why 13: the migrations rely on `gen_random_uuid()` in core (13+; before, it needs pgcrypto), and
 the engine on `FOR UPDATE SKIP LOCKED`, `lock_timeout` and concurrent index builds. An older
@@ -10,14 +11,16 @@ reports it.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.checks import Error, register
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
-from .exceptions import UnsupportedDatabase
+from .exceptions import InvalidTuning, UnsupportedDatabase
 from .job import job_names
 from .operations.jobs import JobOperation
 from .operations.walk import operations_of
+from .throttle import Expected
 
 MINIMUM_SERVER_VERSION = 130000  # PostgreSQL 13.0, as connection.pg_version reports it
 
@@ -92,3 +95,16 @@ def migrations_name_registered_jobs(app_configs=None, **kwargs) -> list[Error]:
                     id="migrations_worker.E003",
                 ))
     return errors
+
+
+@register()
+def expected_standbys_are_well_formed(app_configs=None, **kwargs) -> list[Error]:
+    """MIGRATIONS_WORKER["STANDBYS"] (MW_EXPECTED_STANDBYS) is a count or application_names: a
+    typo there would otherwise surface as a hold on every run, or as no check at all."""
+    try:
+        Expected.parse(getattr(settings, "MIGRATIONS_WORKER", {}).get("STANDBYS"))
+    except InvalidTuning as exc:
+        return [Error(str(exc), hint="Set MW_EXPECTED_STANDBYS to a count (\"1\") or to the "
+                      "standbys' application_names (\"replica_a,replica_b\").",
+                      id="migrations_worker.E004")]
+    return []

@@ -10,8 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from django.utils import timezone
+
 from . import control, runner
-from .exceptions import JobFailed, TimedOut
+from .exceptions import AlreadyActive, JobFailed, TimedOut
 from .models import JobRun, RunStatus
 from .progress import one_line, progress_of
 from .states import transition
@@ -22,19 +24,26 @@ WORKABLE = (RunStatus.PENDING, RunStatus.RUNNING)
 
 
 def run_inline(job_name: str, *, actor: str, worker_name: str, message: str,
-               batch_size: int | None = None, resume_paused: bool = False,
+               batch_size: int | None = None, options: dict | None = None,
+               resume_paused: bool = False,
                on_batch: Callable[[JobRun], None] | None = None) -> JobRun:
     """Work the job in this process until its run settles: joins the active run (workers may
-    be on it too) or starts one. Returns the run as it ended (finished, failed, paused or
-    cancelled by an operator meanwhile)."""
+    be on it too) or starts one (with `options`, its tuning). Returns the run as it ended
+    (finished, failed, paused or cancelled by an operator meanwhile)."""
     run = control.active_run(job_name)
     if run is None:
-        run = control.create_run(job_name, batch_size=batch_size, actor=actor)
+        run = control.create_run(job_name, batch_size=batch_size, options=options, actor=actor)
+    elif options:
+        raise AlreadyActive(f"{job_name} already has run #{run.pk} ({run.status}) with its own "
+                            "tuning; options apply to a new run: run it without them, or cancel "
+                            "it first")
     workable = (*WORKABLE, RunStatus.PAUSED) if resume_paused else WORKABLE
     if run.status not in workable:
         raise JobFailed(f"{one_line(progress_of(run))}; {OPERATOR_FIX[run.status](job_name)}")
     if run.status != RunStatus.RUNNING:
-        transition(run.pk, RunStatus.RUNNING, actor=actor, message=message)
+        # started_at: the rate, the ETA and its checkpoints count from here, as for a dispatch.
+        transition(run.pk, RunStatus.RUNNING, actor=actor, message=message,
+                   started_at=run.started_at or timezone.now())
     worker = runner.RunWorker(run.pk, name=worker_name)
     while True:
         outcome = worker.work(on_batch=on_batch)

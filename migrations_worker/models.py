@@ -1,4 +1,5 @@
-"""Progress tables: a row per job run, a row per batch, and a log of status changes.
+"""Progress tables: a row per job run, a row per batch, a log of status changes, and the ETA each
+run showed at its checkpoints.
 
 Everything an operator or a crashed worker needs to pick a job up again lives here, in the same
 PostgreSQL database as the data, so a batch's effect and its bookkeeping commit together.
@@ -137,3 +138,29 @@ class JobRunEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '-'} -> {self.to_status}"
+
+
+class JobRunCheckpoint(models.Model):
+    """The ETA a run showed as it passed a checkpoint (10%, 50%), to hold against its actual end
+    (`eta`). Taken by the batch that passes it, in that batch's transaction.
+
+    A table of its own rather than a column of JobRun: every engine query reads JobRun, so a new
+    column would break the engine wherever its code runs ahead of its schema (a migration that
+    enqueues a job applied before this app's own migration, a release rolling out before its
+    migrations); this table is only written when a checkpoint is passed, and not at all before
+    it exists."""
+
+    run = models.ForeignKey(JobRun, on_delete=models.CASCADE, related_name="checkpoints")
+    checkpoint = models.PositiveSmallIntegerField(help_text="Percent: 10 or 50.")
+    percent = models.FloatField(help_text="Where the run really was when it was taken.")
+    at = models.DateTimeField()
+    eta_seconds = models.FloatField(help_text="The ETA the run showed then.")
+
+    class Meta:
+        ordering = ["run_id", "checkpoint"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "checkpoint"], name="mw_checkpoint_run_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run #{self.run_id} at {self.checkpoint}%: ETA {self.eta_seconds:.0f}s"

@@ -1,13 +1,19 @@
 """Progress figures an operator reads: percent, rate, ETA, hold, last error. Shared by the CLI,
-the admin and the gate messages so they never disagree."""
+the admin and the gate messages so they never disagree. Also what the ETA said at 10% and 50%
+(`eta`), kept on the run as its progress is saved, and the pace of its latest batches."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
-from .models import JobRun, RunStatus
+from . import eta
+from .models import BatchStatus, JobRun, JobRunCheckpoint, RunStatus
+
+log = logging.getLogger("migrations_worker.progress")
 
 
 @dataclass(frozen=True)
@@ -81,3 +87,77 @@ def one_line(p: Progress) -> str:
     if p.error:
         line += f", last error: {p.error}"
     return line
+
+
+# -- the ETA held against the end ------------------------------------------------------------------
+
+
+def progress_loaded(sender, instance: JobRun, **kwargs) -> None:
+    """post_init of JobRun: remember the percent it was loaded at, so that the save of the batch
+    that passes a checkpoint can tell it did (`progress_saved`)."""
+    instance._loaded_percent = instance.percent if instance.estimated_total else 0.0
+
+
+def progress_saved(sender, instance: JobRun, update_fields=None, raw: bool = False, **kwargs) -> None:
+    """post_save of JobRun (both connected in `apps.ready`). The runner saves rows_done with
+    every batch, on a run it loaded under its row lock, in the batch's own transaction: the one
+    save whose percent passes a checkpoint takes it. So checkpoints are taken at the right batch
+    whichever way the run is worked (Celery slices, `backfill run`, a gate finishing inline), by
+    exactly one of several workers, and cost the other batches no query at all."""
+    if raw or (update_fields is not None and "rows_done" not in update_fields):
+        return
+    if instance.status != RunStatus.RUNNING:
+        return
+    marks = eta.crossed(getattr(instance, "_loaded_percent", 0.0), instance.percent)
+    instance._loaded_percent = instance.percent
+    if marks:
+        take_checkpoints(instance, marks)
+
+
+def take_checkpoints(run: JobRun, marks: list[int]) -> None:
+    """Keep the ETA the run shows now at `marks`. In a savepoint, and never raising: a
+    checkpoint that cannot be written (its table not migrated yet, when the engine's code runs
+    ahead of its schema) must not cost the batch it rides on."""
+    p = progress_of(run)
+    if p.eta_seconds is None:
+        return
+    now = timezone.now()
+    rows = [JobRunCheckpoint(run_id=run.pk, checkpoint=mark, percent=round(p.percent, 2), at=now,
+                             eta_seconds=round(p.eta_seconds, 3)) for mark in marks]
+    try:
+        with transaction.atomic():
+            JobRunCheckpoint.objects.bulk_create(rows, ignore_conflicts=True)
+    except DatabaseError as exc:
+        log.warning("run=%s job=%s ETA checkpoint(s) %s not kept: %s", run.pk, run.job_name,
+                    marks, f"{type(exc).__name__}: {exc}".strip())
+
+
+def checkpoints_of(run: JobRun) -> list[eta.Checkpoint]:
+    return [eta.Checkpoint(c.checkpoint, c.percent, c.at, c.eta_seconds)
+            for c in run.checkpoints.all()]
+
+
+def eta_errors(run: JobRun) -> list[eta.EtaError]:
+    """The run's ETA at each checkpoint against its actual end (none until it has finished)."""
+    if run.status != RunStatus.FINISHED:
+        return []
+    return eta.eta_errors(checkpoints_of(run), run.finished_at)
+
+
+# How many of a run's latest batches its current pace is read from.
+SAMPLE_BATCHES = 50
+
+
+def sampled_rate(run: JobRun) -> float | None:
+    """Rows per second over the run's latest succeeded batches, from the first one's start to
+    the last one's end (the pauses between them included): the pace it goes at now, or None
+    before a batch has finished."""
+    batches = list(run.batches.filter(status=BatchStatus.SUCCEEDED, started_at__isnull=False,
+                                      finished_at__isnull=False)
+                   .order_by("-finished_at").values_list("started_at", "finished_at",
+                                                         "rows_affected")[:SAMPLE_BATCHES])
+    rows = sum(b[2] for b in batches)
+    if not batches or rows <= 0:
+        return None
+    span = (max(b[1] for b in batches) - min(b[0] for b in batches)).total_seconds()
+    return rows / span if span > 0 else None

@@ -4,7 +4,8 @@ run on hold instead of failing it. One place for the policy; jobs only override 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 
 from django.conf import settings
@@ -32,6 +33,10 @@ class Tuning:
     max_lock_waiters: int = 0  # sessions queued on a lock on the job's tables before holding
     max_transaction_seconds: float = 600.0  # an older open transaction puts the run on hold
     max_replica_lag_seconds: float = 30.0
+    # WAL a standby may have left to replay: about what one replays in 10-30 s. Read from the
+    # standby's last report (every wal_receiver_status_interval, 10 s by default), so keep it
+    # well above the WAL of a few batches.
+    max_replica_lag_bytes: int = 1024**3
 
     @classmethod
     def resolve(cls, *layers: dict) -> Tuning:
@@ -91,6 +96,7 @@ LIMITS: dict[str, tuple[type, float, float, bool]] = {
     "max_lock_waiters": (int, 0, 1_000_000, False),
     "max_transaction_seconds": (float, 0, 365 * DAY, True),
     "max_replica_lag_seconds": (float, 0, 365 * DAY, True),
+    "max_replica_lag_bytes": (int, 1, 2**62, False),
 }
 
 
@@ -132,8 +138,6 @@ WHERE datname = current_database() AND pid <> pg_backend_pid()
 ORDER BY xact_start LIMIT 1
 """
 
-REPLICA_LAG = "SELECT max(extract(epoch FROM replay_lag)) FROM pg_stat_replication"
-
 
 def lock_waiters(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
     """Sessions queued for a lock on the job's tables: the application is already waiting."""
@@ -151,17 +155,120 @@ def long_transaction(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
     return f"transaction open for {row[1]}s (pid {row[0]})" if row else ""
 
 
+# Every walsender but a base backup's. A standby this role may not see into (it lacks
+# pg_read_all_stats) still has its row, with the positions NULL: "cannot be read", not "fine".
+STANDBYS = """
+SELECT application_name, replay_lsn IS NOT NULL, extract(epoch FROM replay_lag),
+       pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END,
+                       replay_lsn)
+FROM pg_stat_replication
+WHERE state IS DISTINCT FROM 'backup'
+ORDER BY application_name
+"""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The standbys a site expects, from `MIGRATIONS_WORKER["STANDBYS"]` (env
+    MW_EXPECTED_STANDBYS): their names (`application_name` in their `primary_conninfo`), or only
+    how many there are. Nothing expected: only the standbys that are connected are watched."""
+
+    names: tuple[str, ...] = ()
+    count: int = 0
+
+    @classmethod
+    def parse(cls, value: object) -> Expected:
+        """"" / None / 0: none; 2 or "2": a count; "a,b" or ["a", "b"]: names."""
+        if value is None or value == "":
+            return cls()
+        if isinstance(value, bool):
+            raise InvalidTuning(f"expected standbys: a count or names, not {value!r}")
+        if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
+            count = int(value)
+            if count < 0:
+                raise InvalidTuning(f"expected standbys: a count must be 0 or more, got {count}")
+            return cls(count=count)
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, Sequence) or not all(isinstance(i, str) for i in items):
+            raise InvalidTuning(f"expected standbys: a count or names, not {value!r}")
+        names = tuple(name.strip() for name in items)
+        if not names or not all(STANDBY_NAME.fullmatch(name) for name in names):
+            raise InvalidTuning(f"expected standbys: names are application_names (letters, "
+                                f"digits, _ . -), got {value!r}")
+        return cls(names=names, count=len(names))
+
+
+STANDBY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,63}")
+
+
+def expected_standbys() -> Expected:
+    return Expected.parse(settings.MIGRATIONS_WORKER.get("STANDBYS"))
+
+
+@dataclass(frozen=True)
+class Standby:
+    """One row of pg_stat_replication, as the check reads it."""
+
+    name: str
+    readable: bool  # replay_lsn was reported and this role may see it
+    lag_seconds: float | None  # NULL once caught up and idle
+    lag_bytes: float | None
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def replica_hold_reason(standbys: Iterable[Standby], expected: Expected, tuning: Tuning) -> str:
+    """Why the standbys hold the run, or '': an expected one not connected, or whose lag cannot
+    be read, fewer connected than expected, or any one behind by more than the limits (seconds
+    or bytes). A standby that has replayed everything (0 bytes behind) is not behind, whatever
+    its last measured replay_lag says."""
+    standbys = list(standbys)
+    connected = {s.name for s in standbys}
+    problems = [f"expected standby '{name}' is not connected (no row in pg_stat_replication): "
+                "bring it back, or take it out of MW_EXPECTED_STANDBYS"
+                for name in expected.names if name not in connected]
+    readable = [s for s in standbys if s.readable]
+    problems += [f"lag of standby '{s.name}' cannot be read (replay_lsn is NULL: no report yet, "
+                 "or this role lacks pg_read_all_stats: GRANT pg_read_all_stats TO it)"
+                 for s in standbys if not s.readable and s.name in expected.names]
+    if not expected.names and len(readable) < expected.count:
+        seen = ", ".join(f"'{s.name}'" + ("" if s.readable else " (lag unreadable)")
+                         for s in standbys) or "none"
+        problems.append(f"{expected.count} standby(s) expected, {len(readable)} connected with a "
+                        f"readable lag (connected: {seen})")
+    for s in readable:
+        seconds = s.lag_seconds or 0.0
+        behind = s.lag_bytes or 0.0
+        if behind > 0 and (seconds > tuning.max_replica_lag_seconds
+                           or behind > tuning.max_replica_lag_bytes):
+            problems.append(
+                f"standby '{s.name}' is {seconds:.1f}s and {_size(behind)} behind (limits "
+                f"{tuning.max_replica_lag_seconds:g}s, {_size(tuning.max_replica_lag_bytes)})")
+    return "; ".join(problems)
+
+
 def replica_lag(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
-    """Standbys replaying behind: every batch adds WAL they must replay."""
-    cursor.execute(REPLICA_LAG)
-    lag = cursor.fetchone()[0]
-    if lag is not None and lag > tuning.max_replica_lag_seconds:
-        return f"replica lag {lag:.0f}s"
-    return ""
+    """Standbys replaying behind, or missing: every batch adds WAL they must replay, and a
+    standby that disconnected has no row to read a lag from (it may be hours behind)."""
+    cursor.execute(STANDBYS)
+    standbys = [Standby(name, readable, None if seconds is None else float(seconds),
+                        None if behind is None else float(behind))
+                for name, readable, seconds, behind in cursor.fetchall()]
+    return replica_hold_reason(standbys, expected_standbys(), tuning)
 
 
 HealthCheck = Callable[[object, tuple[str, ...], Tuning], str]
 HEALTH_CHECKS: tuple[HealthCheck, ...] = (lock_waiters, long_transaction, replica_lag)
+
+
+# A run's hold_reason column holds this much; a longer reason is cut, never refused.
+MAX_REASON_CHARS = 300
 
 
 def health_hold_reason(tables: tuple[str, ...], tuning: Tuning) -> str:
@@ -170,5 +277,20 @@ def health_hold_reason(tables: tuple[str, ...], tuning: Tuning) -> str:
         for check in HEALTH_CHECKS:
             reason = check(cursor, tables, tuning)
             if reason:
-                return reason
+                return reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS - 3] + "..."
     return ""
+
+
+
+# What each check's reasons say, so that a hold can be counted by the check that called it (the
+# metrics); searched in a reason, or in the event that logged it ("on hold: <reason>").
+REASON_CHECKS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("lock_waiters", re.compile(r"session\(s\) waiting for a lock on ")),
+    ("long_transaction", re.compile(r"transaction open for ")),
+    ("replica_lag", re.compile(r"standby")),
+)
+
+
+def check_of(reason: str) -> str:
+    """The health check a hold reason came from ('other' for one it does not recognise)."""
+    return next((name for name, pattern in REASON_CHECKS if pattern.search(reason)), "other")

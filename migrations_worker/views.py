@@ -3,7 +3,8 @@ and the admin's live progress bars.
 
     GET /ops/runs.json            every run, newest first (?job=NAME, ?status=a,b, ?active=1)
     GET /ops/runs/<id>.json       one run, with its batch counts, latest batches and status log
-    GET /ops/metrics              the same figures as Prometheus text (latest run of each job)
+    GET /ops/metrics              the same figures for Prometheus (latest run of each job, runs
+                                  by status, holds by check, ETA errors): `metrics`
 
 Who may read it: a staff user who may view runs (a session, as in the admin), or a client that
 sends `Authorization: Bearer <MW_STATUS_TOKEN>` when that setting is non-empty. Everyone else is
@@ -26,9 +27,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
+from prometheus_client.exposition import choose_encoder
 
+from . import metrics as progress_metrics
 from .models import ACTIVE_STATUSES, BatchStatus, JobBatch, JobRun, RunStatus
-from .progress import progress_of
+from .progress import eta_errors, progress_of
 
 VIEW_PERMISSION = "migrations_worker.view_jobrun"
 TERMINAL_STATUSES = (RunStatus.FINISHED, RunStatus.CANCELLED, RunStatus.FAILED)
@@ -101,6 +104,12 @@ def run_payload(run: JobRun, batches: dict[str, int] | None = None) -> dict:
         "rows_per_second": round(p.rows_per_second, 1) if p.rows_per_second else None,
         "eta_seconds": round(p.eta_seconds, 1) if p.eta_seconds is not None else None,
         "eta": p.eta,
+        # The ETA shown at 10% and 50%, and once finished how far off each was.
+        "eta_errors": [{"checkpoint": e.checkpoint, "percent": e.percent,
+                        "predicted_seconds": e.predicted_seconds,
+                        "actual_seconds": round(e.actual_seconds, 3),
+                        "error_ratio": None if e.error_ratio is None else round(e.error_ratio, 4)}
+                       for e in eta_errors(run)],
         "batch_size": p.batch_size,
         "batches_done": run.batches_done,
         "batches": batches if batches is not None else batch_counts([run.pk])[run.pk],
@@ -121,7 +130,7 @@ def run_payload(run: JobRun, batches: dict[str, int] | None = None) -> dict:
 
 
 def _filtered_runs(request: HttpRequest):
-    runs = JobRun.objects.order_by("-id")
+    runs = JobRun.objects.order_by("-id").prefetch_related("checkpoints")
     if request.GET.get("job"):
         runs = runs.filter(job_name=request.GET["job"])
     if request.GET.get("status"):
@@ -162,57 +171,12 @@ def run_json(request: HttpRequest, run_id: int) -> JsonResponse:
     return JsonResponse(payload)
 
 
-# -- Prometheus text ---------------------------------------------------------------------------
-
-METRICS = (
-    ("mw_run_info", "gauge", "1 for the latest run of each job, labelled with its status"),
-    ("mw_run_rows_done", "gauge", "rows the latest run has processed"),
-    ("mw_run_rows_estimated", "gauge", "rows the latest run is expected to process"),
-    ("mw_run_progress_ratio", "gauge", "fraction done, 0 to 1"),
-    ("mw_run_rows_per_second", "gauge", "average rate since the run started"),
-    ("mw_run_eta_seconds", "gauge", "estimated seconds left (absent when unknown)"),
-    ("mw_run_batch_size", "gauge", "current batch size"),
-    ("mw_run_on_hold", "gauge", "1 while a health check holds the run"),
-    ("mw_run_heartbeat_age_seconds", "gauge", "seconds since a worker last reported (active runs)"),
-    ("mw_run_batches", "gauge", "batches of the latest run by status"),
-    ("mw_runs_active", "gauge", "runs in an active state, all jobs"),
-)
-
-
-def _label(value: object) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def metrics_text() -> str:
-    latest: dict[str, JobRun] = {}
-    for run in JobRun.objects.order_by("job_name", "-id"):
-        latest.setdefault(run.job_name, run)
-    counts = batch_counts(r.pk for r in latest.values())
-    samples: dict[str, list[str]] = defaultdict(list)
-    for job, run in sorted(latest.items()):
-        p = run_payload(run, counts[run.pk])
-        base = f'job="{_label(job)}",run="{run.pk}"'
-        samples["mw_run_info"].append(f'{{{base},status="{_label(run.status)}"}} 1')
-        samples["mw_run_rows_done"].append(f"{{{base}}} {p['rows_done']}")
-        samples["mw_run_rows_estimated"].append(f"{{{base}}} {p['estimated_total']}")
-        samples["mw_run_progress_ratio"].append(f"{{{base}}} {p['percent'] / 100:.4f}")
-        samples["mw_run_rows_per_second"].append(f"{{{base}}} {p['rows_per_second'] or 0}")
-        if p["eta_seconds"] is not None:
-            samples["mw_run_eta_seconds"].append(f"{{{base}}} {p['eta_seconds']}")
-        samples["mw_run_batch_size"].append(f"{{{base}}} {p['batch_size']}")
-        samples["mw_run_on_hold"].append(f"{{{base}}} {1 if p['hold_reason'] else 0}")
-        if p["heartbeat_age_seconds"] is not None:
-            samples["mw_run_heartbeat_age_seconds"].append(f"{{{base}}} {p['heartbeat_age_seconds']}")
-        for status, n in sorted(p["batches"].items()):
-            samples["mw_run_batches"].append(f'{{{base},status="{status}"}} {n}')
-    samples["mw_runs_active"].append(f" {JobRun.objects.filter(status__in=ACTIVE_STATUSES).count()}")
-    lines = []
-    for name, kind, help_text in METRICS:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-        lines += [f"{name}{sample}" for sample in samples[name]]
-    return "\n".join(lines) + "\n"
+# -- Prometheus ------------------------------------------------------------------------------------
 
 
 @status_access
 def metrics(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(metrics_text(), content_type="text/plain; version=0.0.4; charset=utf-8")
+    """The progress tables as Prometheus metrics (`metrics`), in the text format or OpenMetrics
+    as the scraper's Accept header asks."""
+    encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+    return HttpResponse(encoder(progress_metrics.registry()), content_type=content_type)

@@ -44,19 +44,26 @@ def render(app_labels: set[str], database: str) -> list[LintedMigration]:
         item = LintedMigration(migration, before, written_exceptions(migration),
                                parents=[graph.nodes[p.key] for p in graph.node_map[key].parents])
         try:
-            with connection.schema_editor(collect_sql=True, atomic=migration.atomic) as editor:
-                state = migration.apply(state, editor, collect_sql=True)
-            statements = editor.collected_sql
+            statements, state = collect_sql(migration, state, connection)
         except Exception as exc:  # the finding is that nothing can check it
             item.add("sql-not-renderable", f"{type(exc).__name__}: {exc}")
             state = migration.mutate_state(before, preserve=True)
             statements = []
-        if migration.atomic and statements:
-            statements = ["BEGIN;", *statements, "COMMIT;"]
         item.sql = "\n".join(statements) + "\n"
         item.new_tables = bootstrap[key] if migration.initial else created_tables(migration, before)
         linted.append(item)
     return linted
+
+
+def collect_sql(migration: Migration, state: ProjectState, connection) -> tuple[list[str], ProjectState]:
+    """The migration's statements as `sqlmigrate` prints them (an atomic one between BEGIN and
+    COMMIT), nothing run, and the project state after it. `state`: the state just before it."""
+    with connection.schema_editor(collect_sql=True, atomic=migration.atomic) as editor:
+        state = migration.apply(state, editor, collect_sql=True)
+    statements = editor.collected_sql
+    if migration.atomic and statements:
+        statements = ["BEGIN;", *statements, "COMMIT;"]
+    return statements, state
 
 
 def bootstrap_tables(migration: Migration, before: ProjectState, graph: MigrationGraph,

@@ -1,6 +1,7 @@
 """`migrate_online`, the deploy step's migrate: applies what is safe, stops (or waits) at the
 gates, and tells a pipeline by its exit code whether anything is pending."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,11 +13,15 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.utils import timezone
 
-from migrations_worker import control
+from migrations_worker import control, runner
+from migrations_worker import plan as cost_plan
 from migrations_worker.models import JobRun, RunStatus
+from migrations_worker.progress import sampled_rate
 from migrations_worker.states import transition
 from tests.conftest import ROOT
+from tests.engine_app.models import Knob
 from tests.engine_app.support import (
     GATED,
     JOB,
@@ -75,12 +80,14 @@ def test_by_default_only_the_pre_deploy_stage_runs_and_post_goes_after_it(fresh_
     assert "pre-deploy stage done; 3 post-deploy migration(s) wait for" in pre.stdout
     assert manage_on(fresh_database, "migrate_online", "--check", "--stage", "pre").returncode == 0
     plan = manage_on(fresh_database, "migrate_online", "--plan")
-    assert plan.stdout.splitlines()[1:] == [
-        "  assets.0013_drop_legacy_text_columns  (post-deploy)",
+    assert [line for line in plan.stdout.splitlines()[1:]
+            if line.startswith(("  assets.", "      gate:"))] == [
+        "  assets.0013_drop_legacy_text_columns  [post-deploy]",
         "      gate: legacy_columns: finished",
-        "  assets.0014_asset_ticker_exchange_unique  (post-deploy)",
+        "  assets.0014_asset_ticker_exchange_unique  [post-deploy]",
+        # Enqueued by the pre stage, no worker has taken it, and nothing is left to do.
         "      gate: ticker_dedup: 0 row(s) left, finished inline when applied",
-        "  assets.0015_drop_duplicate_guard  (post-deploy)",
+        "  assets.0015_drop_duplicate_guard  [post-deploy]",
     ]
 
     post = manage_on(fresh_database, "migrate_online", "--stage", "post")
@@ -154,13 +161,101 @@ def test_check_exits_8_for_a_job_still_running_after_every_migration_is_applied(
     JobRun.objects.all().delete()
 
 
+ASSETS = """
+INSERT INTO assets_country (iso_code, name, is_deleted, created_at, updated_at)
+VALUES ('XX', 'Nowhere', false, now(), now());
+INSERT INTO assets_currency (code, name, is_deleted, created_at, updated_at)
+VALUES ('XXX', 'None', false, now(), now());
+INSERT INTO assets_exchange (mic, name, country_id, currency_id, created_at, updated_at)
+SELECT 'XNOW', 'Nowhere', c.id, k.id, now(), now() FROM assets_country c, assets_currency k;
+INSERT INTO assets_asset (ticker, name, exchange_id, currency_id, is_deleted, created_at, updated_at)
+SELECT 'T' || g, 'Asset ' || g, e.id, e.currency_id, false, now(), now()
+FROM generate_series(1, 3000) g, assets_exchange e;
+"""
+
+
+def test_plan_says_what_each_statement_locks_on_how_big_a_table_for_how_long(fresh_database):
+    assert manage_on(fresh_database, "migrate_online").returncode == 0  # post-deploy left
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute(ASSETS)
+        conn.execute("VACUUM ANALYZE assets_asset")  # its size settles (free space and visibility maps)
+        rows, size = conn.execute("SELECT reltuples::bigint, pg_total_relation_size(oid) FROM "
+                                  "pg_class WHERE oid = 'assets_asset'::regclass").fetchone()
+    assert rows == 3_000
+
+    result = manage_on(fresh_database, "migrate_online", "--plan", "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["stage"] == "all"
+    assert [m["migration"] for m in found["migrations"]] == [
+        "assets.0013_drop_legacy_text_columns", "assets.0014_asset_ticker_exchange_unique",
+        "assets.0015_drop_duplicate_guard"]
+    assert {m["stage"] for m in found["migrations"]} == {"post"}
+    by_sql = {s["sql"]: (m["migration"], step, s) for m in found["migrations"]
+              for step in m["steps"] for s in step["statements"]}
+    drop = "ALTER TABLE assets_asset DROP COLUMN IF EXISTS sector, DROP COLUMN IF EXISTS industry;"
+    migration, step, statement = by_sql[drop]
+    assert migration == "assets.0013_drop_legacy_text_columns" and step["transaction"]
+    assert (statement["lock"], statement["hold"], statement["lock_timeout"]) == (
+        "ACCESS EXCLUSIVE", "brief", "2s")
+    assert statement["tables"] == [{"table": "assets_asset", "lock": "ACCESS EXCLUSIVE",
+                                    "hold": "brief", "rows": 3_000, "bytes": size, "new": False}]
+    assert statement["seconds"] == 0.0
+    [index] = [s for _, _, s in by_sql.values() if s["kinds"] == ["create index concurrently"]]
+    assert (index["lock"], index["hold"], index["lock_timeout"]) == (
+        "SHARE UPDATE EXCLUSIVE", "build", "60s")
+    assert index["blocks"] == "reads and writes go on (other DDL and VACUUM wait)"
+    assert index["seconds"] == pytest.approx(3 * size / found["assumptions"]["scan_bytes_per_second"])
+    # The lookup index the post stage drops is found by its name, on its table.
+    [drop_index] = [s for _, _, s in by_sql.values() if s["kinds"] == ["drop index concurrently"]]
+    assert drop_index["tables"][0]["table"] == "assets_asset"
+    assert found["totals"]["strongest_lock"] == "ACCESS EXCLUSIVE"
+    assert {job["job"] for job in found["jobs"].values()} == {"legacy_columns", "ticker_dedup"}
+
+    text = manage_on(fresh_database, "migrate_online", "--plan", "--stage", "post")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    at = lines.index(f"        {drop}")
+    assert lines[at + 1].startswith("          ACCESS EXCLUSIVE on assets_asset (3,000 rows, ")
+    assert lines[at + 1].endswith("catalog-only change, brief (catalog only); blocks reads and "
+                                  "writes; waits at most 2s for the lock")
+    assert any(line.startswith("      step ") and "one transaction" in line for line in lines)
+    assert lines[-1].startswith("estimated: schema changes ")
+
+
+def test_plan_estimates_a_jobs_duration_from_the_pace_of_its_run_or_else_at_the_default_rate(
+    seeded_before_the_gate, manage
+):
+    before = json.loads(manage("migrate_online", "--plan", "--json").stdout)["jobs"][JOB]
+    assert (before["rows"], before["rows_source"]) == (5_000, "counted now")
+    assert (before["rate"], before["rate_source"]) == (5_000.0, "default rate, no run yet")
+    assert before["seconds"] == 1.0
+
+    Knob.objects.create(name="sleep", value=0.01)
+    run = control.create_run(JOB, options={"batch_size": 100, "max_batch_size": 100})
+    transition(run.pk, RunStatus.RUNNING, actor="test", started_at=timezone.now())
+    runner.RunWorker(run.pk, name="test").work(max_seconds=0.6)  # a few batches, then stop
+    transition(run.pk, RunStatus.PAUSING, actor="test")
+    run.refresh_from_db()
+    pace = sampled_rate(run)
+    assert pace and 0 < run.rows_done < 5_000
+
+    after = json.loads(manage("migrate_online", "--plan", "--json").stdout)["jobs"][JOB]
+    assert after["rows"] == 5_000 - run.rows_done
+    assert after["rate_source"] == f"the pace of run #{run.pk}'s latest batches"
+    assert after["rate"] == pytest.approx(pace)
+    assert after["seconds"] == pytest.approx((5_000 - run.rows_done) / pace)
+    text = manage("migrate_online", "--plan").stdout
+    assert f"job {JOB} (requires): {5_000 - run.rows_done:,} row(s) to do (counted now), " in text
+
+
 def test_plan_prints_each_unapplied_migration_with_its_gate(seeded_before_the_gate, manage):
     result = manage("migrate_online", "--plan")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    enqueue = lines.index("  engine_app.0002_enqueue_touch_widgets  (pre-deploy)")
+    enqueue = lines.index("  engine_app.0002_enqueue_touch_widgets  [pre-deploy]")
     assert lines[enqueue + 1].strip() == f"enqueues: {JOB}"
-    gate = lines.index(f"  {GATED}  (pre-deploy)")
+    gate = lines.index(f"  {GATED}  [pre-deploy]")
     assert lines[gate + 1].strip() == f"gate: {JOB}: no run yet, 5,000 row(s) to do"
     assert not JobRun.objects.exists()  # --plan changes nothing
     assert not applied("engine_app", "0002_enqueue_touch_widgets")
@@ -290,3 +385,22 @@ def test_postflight_fails_loudly_on_a_constraint_left_not_valid(scratch_table, m
     assert result.returncode == 7
     assert "unvalidated constraint postflight_probe_code_ck" in result.stderr
     assert "VALIDATE CONSTRAINT" in result.stderr
+
+
+def test_plan_names_a_migration_whose_sql_cannot_be_rendered_and_goes_on_past_it(
+    seeded_before_the_gate, monkeypatch
+):
+    real = cost_plan.collect_sql
+
+    def refusing(migration, state, connection):
+        if migration.name == "0002_enqueue_touch_widgets":
+            raise RuntimeError("cannot render this one")
+        return real(migration, state, connection)
+
+    monkeypatch.setattr(cost_plan, "collect_sql", refusing)
+    found = {m.migration: m for m in cost_plan.build().migrations}
+    assert found["engine_app.0002_enqueue_touch_widgets"].error == "RuntimeError: cannot render this one"
+    assert found["engine_app.0002_enqueue_touch_widgets"].steps == []
+    assert found[GATED].error == "" and found[GATED].jobs[0].job == JOB
+    line = "      SQL not renderable: RuntimeError: cannot render this one"
+    assert line in cost_plan.text_lines(cost_plan.build())

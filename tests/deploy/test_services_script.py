@@ -87,7 +87,8 @@ class Services:
 def stop_leftovers(services: Services) -> None:
     """Last resort when `down` failed: stop the processes this test's instance wrote pid files
     for (and only those)."""
-    for pid_file in (services.local / "postgres" / "postmaster.pid", services.local / "redis" /
+    for pid_file in (services.local / "standby" / "postmaster.pid",
+                     services.local / "postgres" / "postmaster.pid", services.local / "redis" /
                      "redis.pid"):
         try:
             pid = int(pid_file.read_text().split()[0])
@@ -288,3 +289,65 @@ def test_without_redis_server_up_says_what_to_install(services, tmp_path):
     assert "missing redis-server" in result.stderr
     assert "set DATABASE_URL and REDIS_URL" in result.stderr
     assert not listening(services.pg_port)
+
+
+# -- the standby ------------------------------------------------------------------------------------
+
+
+def standby_env() -> dict[str, str]:
+    return {"STANDBY_PORT": str(free_port()), "STANDBY_NAME": "svc_standby"}
+
+
+def test_standby_up_makes_a_streaming_replica_the_primary_knows_by_its_name(services):
+    assert services.run("up").returncode == 0
+    env = standby_env()
+    port = int(env["STANDBY_PORT"])
+    result = services.run("standby", "up", env=env)
+    assert result.returncode == 0, output(result)
+    assert f"standby 'svc_standby' streaming on 127.0.0.1:{port}" in result.stdout
+    assert "export MW_EXPECTED_STANDBYS=svc_standby" in result.stdout
+    with services.pg_connect() as primary:
+        assert primary.execute("SELECT application_name, state FROM pg_stat_replication").fetchall() == [
+            ("svc_standby", "streaming")]
+        primary.execute("CREATE TABLE made_on_the_primary (id int)")
+        primary.execute("INSERT INTO made_on_the_primary VALUES (42)")
+    with psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname="investments",
+                         connect_timeout=5, autocommit=True) as standby:
+        assert standby.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        data_directory = standby.execute("SHOW data_directory").fetchone()[0]
+        for _ in range(50):  # replayed within moments
+            if standby.execute("SELECT to_regclass('made_on_the_primary')").fetchone()[0]:
+                break
+            time.sleep(0.1)
+        assert standby.execute("SELECT id FROM made_on_the_primary").fetchall() == [(42,)]
+    assert Path(data_directory).resolve() == (services.local / "standby").resolve()
+
+    status = services.run("status", env=env)
+    assert status.returncode == 0, output(status)
+    assert (f"standby: running on 127.0.0.1:{port}, streaming as 'svc_standby', 0 bytes behind"
+            in status.stdout)
+    again = services.run("standby", "up", env=env)
+    assert again.returncode == 0 and "standby already running" in again.stdout
+
+    down = services.run("standby", "down", env=env)
+    assert down.returncode == 0 and "standby stopped" in down.stdout
+    assert not listening(port)
+    with services.pg_connect() as primary:
+        assert primary.execute("SELECT count(*) FROM pg_stat_replication").fetchone() == (0,)
+    status = services.run("status", env=env)
+    assert status.returncode == 1
+    assert "standby: stopped" in status.stdout
+
+    # Started again from its own data (no new copy), and `down` stops it with the rest.
+    result = services.run("standby", "up", env=env)
+    assert result.returncode == 0, output(result)
+    assert "copying the primary" not in result.stdout
+    assert services.run("down", env=env).returncode == 0
+    assert not listening(port) and not listening(services.pg_port)
+
+
+def test_standby_up_without_the_primary_running_says_to_start_it_first(services):
+    result = services.run("standby", "up", env=standby_env())
+    assert result.returncode == 2
+    assert "start it first (deploy/services.sh up)" in result.stderr
+    assert not (services.local / "standby").exists()

@@ -31,6 +31,8 @@ def snapshot() -> tuple:
         (["start", JOB, "--batch-size", "99999999999"], 2, "above this job's maximum"),
         (["start", JOB, "--option", "nonsense=1"], 2, "unknown tuning option(s): nonsense"),
         (["start", JOB, "--option", "pause_seconds"], 2, "--option takes KEY=VALUE"),
+        (["run", JOB, "--option", "nonsense=1"], 2, "unknown tuning option(s): nonsense"),
+        (["run", JOB, "--option", "max_replica_lag_bytes=0"], 2, "max_replica_lag_bytes must be"),
         (["pause", JOB], 3, "has no active run: it never ran"),
         (["status", "no_such_job"], 2, "unknown job"),
         (["wait", "no_such_job"], 2, "unknown job"),
@@ -207,3 +209,20 @@ def test_admin_refuses_an_action_the_run_is_not_in_a_state_for(client):
                 follow=True)
     assert b"only a failed run can be retried" in page.content
     assert JobRun.objects.get(pk=run.pk).status == RunStatus.PENDING
+
+
+def test_backfill_run_takes_tuning_options_for_a_new_run_and_refuses_them_for_an_active_one(manage):
+    make_widgets(300)
+    result = manage("backfill", "run", JOB, "--option", "batch_size=50", "--option",
+                    "max_batch_size=50")
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = JobRun.objects.get(job_name=JOB)
+    assert run.options == {"batch_size": 50, "max_batch_size": 50}
+    assert run.batches.count() == 6
+    assert run.started_at is not None  # an inline run has a rate and an ETA, as a dispatched one
+
+    pending = control.create_run(JOB)
+    result = manage("backfill", "run", JOB, "--option", "pause_seconds=0.1")
+    assert result.returncode == 3
+    assert f"already has run #{pending.pk} (pending) with its own tuning" in result.stderr
+    assert JobRun.objects.get(pk=pending.pk).status == RunStatus.PENDING

@@ -10,9 +10,13 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.utils import timezone
+from prometheus_client.openmetrics import parser as openmetrics_parser
+from prometheus_client.parser import text_string_to_metric_families
 
-from migrations_worker import control, runner
+from migrations_worker import control, runner, states
+from migrations_worker import metrics as metrics_module
 from migrations_worker.models import JobRun
+from migrations_worker.progress import eta_errors
 from tests.engine_app.support import JOB, make_widgets
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -140,34 +144,86 @@ def test_a_hold_reason_shows_while_the_hold_lasts(client, finished_and_pending):
     client.force_login(staff())
     run = client.get(f"/ops/runs/{pending.pk}.json").json()
     assert run["hold_reason"] == "2 session(s) waiting for a lock on engine_app_widget"
-    metrics = client.get("/ops/metrics").content.decode()
-    assert f'mw_run_on_hold{{job="{JOB}",run="{pending.pk}"}} 1' in metrics
+    metrics = scrape(client)
+    assert metrics[("mw_run_on_hold", (("job", JOB), ("run", str(pending.pk))))] == 1
+    assert metrics[("mw_run_hold_reason", (("check", "lock_waiters"), ("job", JOB),
+                                           ("run", str(pending.pk))))] == 1
 
     JobRun.objects.filter(pk=pending.pk).update(hold_until=timezone.now() - timedelta(seconds=1))
     assert client.get(f"/ops/runs/{pending.pk}.json").json()["hold_reason"] == ""
 
 
-def test_metrics_give_the_latest_run_of_each_job_as_prometheus_text(client, finished_and_pending):
+def scrape(client, accept: str = "") -> dict[tuple[str, tuple], float]:
+    """/ops/metrics read back by prometheus_client's own parser: {(sample, labels): value}."""
+    response = client.get("/ops/metrics", HTTP_ACCEPT=accept)
+    assert response.status_code == 200
+    parse = (openmetrics_parser.text_string_to_metric_families if "openmetrics" in accept
+             else text_string_to_metric_families)
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in parse(response.content.decode()) for sample in family.samples}
+
+
+def test_metrics_give_the_latest_run_of_each_job_through_prometheus_client(client, finished_and_pending):
     _, pending = finished_and_pending
     call_command("backfill", "run", JOB)  # the pending run, now finished
     client.force_login(staff())
     response = client.get("/ops/metrics")
-    assert response.status_code == 200
-    assert response["Content-Type"].startswith("text/plain; version=0.0.4")
-    text = response.content.decode()
-    labels = f'job="{JOB}",run="{pending.pk}"'
-    for line in (
-        "# TYPE mw_run_rows_done gauge",
-        f'mw_run_info{{{labels},status="finished"}} 1',
-        f"mw_run_rows_done{{{labels}}} 350",
-        f"mw_run_rows_estimated{{{labels}}} 350",
-        f"mw_run_progress_ratio{{{labels}}} 1.0000",
-        f'mw_run_batches{{{labels},status="succeeded"}} {pending.batches.count()}',
-        f'mw_run_batches{{{labels},status="failed"}} 0',
-        "mw_runs_active 0",
-    ):
-        assert line in text.splitlines(), line
-    assert f'run="{pending.pk - 1}"' not in text  # only the latest run of a job
+    assert response["Content-Type"].startswith("text/plain; version=")
+    assert "# TYPE mw_run_rows_done gauge" in response.content.decode()
+    metrics = scrape(client)
+    run = (("job", JOB), ("run", str(pending.pk)))
+    assert metrics[("mw_run_info", (*run, ("status", "finished")))] == 1
+    assert metrics[("mw_run_rows_done", run)] == 350
+    assert metrics[("mw_run_rows_estimated", run)] == 350
+    assert metrics[("mw_run_progress_ratio", run)] == 1.0
+    assert metrics[("mw_run_batches", (*run, ("status", "succeeded")))] == pending.batches.count()
+    assert metrics[("mw_run_batches", (*run, ("status", "failed")))] == 0
+    assert metrics[("mw_run_on_hold", run)] == 0
+    assert metrics[("mw_runs", (("status", "finished"),))] == 2
+    assert metrics[("mw_runs", (("status", "running"),))] == 0
+    assert metrics[("mw_runs_active", ())] == 0
+    assert not [key for key in metrics if ("run", str(pending.pk - 1)) in key[1]]  # latest only
+
+
+def test_metrics_count_holds_by_health_check_and_give_the_eta_error_of_a_finished_run(client):
+    make_widgets(1_000)
+    control.create_run(JOB, options={**FIXED_100})
+    call_command("backfill", "run", JOB)
+    run = control.latest_run(JOB)
+    for reason in ("standby 'replica_a' is 40.0s and 2.0 MB behind (limits 30s, 1.0 GB)",
+                   "standby 'replica_a' is 41.0s and 2.1 MB behind (limits 30s, 1.0 GB)",
+                   "transaction open for 700s (pid 42)", "something new"):
+        states.record(run, "running", "running", "test", f"on hold: {reason}")
+    states.record(run, "running", "running", "test", "hold cleared")
+    errors = eta_errors(run)
+    assert [e.checkpoint for e in errors] == [10, 50]
+
+    client.force_login(staff())
+    metrics = scrape(client)
+    labels = (("job", JOB), ("run", str(run.pk)))
+    holds = {dict(key[1])["check"]: value for key, value in metrics.items()
+             if key[0] == "mw_run_hold_events_total"}
+    assert holds == {"replica_lag": 2, "long_transaction": 1, "other": 1}
+    for error in errors:
+        at = (("checkpoint", str(error.checkpoint)), *labels)
+        assert metrics[("mw_run_eta_error_ratio", at)] == pytest.approx(error.error_ratio)
+        assert metrics[("mw_run_eta_error_seconds", at)] == pytest.approx(error.error_seconds)
+
+
+def test_metrics_speak_openmetrics_to_a_scraper_that_asks_for_it(client, finished_and_pending):
+    client.force_login(staff())
+    accept = "application/openmetrics-text; version=1.0.0"
+    response = client.get("/ops/metrics", HTTP_ACCEPT=accept)
+    assert response["Content-Type"].startswith("application/openmetrics-text")
+    assert response.content.decode().endswith("# EOF\n")
+    assert scrape(client, accept)[("mw_runs_active", ())] == 1
+
+
+def test_every_metric_family_has_a_unique_mw_name_and_help():
+    names = [family.name for family in metrics_module.FAMILIES]
+    assert len(names) == len(set(names))
+    assert all(name.startswith("mw_") and family.help for name, family in
+               zip(names, metrics_module.FAMILIES, strict=True))
 
 
 # -- the log stream -------------------------------------------------------------------------------

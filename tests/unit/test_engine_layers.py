@@ -16,7 +16,7 @@ ENGINE = Path(__file__).resolve().parents[2] / "migrations_worker"
 # Lowest first: models/states/job -> batching/throttle/runner -> control -> dispatch -> tasks ->
 # operations/commands/admin (STYLE.md, "Imports go one way").
 LAYERS: list[tuple[str, ...]] = [
-    ("__init__", "exceptions", "models", "celery"),
+    ("__init__", "exceptions", "models", "celery", "eta"),
     ("pg", "states", "job", "batching", "progress"),
     ("throttle",),
     ("runner",),
@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("dispatch", "drive"),
     ("tasks", "gates"),
     ("operations", "deploy_lock", "deploy_checks"),
-    ("executor", "checks", "lint", "views", "urls"),
+    ("executor", "checks", "lint", "views", "urls", "locks", "plan", "metrics"),
     ("admin", "management", "apps"),
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}

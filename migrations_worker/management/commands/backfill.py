@@ -34,6 +34,25 @@ CONTROLS = {
 }
 
 
+OPTION_FLAG = ("--option",)
+OPTION_ARGUMENT = {"action": "append", "default": [], "metavar": "KEY=VALUE",
+                   "help": "a tuning option for a new run, e.g. pause_seconds=0.1 (repeatable)"}
+
+
+def tuning_options(items: list[str]) -> dict:
+    """`--option KEY=VALUE` items as a run's options (values are JSON: numbers)."""
+    tuning = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InvalidInput(f"--option takes KEY=VALUE, got {item!r}")
+        try:
+            tuning[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise InvalidInput(f"--option {key}: {value!r} is not a number") from None
+    return tuning
+
+
 class Command(EngineCommand):
     help = "Start, steer and watch the online migration's data jobs."
     # The database is checked by require_supported_database (exit 2, like migrate_online): an
@@ -51,16 +70,14 @@ class Command(EngineCommand):
         start.add_argument("name")
         start.add_argument("--batch-size", type=positive_int)
         start.add_argument("--workers", type=positive_int, default=1, help="parallel lanes")
-        start.add_argument(
-            "--option", action="append", default=[], metavar="KEY=VALUE",
-            help="a tuning option for this run, e.g. pause_seconds=0.1",
-        )
+        start.add_argument(*OPTION_FLAG, **OPTION_ARGUMENT)
         for action in CONTROLS:
             p = sub.add_parser(action, help=f"{action} the job's active run")
             p.add_argument("name")
         run = sub.add_parser("run", help="work the job in the foreground until it is finished")
         run.add_argument("name")
         run.add_argument("--batch-size", type=positive_int)
+        run.add_argument(*OPTION_FLAG, **OPTION_ARGUMENT)
         wait = sub.add_parser("wait", help="wait until the named jobs' runs are finished")
         wait.add_argument("names", nargs="+", metavar="NAME")
         wait.add_argument("--timeout", type=seconds, default=None, help="seconds; exit 5 after")
@@ -128,18 +145,9 @@ class Command(EngineCommand):
     # -- steering ---------------------------------------------------------------------------
 
     def do_start(self, options) -> None:
-        tuning = {}
-        for item in options["option"]:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise InvalidInput(f"--option takes KEY=VALUE, got {item!r}")
-            try:
-                tuning[key] = json.loads(value)
-            except json.JSONDecodeError:
-                raise InvalidInput(f"--option {key}: {value!r} is not a number") from None
         run = dispatch.start(
             options["name"], batch_size=options["batch_size"], workers=options["workers"],
-            options=tuning, actor=self.actor,
+            options=tuning_options(options["option"]), actor=self.actor,
         )
         self.console.print(f"started {run.job_name} run #{run.pk} with {run.workers} worker lane(s)")
         self.console.print(f"watch it: python manage.py backfill status {run.job_name} --watch")
@@ -178,6 +186,7 @@ class Command(EngineCommand):
 
             run = drive.run_inline(name, actor=self.actor, worker_name=f"{runner.worker_name()}/inline",
                                    message="run inline", batch_size=options["batch_size"],
+                                   options=tuning_options(options["option"]),
                                    resume_paused=True, on_batch=show)
         self.console.print(one_line(progress_of(run)))
         if run.report:

@@ -11,7 +11,9 @@
                                     past each gate as its job finishes
     migrate_online --check          change nothing; exit 8 if migrations or jobs are pending (of
                                     every stage, or of --stage)
-    migrate_online --plan           print the unapplied migrations with each one's stage and gate
+    migrate_online --plan [--json]  print the unapplied migrations with each one's stage and gate,
+                                    every statement's lock, table (rows, size) and rough duration,
+                                    and each data job's estimated duration (`plan`)
     migrate_online --wait-for-db S  wait until the database accepts connections
     migrate_online --preflight [--min-age S] [--session-wait S] [--strict]
                                     warn about (or wait out) sessions that would stall DDL
@@ -30,15 +32,16 @@ job is still running exits 0.
 
 from __future__ import annotations
 
+import json
 import time
 
 from django.db.migrations.migration import Migration
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from migrations_worker import deploy_checks, deploy_lock, pg
+from migrations_worker import deploy_checks, deploy_lock, pg, plan
 from migrations_worker.checks import require_supported_database
-from migrations_worker.exceptions import Pending, TimedOut, UnsafeDatabase
+from migrations_worker.exceptions import InvalidInput, Pending, TimedOut, UnsafeDatabase
 from migrations_worker.executor import OnlineExecutor, Pass, label
 from migrations_worker.gates import Gate
 from migrations_worker.management.arguments import positive_seconds, seconds
@@ -60,7 +63,8 @@ class Command(EngineCommand):
         mode.add_argument("--check", action="store_true",
                           help="change nothing; exit 8 if migrations or jobs are pending")
         mode.add_argument("--plan", action="store_true",
-                          help="print the unapplied migrations and each one's gate")
+                          help="print the unapplied migrations: gates, every statement's lock, "
+                               "table size and duration, each data job's estimated duration")
         mode.add_argument("--wait", action="store_true",
                           help="wait at each gate for its job, with live progress")
         mode.add_argument("--preflight", action="store_true",
@@ -73,6 +77,8 @@ class Command(EngineCommand):
                             help="pre: before the rollout (the default when applying); post: after "
                                  "it; all: every migration in order (no previous release running). "
                                  "With --plan / --check: only that stage (default: every stage)")
+        parser.add_argument("--json", action="store_true",
+                            help="with --plan: the plan as JSON, for pipelines")
         parser.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
                             help="with --wait: give up (exit 5) after this long")
         parser.add_argument("--poll", type=positive_seconds, default=2.0, metavar="SECONDS",
@@ -101,8 +107,10 @@ class Command(EngineCommand):
         if options["postflight"]:
             return self.postflight()
         shown = STAGES[options["stage"] or "all"]
+        if options["json"] and not options["plan"]:
+            raise InvalidInput("--json goes with --plan")
         if options["plan"]:
-            return self.show_plan(shown)
+            return self.show_plan(shown, as_json=options["json"])
         if options["check"]:
             return self.check(shown)
         require_supported_database()
@@ -166,32 +174,32 @@ class Command(EngineCommand):
 
     # -- read-only views ----------------------------------------------------------------------
 
-    def show_plan(self, stage: Stage | None) -> None:
-        plan = [m for m in self.executor.unapplied() if stage in (None, stage_of(m))]
-        if not plan:
+    def show_plan(self, stage: Stage | None, as_json: bool = False) -> None:
+        found = plan.build(stage)
+        if as_json:
+            self.stdout.write(json.dumps(found.as_dict(), indent=2))
+            return
+        if not found.migrations:
             self.console.print("migrate_online: no unapplied migrations"
                                + (f" in the {stage}-deploy stage" if stage else ""))
             return
-        seen: dict[str, Gate] = {}
-        self.console.print(f"{len(plan)} unapplied migration(s), in order:")
-        for migration in plan:
-            self.console.print(f"  {label(migration)}  ({stage_of(migration)}-deploy)")
-            for line in self.executor.gate_lines(migration, seen):
-                self.console.print(f"      {line}")
+        self.console.print(f"{len(found.migrations)} unapplied migration(s), in order:")
+        for line in plan.text_lines(found):
+            self.console.print(line, markup=False)
 
     def check(self, stage: Stage | None) -> None:
         executor = self.executor.loader_executor()
-        plan = [m for m in self.executor.unapplied(executor) if stage in (None, stage_of(m))]
+        pending = [m for m in self.executor.unapplied(executor) if stage in (None, stage_of(m))]
         runs = self.executor.pending_runs(executor, stage)
         seen: dict[str, Gate] = {}
-        for migration in plan:
+        for migration in pending:
             lines = self.executor.gate_lines(migration, seen)
             self.console.print(f"pending {stage_of(migration)}-deploy migration {label(migration)}"
                                + "".join(f"\n    {line}" for line in lines))
         for run in runs:
             self.console.print(f"pending job {one_line(progress_of(run))}")
-        if plan or runs:
-            raise Pending(f"{len(plan)} migration(s) and {len(runs)} job(s) pending")
+        if pending or runs:
+            raise Pending(f"{len(pending)} migration(s) and {len(runs)} job(s) pending")
         self.console.print("migrate_online --check: nothing pending")
 
     # -- around the migration -------------------------------------------------------------------

@@ -1,0 +1,98 @@
+"""The replica check's decisions, without a database: which standbys hold a run and what the
+reason says (`throttle.replica_hold_reason`), and how the site names the standbys it expects
+(`throttle.Expected`). The same check against a real standby: tests/engine/test_standby.py."""
+
+import pytest
+
+from migrations_worker.checks import expected_standbys_are_well_formed
+from migrations_worker.exceptions import InvalidTuning
+from migrations_worker.throttle import Expected, Standby, Tuning, replica_hold_reason
+
+LIMITS = Tuning(max_replica_lag_seconds=30.0, max_replica_lag_bytes=1024**3)
+
+
+def streaming(name: str, seconds: float | None = 0.01, behind: float | None = 0.0) -> Standby:
+    return Standby(name, readable=True, lag_seconds=seconds, lag_bytes=behind)
+
+
+def unreadable(name: str) -> Standby:
+    return Standby(name, readable=False, lag_seconds=None, lag_bytes=None)
+
+
+def test_nothing_expected_and_nothing_connected_holds_nothing():
+    assert replica_hold_reason([], Expected(), LIMITS) == ""
+
+
+def test_a_standby_behind_in_seconds_or_in_bytes_holds_and_is_named():
+    assert replica_hold_reason([streaming("a", 31.0, 2048)], Expected(), LIMITS) == (
+        "standby 'a' is 31.0s and 2.0 kB behind (limits 30s, 1.0 GB)")
+    assert replica_hold_reason([streaming("a", None, 2 * 1024**3)], Expected(), LIMITS) == (
+        "standby 'a' is 0.0s and 2.0 GB behind (limits 30s, 1.0 GB)")
+    assert replica_hold_reason([streaming("a", 29.0, 1024**2)], Expected(), LIMITS) == ""
+
+
+def test_a_standby_that_has_replayed_everything_is_not_behind_whatever_its_last_replay_lag_says():
+    # replay_lag keeps its last measurement for a while after the standby caught up.
+    assert replica_hold_reason([streaming("a", 45.0, 0.0)], Expected(), LIMITS) == ""
+
+
+def test_an_expected_standby_missing_from_pg_stat_replication_holds_the_run():
+    reason = replica_hold_reason([streaming("a")], Expected.parse("a,b"), LIMITS)
+    assert reason == ("expected standby 'b' is not connected (no row in pg_stat_replication): "
+                      "bring it back, or take it out of MW_EXPECTED_STANDBYS")
+
+
+def test_an_expected_standby_whose_lag_cannot_be_read_holds_an_unexpected_one_does_not():
+    reason = replica_hold_reason([unreadable("a"), unreadable("pg_receivewal")],
+                                 Expected.parse("a"), LIMITS)
+    assert reason == ("lag of standby 'a' cannot be read (replay_lsn is NULL: no report yet, or "
+                      "this role lacks pg_read_all_stats: GRANT pg_read_all_stats TO it)")
+
+
+def test_a_count_counts_only_standbys_whose_lag_can_be_read():
+    assert replica_hold_reason([streaming("a"), unreadable("b")], Expected.parse(2), LIMITS) == (
+        "2 standby(s) expected, 1 connected with a readable lag (connected: 'a', "
+        "'b' (lag unreadable))")
+    assert replica_hold_reason([streaming("a"), streaming("b")], Expected.parse("2"), LIMITS) == ""
+
+
+def test_every_problem_is_named_in_one_reason():
+    reason = replica_hold_reason([streaming("a", 100.0, 10)], Expected.parse(["a", "b"]), LIMITS)
+    assert reason.split("; ") == [
+        "expected standby 'b' is not connected (no row in pg_stat_replication): bring it back, "
+        "or take it out of MW_EXPECTED_STANDBYS",
+        "standby 'a' is 100.0s and 10 B behind (limits 30s, 1.0 GB)",
+    ]
+
+
+@pytest.mark.parametrize(("setting", "expected"), [
+    ("", Expected()), (None, Expected()), (0, Expected()), ("0", Expected()),
+    (2, Expected(count=2)), (" 3 ", Expected(count=3)),
+    ("replica_a", Expected(names=("replica_a",), count=1)),
+    ("replica_a, replica-b.2", Expected(names=("replica_a", "replica-b.2"), count=2)),
+    (["x", "y"], Expected(names=("x", "y"), count=2)),
+])
+def test_the_expected_standbys_setting_is_a_count_or_application_names(setting, expected):
+    assert Expected.parse(setting) == expected
+
+
+@pytest.mark.parametrize("setting", [-1, True, "a,,b", "a b", "x;drop", 1.5, {"a": 1}, ["a", 2]])
+def test_a_malformed_expected_standbys_setting_is_refused(setting):
+    with pytest.raises(InvalidTuning, match="expected standbys"):
+        Expected.parse(setting)
+
+
+def test_the_byte_limit_is_a_tuning_knob_checked_like_the_others():
+    assert Tuning.resolve({"max_replica_lag_bytes": 65_536}).max_replica_lag_bytes == 65_536
+    for bad in (0, -5, 1.5, "1GB"):
+        with pytest.raises(InvalidTuning, match="max_replica_lag_bytes"):
+            Tuning.resolve({"max_replica_lag_bytes": bad})
+
+
+def test_a_malformed_setting_is_a_system_check_error_before_any_run_meets_it(settings):
+    settings.MIGRATIONS_WORKER = {**settings.MIGRATIONS_WORKER, "STANDBYS": "replica a"}
+    [error] = expected_standbys_are_well_formed()
+    assert error.id == "migrations_worker.E004"
+    assert "application_names" in error.msg
+    settings.MIGRATIONS_WORKER = {**settings.MIGRATIONS_WORKER, "STANDBYS": "replica_a"}
+    assert expected_standbys_are_well_formed() == []
