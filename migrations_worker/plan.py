@@ -106,8 +106,13 @@ class Step:
 
     @property
     def seconds(self) -> float | None:
-        values = [s.seconds for s in self.statements]
-        return None if any(v is None for v in values) else sum(values)
+        return total(s.seconds for s in self.statements)
+
+
+def total(durations) -> float | None:
+    """The sum of estimated durations, or None when any is unknown."""
+    values = list(durations)
+    return None if any(v is None for v in values) else sum(values)
 
 
 @dataclass
@@ -142,8 +147,7 @@ class MigrationCost:
 
     @property
     def seconds(self) -> float | None:
-        values = [s.seconds for s in self.steps]
-        return None if any(v is None for v in values) else sum(values)
+        return total(s.seconds for s in self.steps)
 
 
 @dataclass
