@@ -4,8 +4,10 @@
   runs list and a run's own control page), refuses each kind of user without
   `migrations_worker.operate_jobrun`, and works for one who has it.
 - Flower answers nothing without its login.
-- No secret is committed: the tracked files are scanned for private keys, cloud keys, tokens,
-  passwords in URLs and literal SECRET_KEYs, with each exception listed and justified.
+- No secret is committed: every tracked text file, this one included, is scanned by
+  detect-secrets (each finding it allows reviewed in `.secrets.baseline`, with a reason here) and
+  by the project's checks for what detect-secrets misses (tests/ops/secrets_scan.py); a sample of
+  each form a secret takes is shown to be caught, and references to be let through.
 - No password reaches a log: a worker run against a PostgreSQL role and a Redis that both
   demand passwords, through a broker restart and a terminated session, logs neither.
 - SQL is built from literals, psycopg's `sql` objects and parameters only (an AST check).
@@ -16,10 +18,11 @@
 from __future__ import annotations
 
 import os
-import re
+import random
 import secrets
 import shutil
 import signal
+import string
 import subprocess
 import sys
 import time
@@ -30,6 +33,8 @@ from base64 import b64encode
 import psycopg
 import psycopg.sql
 import pytest
+from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+from detect_secrets.settings import Settings
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
@@ -40,6 +45,7 @@ from tests.chaos.services import PasswordRedis, PrivatePostgres, traversable_tmp
 from tests.chaos.sql_safety import ModuleCheck
 from tests.conftest import ROOT
 from tests.engine_app.support import JOB, make_widgets
+from tests.ops import secrets_scan
 from tests.workers import Processes, free_port, wait_until
 
 # -- operator actions -------------------------------------------------------------------------------
@@ -184,111 +190,136 @@ def test_flower_answers_nothing_without_its_login_and_keeps_the_password_off_the
 
 # -- secrets in the repository ----------------------------------------------------------------------------
 
-SECRET_PATTERNS = {
-    "a private key": re.compile(r"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----"),
-    "an AWS access key id": re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
-    "an AWS secret key": re.compile(r"(?i)aws_secret_access_key\s*[:=]\s*['\"]?[A-Za-z0-9/+=]{40}"),
-    "a GitHub or Slack token": re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36}|xox[baprs]-[A-Za-z0-9-]{10,})"),
-    "a password in a URL": re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]*:([^/\s@'\"$<{]+)@"),
-    "a literal password or token": re.compile(
-        r"(?i)\b\w*(?:password|passwd|secret|token|api_?key)\w*\s*[:=]\s*['\"]([^'\"\s]{12,})['\"]"),
+# Every finding in `.secrets.baseline`, reviewed and marked `"is_secret": false`, by file: why
+# none of them is a secret.
+BASELINE_REVIEW = {
+    "apps/backend/src/config/settings/dev.py":
+        "the development settings' fallback key, named insecure; production refuses to start "
+        "without a real one from the environment (tests/deploy/test_settings.py)",
+    "tests/deploy/test_compose.py":
+        "the password and Flower login `docker compose` is given in the interpolation tests (no "
+        "stack is started), and the literal SECRET_KEY, password default and URL password samples "
+        "the compose test's own checker must flag",
+    "tests/deploy/test_settings.py":
+        "a MySQL URL the settings must refuse as not PostgreSQL; no such server exists",
+    "tests/engine/test_engine_control.py": "the password of throwaway users in the test database",
+    "tests/ops/test_admin_actions.py": "the password of throwaway users in the test database",
+    "tests/ops/test_admin_browser.py":
+        "the login of a throwaway operator in the browser tests' temporary database",
+    "tests/ops/test_bad_input.py": "the password of throwaway users in the test database",
+    "tests/ops/test_demo.py": "the admin password and Flower login of the demo test's own short-lived demo",
+    "tests/ops/test_security.py": "the password of throwaway users in the test database",
+    "tests/ops/test_status_api.py":
+        "the password of throwaway users in the test database, and the token the status API "
+        "tests set in their own settings override",
 }
-# (file, the matched text): why it is not a secret.
-NOT_SECRETS = {
-    ("apps/backend/src/config/settings/dev.py",
-     'SECRET_KEY = SECRET_KEY or "dev-only-insecure-key-do-not-use-in-production"  # noqa: F405'):
-        "the development settings' key, named insecure; production refuses to start without "
-        "a real one from the environment (tests/deploy/test_settings.py)",
-    ("tests/deploy/test_compose.py", "postgres://app:hunter2@"):
-        "a sample the compose test's own secret checker must flag",
-    ("tests/deploy/test_settings.py", "mysql://app:secret@"):
-        "a sample non-PostgreSQL URL the settings must refuse; no such server exists",
-    ("tests/ops/test_admin_browser.py", 'PASSWORD = "correct-horse-battery"'):
-        "the login of a throwaway user in the browser tests' temporary database",
-    ("tests/ops/test_status_api.py", 'MW_STATUS_TOKEN = "s3cret-token"'):
-        "a token the status API tests set in their own settings override",
+# detect-secrets' default filters but one: is_indirect_reference drops any line holding a call,
+# and so hid `create_user(..., password="...")` and the literal defaults of environment lookups.
+FILTERS_OFF = {"detect_secrets.filters.heuristic.is_indirect_reference"}
+PROJECT_PLUGINS = {"UrlPasswordDetector", "LiteralDefaultDetector", "ProjectSettingDetector"}
+
+
+@pytest.fixture(scope="module")
+def repository_scan() -> tuple[list[str], list[secrets_scan.Finding]]:
+    return secrets_scan.scan_repository(ROOT)
+
+
+def test_no_secret_is_committed(repository_scan):
+    files, findings = repository_scan
+    # Every tracked text file is read, the scan's own files too.
+    assert {"tests/ops/test_security.py", "tests/ops/secrets_scan.py", "tests/ops/secrets_plugins.py",
+            "docker-compose.yml", "deploy/deploy.sh", "README.md"} <= set(files) and len(files) > 100
+    verdicts = secrets_scan.reviewed(secrets_scan.load_baseline(ROOT))
+    assert [str(f) for f in findings if verdicts.get((f.path, f.kind, f.hashed_secret)) is not False] \
+        == [], f"a secret, or a finding to review into {secrets_scan.BASELINE}"
+
+
+def test_the_baseline_holds_only_reviewed_findings_that_are_still_there(repository_scan):
+    _, findings = repository_scan
+    baseline = secrets_scan.load_baseline(ROOT)
+    assert set(baseline["results"]) == set(BASELINE_REVIEW), "give each file of the baseline a reason"
+    assert [(path, entry["line_number"]) for path, entries in baseline["results"].items()
+            for entry in entries if entry.get("is_secret") is not False] == [], "audit these"
+    found = {(f.path, f.kind, f.hashed_secret) for f in findings}
+    assert set(secrets_scan.reviewed(baseline)) <= found, "drop what is gone from the baseline"
+
+
+def test_the_baseline_scans_with_every_plugin_and_the_default_filters():
+    baseline = secrets_scan.load_baseline(ROOT)
+    plugins = {plugin["name"]: plugin.get("path") for plugin in baseline["plugins_used"]}
+    assert set(plugins) >= {cls.__name__ for cls in get_mapping_from_secret_type_to_class().values()}
+    assert {name: plugins.get(name) for name in PROJECT_PLUGINS} == dict.fromkeys(
+        PROJECT_PLUGINS, "file://tests/ops/secrets_plugins.py")
+    filters = {f["path"] for f in baseline["filters_used"]}
+    defaults = {f["path"] for f in Settings().json()["filters_used"]}
+    assert filters >= defaults - FILTERS_OFF and not filters & FILTERS_OFF
+    assert not filters & {"detect_secrets.filters.regex.should_exclude_line",
+                          "detect_secrets.filters.regex.should_exclude_secret"}
+
+
+def fake(length: int) -> str:
+    """Made-up letters and digits, built when the test runs: no sample is a committed literal."""
+    return "".join(random.Random(length).choices(string.ascii_letters + string.digits, k=length))
+
+
+# Each form must be caught, written in the kind of file it lives in: (file name, text).
+SECRET_FORMS = {
+    "unquoted-SECRET_KEY": (".env", "SECRET_KEY={v}\n"),
+    "compose-list-SECRET_KEY": ("docker-compose.yml",
+                                "services:\n  web:\n    environment:\n      - SECRET_KEY={v}\n"),
+    "yaml-POSTGRES_PASSWORD": ("docker-compose.yml",
+                               "services:\n  postgres:\n    environment:\n      POSTGRES_PASSWORD: {v}\n"),
+    "json-password": ("fixture.json", '{{"user": "app", "password": "{v}"}}\n'),
+    "11-character-password": ("settings.py", 'DATABASE_PASSWORD = "{v11}"\n'),
+    "url-password-with-dollar": (".env", "DATABASE_URL=postgres://app:{v6}${v5}@db:5432/app\n"),
+    "export-DJANGO_SECRET_KEY": ("deploy.sh", "#!/bin/sh\nexport DJANGO_SECRET_KEY={v}\n"),
+    "url-password": (".env", "DATABASE_URL=postgres://app:{v}@db:5432/app\n"),
+    "url-password-without-user": ("settings.py", 'REDIS_URL = "redis://:{v}@redis:6379/0"\n'),
+    "SECRET_KEY-fallback": ("settings.py", 'SECRET_KEY = os.environ.get("SECRET_KEY") or "{v}"\n'),
+    "SECRET_KEY-environment-default": ("settings.py",
+                                       'SECRET_KEY = os.environ.get("SECRET_KEY", "{v}")\n'),
+    "shell-default-password": ("docker-compose.yml",
+                               "services:\n  db:\n    environment:\n"
+                               "      POSTGRES_PASSWORD: ${{POSTGRES_PASSWORD:-{v}}}\n"),
+    "status-token": (".env", "MW_STATUS_TOKEN={v}\n"),
+    "flower-login": ("flower.sh", "FLOWER_BASIC_AUTH=ops:{v}\n"),
+    "private-key": ("id_rsa", "-----BEGIN RSA " + "PRIVATE KEY-----\nMIIEpAIBAAKCAQEA{v}\n"),
+    "aws-access-key": ("settings.py", "AWS_KEY = 'AKIA{V16}'\n"),
+    "github-token": ("settings.py", "GITHUB = 'ghp_{v36}'\n"),
+}
+# References and placeholders: no value is committed.
+NOT_SECRET_FORMS = {
+    "compose-required-reference": ("docker-compose.yml",
+                                   "services:\n  web:\n    environment:\n"
+                                   "      SECRET_KEY: ${{SECRET_KEY:?set SECRET_KEY}}\n"
+                                   "      - DJANGO_SECRET_KEY=${{SECRET_KEY:?set it}}\n"),
+    "url-password-reference": (".env", "DATABASE_URL=postgres://app:${{POSTGRES_PASSWORD}}@db/app\n"),
+    "environment-lookups": ("settings.py", 'SECRET_KEY = os.environ["SECRET_KEY"]\n'
+                                           "KEY = os.environ.get('SECRET_KEY', '')\n"
+                                           'TOKEN = os.environ.get("MW_STATUS_TOKEN", "")\n'),
+    "f-string-fields": ("settings.py", "url = f'redis://:{{password}}@127.0.0.1:{{port}}/0'\n"),
+    "shell-references": ("deploy.sh", 'export DJANGO_SECRET_KEY="$SECRET_KEY"\n'
+                                      "export DJANGO_SECRET_KEY=$(openssl rand -hex 32)\n"
+                                      'echo "set FLOWER_BASIC_AUTH=user:password" >&2\n'),
+    "a-masked-url": ("worker.log", "Connected to redis://:**@127.0.0.1:6379/0\n"),
 }
 
 
-SECRET_KEY_LINE = re.compile(r"^[ \t]*(?:export[ \t]+)?SECRET_KEY[ \t]*[:=].*$", re.MULTILINE)
-STRING_LITERAL = re.compile(r"['\"]([^'\"\n]*)['\"]")
+def sample(template: str) -> str:
+    return template.format(v=fake(24), v11=fake(11), v6=fake(6), v5=fake(5), v36=fake(36),
+                           V16=fake(16).upper())
 
 
-def secrets_in(path: str, text: str) -> list[tuple[str, int, str]]:
-    found = []
-    for kind, pattern in SECRET_PATTERNS.items():
-        for match in pattern.finditer(text):
-            if (path, match.group(0)) not in NOT_SECRETS:
-                found.append((kind, text.count("\n", 0, match.start()) + 1, match.group(0)[:60]))
-    # A SECRET_KEY given any literal value: assigned, as a fallback (`or "..."`), or as the
-    # default of an environment lookup. The variable's own name is not a value.
-    for match in SECRET_KEY_LINE.finditer(text):
-        line = match.group(0).strip()
-        values = [v for v in STRING_LITERAL.findall(line) if v not in ("", "SECRET_KEY")]
-        if values and (path, line) not in NOT_SECRETS:
-            found.append(("a literal SECRET_KEY", text.count("\n", 0, match.start()) + 1, line[:60]))
-    return found
+@pytest.mark.parametrize("form", list(SECRET_FORMS))
+def test_the_secret_scan_catches_each_form(form, tmp_path):
+    filename, template = SECRET_FORMS[form]
+    assert secrets_scan.scan_sample(ROOT, tmp_path, filename, sample(template)) != [], form
 
 
-def tracked_text_files() -> dict[str, str]:
-    names = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True,
-                           check=True).stdout.split("\0")
-    files = {}
-    for name in filter(None, names):
-        path = ROOT / name
-        if not path.is_file():
-            continue
-        try:
-            files[name] = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            continue  # binary
-    return files
-
-
-# This file holds the scan's own samples and its list of known non-secrets, quoted on purpose;
-# the samples are proven to be caught by test_the_secret_scan_finds_each_kind_of_secret.
-SCANNER = "tests/ops/test_security.py"
-
-
-def test_no_secret_is_committed():
-    files = tracked_text_files()
-    assert SCANNER in files and len(files) > 100
-    found = {name: hits for name, text in files.items()
-             if name != SCANNER and (hits := secrets_in(name, text))}
-    assert found == {}
-
-
-def test_every_listed_exception_still_exists_so_the_list_cannot_hide_a_new_secret():
-    files = tracked_text_files()
-    for path, text in NOT_SECRETS:
-        assert text in files.get(path, ""), f"{path} no longer holds {text!r}: drop it from the list"
-
-
-@pytest.mark.parametrize("sample", [
-    "-----BEGIN RSA " + "PRIVATE KEY-----\nMIIE...",
-    "-----BEGIN OPENSSH " + "PRIVATE KEY-----",
-    "key = 'AKIA" + "ABCDEFGHIJKLMNOP'",
-    "aws_secret_access_key = " + "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-    "token = 'ghp_" + "a" * 36 + "'",
-    "DATABASE_URL=postgres://app:" + "Sup3rS3cret@db:5432/app",
-    "REDIS_URL = 'redis://:" + "hunter22@redis:6379/0'",
-    "SECRET_KEY = '" + "k" * 50 + "'",
-    'SECRET_KEY = os.environ.get("SECRET_KEY") or "' + "fallback-key" + '"',
-    "DEMO_PASSWORD = '" + "abcdefghijkl123" + "'",
-])
-def test_the_secret_scan_finds_each_kind_of_secret(sample):
-    assert secrets_in("somewhere/new.py", sample), sample
-
-
-@pytest.mark.parametrize("sample", [
-    "DATABASE_URL=postgres://app:${POSTGRES_PASSWORD}@db:5432/app",
-    "url = f'redis://:{password}@127.0.0.1:{port}/0'",
-    "SECRET_KEY = os.environ.get('SECRET_KEY', '')",
-    'SECRET_KEY = os.environ["SECRET_KEY"]',
-    'password="pw"',
-])
-def test_the_secret_scan_lets_references_and_placeholders_through(sample):
-    assert secrets_in("somewhere/new.py", sample) == []
+@pytest.mark.parametrize("form", list(NOT_SECRET_FORMS))
+def test_the_secret_scan_lets_references_and_placeholders_through(form, tmp_path):
+    filename, template = NOT_SECRET_FORMS[form]
+    assert secrets_scan.scan_sample(ROOT, tmp_path, filename, sample(template)) == []
 
 
 # -- secrets in logs ---------------------------------------------------------------------------------------
