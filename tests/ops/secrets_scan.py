@@ -21,6 +21,10 @@ by a sample in test_security.py):
 - `ProjectSettingDetector`: a value for one of this project's secret settings that no keyword of
   detect-secrets covers: `*_TOKEN` (MW_STATUS_TOKEN) and `FLOWER_BASIC_AUTH`.
 
+And one way detect-secrets reads files: a YAML file goes through its YAML parser, which drops the
+items of lists (`- SECRET_KEY=...`, the compose list form) as soon as the file holds any other
+value; `scan` below reads a YAML file's own lines as well.
+
 The baseline lists them (`"path": "file://tests/ops/secrets_plugins.py"`), so the command line
 scans with them too. It also turns one default filter off, `is_indirect_reference`: it drops
 every line that contains a call, and so hid `create_user(..., password="...")` and the literal
@@ -37,12 +41,15 @@ file in test_security.py.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from detect_secrets.core.scan import _process_line_based_plugins
 from detect_secrets.core.secrets_collection import SecretsCollection
 from detect_secrets.settings import transient_settings
+from detect_secrets.util.filetype import FileType, determine_file_type
 
 BASELINE = ".secrets.baseline"
 FILE_SCHEME = "file://"
@@ -83,11 +90,22 @@ def reviewed(baseline: dict) -> dict[tuple[str, str, str], bool | None]:
 
 def scan(directory: Path, names: list[str], root: Path) -> list[Finding]:
     """detect-secrets over `names` (relative to `directory`) with the settings of the baseline
-    at `root`."""
+    at `root`.
+
+    detect-secrets reads a YAML file through its YAML parser, which keeps the mapping values and
+    drops the items of lists: `- SECRET_KEY=...` (a compose environment written as a list) is
+    never seen once the file holds any other value. So a YAML file's own lines are scanned too,
+    with the same plugins and filters. (`detect-secrets scan` does not do this: a finding only
+    this pass sees cannot be kept in the baseline, it must go.)
+    """
     collection = SecretsCollection(root=str(directory))
     with transient_settings(settings_of(load_baseline(root), root)):
         for name in names:
             collection.scan_file(name)
+            path = os.path.join(str(directory), name)
+            if determine_file_type(path) == FileType.YAML:
+                lines = list(enumerate(Path(path).read_text().splitlines(), start=1))
+                collection[name].update(_process_line_based_plugins(lines, filename=path))
     return sorted(
         (Finding(path, secret.line_number, secret.type, secret.secret_hash)
          for path in collection.files for secret in collection[path]),

@@ -268,7 +268,8 @@ def fake(length: int) -> str:
 SECRET_FORMS = {
     "unquoted-SECRET_KEY": (".env", "SECRET_KEY={v}\n"),
     "compose-list-SECRET_KEY": ("docker-compose.yml",
-                                "services:\n  web:\n    environment:\n      - SECRET_KEY={v}\n"),
+                                "services:\n  web:\n    image: investments-app:latest\n"
+                                "    environment:\n      - SECRET_KEY={v}\n"),
     "yaml-POSTGRES_PASSWORD": ("docker-compose.yml",
                                "services:\n  postgres:\n    environment:\n      POSTGRES_PASSWORD: {v}\n"),
     "json-password": ("fixture.json", '{{"user": "app", "password": "{v}"}}\n'),
@@ -292,8 +293,9 @@ SECRET_FORMS = {
 # References and placeholders: no value is committed.
 NOT_SECRET_FORMS = {
     "compose-required-reference": ("docker-compose.yml",
-                                   "services:\n  web:\n    environment:\n"
-                                   "      SECRET_KEY: ${{SECRET_KEY:?set SECRET_KEY}}\n"
+                                   "services:\n  web:\n    image: investments-app:latest\n"
+                                   "    environment:\n      SECRET_KEY: ${{SECRET_KEY:?set SECRET_KEY}}\n"
+                                   "  worker:\n    environment:\n"
                                    "      - DJANGO_SECRET_KEY=${{SECRET_KEY:?set it}}\n"),
     "url-password-reference": (".env", "DATABASE_URL=postgres://app:${{POSTGRES_PASSWORD}}@db/app\n"),
     "environment-lookups": ("settings.py", 'SECRET_KEY = os.environ["SECRET_KEY"]\n'
