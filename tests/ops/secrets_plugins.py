@@ -9,11 +9,13 @@ from typing import Any
 
 from detect_secrets.plugins import basic_auth
 from detect_secrets.plugins.base import BasePlugin
+from detect_secrets.plugins.keyword import REGEX_BY_FILETYPE
+from detect_secrets.util.filetype import FileType, determine_file_type
 
 # What the baseline calls their findings.
 URL_KIND = "URL password (project check)"
 DEFAULT_KIND = "Literal secret default (project check)"
-SETTING_KIND = "Project secret setting (project check)"
+ASSIGNMENT_KIND = "Secret assignment (project check)"
 
 # What a URL's userinfo may hold as a password; detect-secrets' pattern leaves out sub-delimiters.
 URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://([^\s:/?#\[\]@'\"`]*):([^\s/?#\[\]@'\"`]+)@")
@@ -26,9 +28,16 @@ LITERAL_DEFAULTS = (
     # ${POSTGRES_PASSWORD:-<a literal>} in a shell script or a compose file
     re.compile(r"\$\{\w*(?:SECRET|PASSWORD|PASSWD|_TOKEN|BASIC_AUTH|API_KEY)\w*:?-(?P<value>[^}]+)\}"),
 )
-PROJECT_SETTING = re.compile(
-    r"(?i)(?<![${\\])\b\w*(?:_TOKEN|BASIC_AUTH)\b['\"]?\s*[:=]\s*"
-    r"(?P<value>['\"][^'\"\n]*['\"]|[^\s,;)\]}'\"]+)")
+# A secret-named variable or key given a value, quoted or not.
+ASSIGNMENT = re.compile(
+    r"(?i)(?<![${\\])\b(?P<name>\w*(?:SECRET|PASSWORD|PASSWD|_TOKEN|BASIC_AUTH|API_?KEY|PRIVATE_?KEY)\w*)"
+    r"\b['\"]?\s*[:=]\s*(?P<value>['\"][^'\"\n]*['\"]|[^\s,;)\]}'\"\\]+)")
+# The project's secret settings detect-secrets has no keyword for.
+PROJECT_SETTING = re.compile(r"(?i)_TOKEN$|BASIC_AUTH$")
+# Where a value is code, not text: an unquoted one is an expression.
+CODE = {FileType.PYTHON, FileType.JAVASCRIPT, FileType.GO, FileType.JAVA, FileType.SWIFT,
+        FileType.C, FileType.C_PLUS_PLUS, FileType.C_SHARP, FileType.OBJECTIVE_C, FileType.CLS,
+        FileType.TERRAFORM, FileType.PHP}
 REFERENCE = re.compile(
     r"^(?:\$\{[^}]*\}?|\$\(.*|\$\w+|\{[^}]*\}|<[^>]*>|\*+|\.+|%\w|%\(\w+\)\w"
     r"|(?:os\.)?environ\b.*|getenv\b.*|settings\..*|None|null|true|false|)$"
@@ -70,22 +79,35 @@ class LiteralDefaultDetector(BasePlugin):
                     yield match.group("value")
 
 
-class ProjectSettingDetector(BasePlugin):
-    """A value for MW_STATUS_TOKEN (any `*_TOKEN`) or FLOWER_BASIC_AUTH. In Python only a quoted
-    value is a literal; elsewhere (environment files, shell, YAML) an unquoted one is too."""
+class AssignmentDetector(BasePlugin):
+    """A secret-named setting given a value where detect-secrets' KeywordDetector does not look:
 
-    secret_type = SETTING_KIND
+    - unquoted, in a file it reads as neither code nor configuration (a shell script, a
+      Dockerfile, a Makefile, an environment file, Markdown): there it requires quotes, unless
+      the whole file happens to parse as a configuration file, so `SECRET_KEY=...` or
+      `export DJANGO_SECRET_KEY=...` under a `set -euo pipefail` went unseen;
+    - one of this project's secret settings, which no keyword of it covers: `*_TOKEN`
+      (MW_STATUS_TOKEN) and `FLOWER_BASIC_AUTH`, quoted or (outside code) not.
+    """
+
+    secret_type = ASSIGNMENT_KIND
 
     def analyze_line(self, filename: str, line: str, line_number: int = 0, context=None,
                      **kwargs: Any):
         return super().analyze_line(filename, line, line_number, context,
-                                    python=filename.endswith(".py"), **kwargs)
+                                    filetype=determine_file_type(filename), **kwargs)
 
-    def analyze_string(self, string: str, python: bool = False, **kwargs: Any):
-        for match in PROJECT_SETTING.finditer(string):
+    def analyze_string(self, string: str, filetype: FileType = FileType.OTHER, **kwargs: Any):
+        keywords_need_quotes = filetype not in REGEX_BY_FILETYPE or filetype in CODE
+        for match in ASSIGNMENT.finditer(string):
             value = match.group("value")
             quoted = len(value) >= 2 and value[0] in "'\"" and value[-1] == value[0]
-            if python and not quoted:
+            if quoted:
+                value = value[1:-1]
+            elif filetype in CODE:
                 continue  # an expression (a call, a name), not a literal
-            if not is_reference(value[1:-1] if quoted else value):
-                yield value[1:-1] if quoted else value
+            project_setting = bool(PROJECT_SETTING.search(match.group("name")))
+            if not (project_setting or (keywords_need_quotes and not quoted)):
+                continue  # detect-secrets' KeywordDetector reports this one
+            if not is_reference(value):
+                yield value

@@ -3,23 +3,25 @@ plugins of the project's own for what its plugins do not see.
 
 detect-secrets (Yelp's scanner, on the package index) reads every tracked text file with the
 plugins and filters `.secrets.baseline` (at the repository root) records. Its plugins find
-keyword assignments in each file type, quoted or not and of any length (`SECRET_KEY=...`,
-`- SECRET_KEY=...` in a compose list, `POSTGRES_PASSWORD: ...`, `{"password": "..."}`,
-`export DJANGO_SECRET_KEY=...`), user:password in URLs, private keys, cloud and service tokens
-and high-entropy strings. A finding passes only if the baseline lists it, audited as not a
-secret (`"is_secret": false`); tests/ops/test_security.py says why for each file.
+keyword assignments (`password = "..."`, `POSTGRES_PASSWORD: ...` in YAML, `{"password": "..."}`,
+of any length), user:password in URLs, private keys, cloud and service tokens and high-entropy
+strings. A finding passes only if the baseline lists it, audited as not a secret
+(`"is_secret": false`); tests/ops/test_security.py says why for each file.
 
 What its plugins miss, and the project's plugins add (tests/ops/secrets_plugins.py; each shown
 by a sample in test_security.py):
 
-- `UrlPasswordDetector`: a URL password BasicAuthDetector cannot match, one holding a
+- `AssignmentDetector`: an unquoted value in a file it reads as neither code nor configuration
+  (shell scripts, Dockerfiles, Makefiles, environment files, Markdown), where its keyword plugin
+  wants quotes (`SECRET_KEY=...`, `export DJANGO_SECRET_KEY=...` under `set -euo pipefail`);
+  and this project's secret settings it has no keyword for, `*_TOKEN` (MW_STATUS_TOKEN) and
+  `FLOWER_BASIC_AUTH`;
+- `UrlPasswordDetector`: a URL password its BasicAuthDetector cannot match, one holding a
   sub-delimiter (`$`, `!`, `&`, ...) or given with an empty user name
   (`redis://:<password>@host`, the usual form for Redis);
 - `LiteralDefaultDetector`: a literal fallback or default for a secret
   (`SECRET_KEY = key or "<literal>"`, `os.environ.get("SECRET_KEY", "<literal>")`,
-  `${POSTGRES_PASSWORD:-<literal>}`), which detect-secrets takes for a reference or a template;
-- `ProjectSettingDetector`: a value for one of this project's secret settings that no keyword of
-  detect-secrets covers: `*_TOKEN` (MW_STATUS_TOKEN) and `FLOWER_BASIC_AUTH`.
+  `${POSTGRES_PASSWORD:-<literal>}`), which detect-secrets takes for a reference or a template.
 
 And one way detect-secrets reads files: a YAML file goes through its YAML parser, which drops the
 items of lists (`- SECRET_KEY=...`, the compose list form) as soon as the file holds any other

@@ -218,7 +218,7 @@ BASELINE_REVIEW = {
 # detect-secrets' default filters but one: is_indirect_reference drops any line holding a call,
 # and so hid `create_user(..., password="...")` and the literal defaults of environment lookups.
 FILTERS_OFF = {"detect_secrets.filters.heuristic.is_indirect_reference"}
-PROJECT_PLUGINS = {"UrlPasswordDetector", "LiteralDefaultDetector", "ProjectSettingDetector"}
+PROJECT_PLUGINS = {"UrlPasswordDetector", "LiteralDefaultDetector", "AssignmentDetector"}
 
 
 @pytest.fixture(scope="module")
@@ -266,16 +266,19 @@ def fake(length: int) -> str:
 
 # Each form must be caught, written in the kind of file it lives in: (file name, text).
 SECRET_FORMS = {
-    "unquoted-SECRET_KEY": (".env", "SECRET_KEY={v}\n"),
+    "unquoted-SECRET_KEY": ("deploy.sh", "#!/usr/bin/env bash\nset -euo pipefail\nSECRET_KEY={v}\n"),
+    "unquoted-SECRET_KEY-in-an-env-file": (".env", "# local settings\nDEBUG=1\nSECRET_KEY={v}\n"),
     "compose-list-SECRET_KEY": ("docker-compose.yml",
                                 "services:\n  web:\n    image: investments-app:latest\n"
                                 "    environment:\n      - SECRET_KEY={v}\n"),
     "yaml-POSTGRES_PASSWORD": ("docker-compose.yml",
-                               "services:\n  postgres:\n    environment:\n      POSTGRES_PASSWORD: {v}\n"),
-    "json-password": ("fixture.json", '{{"user": "app", "password": "{v}"}}\n'),
-    "11-character-password": ("settings.py", 'DATABASE_PASSWORD = "{v11}"\n'),
-    "url-password-with-dollar": (".env", "DATABASE_URL=postgres://app:{v6}${v5}@db:5432/app\n"),
-    "export-DJANGO_SECRET_KEY": ("deploy.sh", "#!/bin/sh\nexport DJANGO_SECRET_KEY={v}\n"),
+                               "services:\n  postgres:\n    image: postgres:15\n    environment:\n"
+                               "      POSTGRES_PASSWORD: {v}\n"),
+    "json-password": ("fixture.json", '{{\n  "host": "db",\n  "user": "app",\n  "password": "{v}"\n}}\n'),
+    "11-character-password": ("settings.py", 'DEBUG = False\nDATABASE_PASSWORD = "{v11}"\n'),
+    "url-password-with-dollar": (".env", "DEBUG=0\nDATABASE_URL=postgres://app:{v6}${v5}@db:5432/app\n"),
+    "export-DJANGO_SECRET_KEY": ("deploy.sh", "#!/usr/bin/env bash\nset -euo pipefail\n"
+                                              "export DJANGO_SECRET_KEY={v}\n"),
     "url-password": (".env", "DATABASE_URL=postgres://app:{v}@db:5432/app\n"),
     "url-password-without-user": ("settings.py", 'REDIS_URL = "redis://:{v}@redis:6379/0"\n'),
     "SECRET_KEY-fallback": ("settings.py", 'SECRET_KEY = os.environ.get("SECRET_KEY") or "{v}"\n'),
