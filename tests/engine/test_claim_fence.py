@@ -89,6 +89,7 @@ def test_a_worker_slowed_past_its_lease_inside_its_batch_keeps_it_and_applies_it
     # lease runs out while it sleeps.
     app.send_task(dispatch.RUN_SLICE, (run.pk, JOB, JobRun.objects.get(pk=run.pk).dispatch_epoch, 1))
     wait_until(lambda: run_status(run.pk) == RunStatus.FINISHED, 120, message="the run to finish")
+    wait_until(lambda: not batch_in_flight(), 30, message="no batch left sleeping")
 
     assert touches_histogram() == {1: 300}
     first, *others = JobRun.objects.get(pk=run.pk).batches.order_by("start_key")
@@ -130,9 +131,12 @@ def test_a_worker_stalled_past_its_lease_after_its_claim_is_fenced_and_the_batch
         flush_broker(settings.CELERY_BROKER_URL)
         os.kill(stale.pid, signal.SIGCONT)
         stale_log = tmp_path / "stale.log"
-        wait_until(lambda: f"run={run.pk} batch={batch.pk} fenced" in stale_log.read_text(), 30,
-                   message="the stale worker to report its claim fenced")
-        assert touches_histogram() == {0: 500}  # its commit was fenced: nothing applied
+        fenced = f"run={run.pk} batch={batch.pk} fenced"
+        applied = f"run={run.pk} job={JOB} batch=({batch.start_key},{batch.end_key}] rows="
+        wait_until(lambda: fenced in stale_log.read_text() or applied in stale_log.read_text(), 30,
+                   message="the stale worker to be done with its claim")
+        assert touches_histogram() == {0: 500}  # it applied nothing...
+        assert fenced in stale_log.read_text()  # ...because its commit was fenced
 
         os.kill(current.pid, signal.SIGCONT)
         processes.beat()
