@@ -24,7 +24,8 @@ from tests.mutations.catalogue import MUTATIONS
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.mutations", description=__doc__)
-    parser.add_argument("names", nargs="*", metavar="NAME", help="mutations to run (default: all)")
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help="a mutation's name, or the start of names (e.g. 'sql:'); default: all")
     parser.add_argument("--list", action="store_true", help="list the catalogue and stop")
     parser.add_argument("--keep", action="store_true", help="keep the copies and the test logs")
     parser.add_argument("--no-control", action="store_true",
@@ -32,11 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900, help="seconds per test run (900)")
     args = parser.parse_args(argv)
 
-    by_name = {m.name: m for m in MUTATIONS}
-    unknown = [name for name in args.names if name not in by_name]
-    if unknown:
-        parser.error(f"unknown mutation(s): {', '.join(unknown)}; --list shows them")
-    chosen = [by_name[name] for name in args.names] if args.names else list(MUTATIONS)
+    chosen: list[Mutation] = []
+    for name in args.names:
+        matching = [m for m in MUTATIONS if m.name == name] or [
+            m for m in MUTATIONS if m.name.startswith(name)]
+        if not matching:
+            parser.error(f"no mutation is named {name!r} or starts with it; --list shows them")
+        chosen += [m for m in matching if m not in chosen]
+    chosen = chosen or list(MUTATIONS)
     if args.list:
         for m in chosen:
             print(f"{m.name}\n    {m.file}  ->  {m.test}\n    {m.why}")

@@ -60,9 +60,8 @@ MUTATIONS: list[Mutation] = [
         NO_SECRET, "a JSON document (here in the README)"),
     Mutation(
         "secret: an 11-character password", "apps/backend/src/config/settings/dev.py",
-        'SECRET_KEY = SECRET_KEY or "dev-only-insecure-key-do-not-use-in-production"  # noqa: F405\n',
-        'SECRET_KEY = SECRET_KEY or "dev-only-insecure-key-do-not-use-in-production"  # noqa: F405\n'
-        'EMAIL_HOST_PASSWORD = "' + ELEVEN + '"\n',
+        'DEBUG = env_bool("DEBUG", True)\n',
+        'DEBUG = env_bool("DEBUG", True)\nEMAIL_HOST_PASSWORD = "' + ELEVEN + '"\n',
         NO_SECRET, "the old scan wanted 12 characters or more"),
     Mutation(
         "secret: a URL password holding $", "docker-compose.yml",
@@ -89,7 +88,20 @@ MUTATIONS: list[Mutation] = [
         "secret scan: the URL plugin stops at $ again", "tests/ops/secrets_plugins.py",
         r"""([^\s/?#\[\]@'\"`]+)@")""",
         r"""([^\s/?#\[\]@'\"`$]+)@")""",
-        f"{SECRET_FORMS}[url-password-with-dollar]", "the project's plugin must see what detect-secrets misses"),
+        f"{SECRET_FORMS}[url-password-with-dollar]",
+        "the project's plugin must see what detect-secrets misses"),
+    Mutation(
+        "secret scan: unquoted values left to detect-secrets", "tests/ops/secrets_plugins.py",
+        "        keywords_need_quotes = filetype not in REGEX_BY_FILETYPE or filetype in CODE\n",
+        "        keywords_need_quotes = False\n",
+        f"{SECRET_FORMS}[unquoted-SECRET_KEY]",
+        "detect-secrets' keyword plugin wants quotes in shell scripts, env files and Markdown"),
+    Mutation(
+        "secret scan: YAML lists left to detect-secrets' parser", "tests/ops/secrets_scan.py",
+        "            if determine_file_type(path) == FileType.YAML:\n",
+        "            if False:\n",
+        f"{SECRET_FORMS}[compose-list-SECRET_KEY]",
+        "detect-secrets' YAML parser drops list items once a file holds any other value"),
     Mutation(
         "secret scan: the keyword plugin dropped from the baseline", ".secrets.baseline",
         '    {\n      "name": "KeywordDetector",\n      "keyword_exclude": ""\n    },\n',
