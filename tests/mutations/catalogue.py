@@ -211,10 +211,16 @@ MUTATIONS: list[Mutation] = [
         f"{CLAIM_FENCE}::test_a_worker_slowed_past_its_lease_inside_its_batch_keeps_it_and_applies_it_once",
         "a slow batch past its lease is reclaimed while it runs"),
     Mutation(
+        "gate: waits silently inside the migration instead of stopping at it",
+        "migrations_worker/gates.py",
+        "    raise gate.refusal(needed_by)\n",
+        "    drive.wait_for([job_name])\n",
+        GATE, "the test only checked that the names appear (this passes it), not 'waits for' first"),
+    Mutation(
         "gate: finishes a big remainder inline instead of waiting", "migrations_worker/gates.py",
         "    return Gate(job_name, GateState.CLOSED, run or latest, remaining)\n",
         "    return Gate(job_name, GateState.INLINE, run or latest, remaining)\n",
-        GATE, "the test only checked that job names appear, not 'waits for' then 'applying ... OK'"),
+        GATE, "the deploy step, not the workers, would do the job under the deploy lock"),
     Mutation(
         "ddl: no lock_timeout on a step", "migrations_worker/operations/ddl.py",
         '"lock_timeout_ms": self.concurrent_lock_timeout_ms if concurrent else self.lock_timeout_ms,',
