@@ -551,5 +551,5 @@ def test_an_exemption_names_one_line_not_the_function_or_module_around_it():
     exemptions = {("sample.py", "cursor.execute(statement)"): "a reason",
                   ("sample.py", "Q = sql.SQL(f'SELECT {__name__}')"): "a reason"}
     left, matched = exempt(check(source), exemptions)
-    assert [(f.line, f.function) for f in left] == [(4, "run"), (6, "")]
+    assert sorted((f.line, f.function) for f in left) == [(4, "run"), (6, "")]
     assert matched == dict.fromkeys(exemptions, 1)
