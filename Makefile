@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SIZE ?= medium
 SCALE ?= medium
 
-.PHONY: demo test venv services services-down lint lint-migrations browser flower bench
+.PHONY: demo test venv services services-down lint lint-migrations browser flower bench mutations
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,3 +52,8 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 
 bench: services $(VENV)/.bench-installed
 	$(PY) -m bench.run --scale $(SCALE) $(BENCH_ARGS)
+
+# Not part of `make test`: breaks the code one way at a time in a copy of the repository and runs
+# the test that must catch it (tests/mutations; e.g. MUTATIONS=sql: for the names starting so).
+mutations: services
+	$(PY) -m tests.mutations $(MUTATIONS)

@@ -145,6 +145,11 @@ def status_badge(run: JobRun) -> SafeString:
     return live(run, "status", run.status, f"mw-status mw-status-{run.status}")
 
 
+def is_run_id(value: str) -> bool:
+    """A run's primary key as a form sends it: digits only (a bigint's at most 19)."""
+    return value.isascii() and value.isdigit() and len(value) <= 19
+
+
 def control_action(verb: str, description: str) -> Callable:
     """The list action for one control: it shows the confirmation page, then applies."""
 
@@ -224,10 +229,26 @@ class JobRunAdmin(ReadOnlyAdmin):
     cancel_runs = control_action("cancel", "Cancel selected runs")
     retry_runs = control_action("retry", "Retry failed batches of selected runs")
 
+    def response_action(self, request, queryset) -> HttpResponse | None:
+        """Django's list action, after refusing a selection that is not a list of run ids:
+        Django's own `pk__in` lookup would raise on it, and the operator would get a 500."""
+        refused = [value for value in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)
+                   if not is_run_id(value)]
+        if refused:
+            self.message_user(
+                request, f"Not a run id: {refused[0][:40]!r}. Nothing was changed; select the runs "
+                "in the list.", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+        return super().response_action(request, queryset)
+
     def _confirm_or_apply(self, request, queryset, ctl: Control) -> HttpResponse | None:
         """Django's intermediate-page pattern: the first POST shows what will happen, the second
         (carrying post=yes) does it."""
         runs = list(queryset.order_by("id"))
+        if not runs:
+            self.message_user(request, "None of the selected runs exists (any more). Nothing was "
+                              "changed.", messages.WARNING)
+            return None
         if request.POST.get("post") == "yes":
             self._apply(request, runs, ctl)
             return None

@@ -264,17 +264,28 @@ def test_plan_prints_each_unapplied_migration_with_its_gate(seeded_before_the_ga
 def test_wait_goes_on_past_the_gate_once_the_workers_finish_the_job(
     seeded_before_the_gate, manage, processes, celery_env
 ):
+    # 50 batches of at least 50 ms: the gate is reached with far more than its inline limit
+    # (1,000 rows) left, however fast the worker starts.
+    Knob.objects.create(name="sleep", value=0.05)
     processes.worker("w1")
     result = manage("migrate_online", "--wait", "--timeout", "90", "--poll", "0.5",
                     env=celery_env)
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"applying {GATED}... OK" in result.stdout
-    assert "nothing pending" in result.stdout
+    out = result.stdout
+    # In this order: the enqueue migration, the gate waiting for the workers, the gated
+    # migration once they are done, the end.
+    steps = ["applying engine_app.0002_enqueue_touch_widgets... OK", f"{GATED} waits for job {JOB}",
+             f"applying {GATED}... OK", "nothing pending"]
+    assert all(step in out for step in steps), out
+    assert [out.index(step) for step in steps] == sorted(out.index(step) for step in steps), out
+    assert out.count(f"applying {GATED}...") == 1
     assert touches_histogram() == {1: 5_000}
     run = JobRun.objects.get(job_name=JOB)
     assert run.status == RunStatus.FINISHED
-    assert run.batches.exclude(worker__endswith="/inline").exclude(worker="migrate").exists()
+    # The workers did the job, not the deploy step: no batch ran inline.
+    assert not run.batches.filter(worker__endswith="/inline").exists()
+    assert not run.batches.filter(worker="migrate").exists()
 
 
 def test_wait_times_out_with_exit_5_when_no_worker_runs_the_job(seeded_before_the_gate, manage):

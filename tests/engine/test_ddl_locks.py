@@ -100,6 +100,15 @@ def retry_waits_ms(caplog) -> list[float]:
             for m in re.findall(r"retrying in (\d+)ms", r.getMessage())]
 
 
+# How long the lock holder keeps its transaction open. The bounds below on what writers felt are
+# set against it, not against a latency: a writer queued behind the waiting ALTER for at most
+# about one lock_timeout (0.3 s) plus scheduling, where without lock_timeout it would wait out
+# the holder (up to the whole 4 s). Half the hold leaves 1.7 s of margin for a loaded 2-core
+# machine and still fails if the ALTER queued behind the holder. What one lock_timeout costs the
+# writers is a figure for the benchmark (bench/), not an assertion here.
+HOLD_SECONDS = 4.0
+
+
 def test_migration_waits_out_a_lock_holder_by_retrying_after_lock_timeout(
     probe_tables, fast_policy, caplog
 ):
@@ -107,7 +116,7 @@ def test_migration_waits_out_a_lock_holder_by_retrying_after_lock_timeout(
     holder = LockHolder("ddl_probe_a")
     writer = Writer("ddl_probe_a")
     writer.start()
-    holder.release_after(1.5)
+    holder.release_after(HOLD_SECONDS)
     started = time.monotonic()
     try:
         operation = SafeSQL([["ALTER TABLE ddl_probe_a ADD COLUMN note text"]],
@@ -121,14 +130,14 @@ def test_migration_waits_out_a_lock_holder_by_retrying_after_lock_timeout(
         holder.close()
 
     assert execute("SELECT count(note) FROM ddl_probe_a") == [(0,)]  # the column is there
-    assert took >= 1.4  # it waited for the holder...
+    assert took >= HOLD_SECONDS - 0.1  # it waited for the holder...
     waits = retry_waits_ms(caplog)
     assert len(waits) >= 2  # ...by giving up after lock_timeout and retrying, logging each wait
     assert any("lock granted on attempt" in r.getMessage() for r in caplog.records)
-    # Writers queued behind the waiting ALTER for at most about one lock_timeout, never for the
-    # 1.5 s the holder kept its transaction open.
+    # Writers went on while the holder held: they queued behind the waiting ALTER for about one
+    # lock_timeout at a time, never for the holder's whole transaction (bounds: HOLD_SECONDS).
     assert len(writer.latencies) > 20
-    assert max(writer.latencies) < LOCK_TIMEOUT_MS / 1000 + 0.25
+    assert max(writer.latencies) < HOLD_SECONDS / 2
     assert max(writer.latencies) > LOCK_TIMEOUT_MS / 1000 / 3  # they did queue behind it
 
 

@@ -1,0 +1,102 @@
+"""python -m tests.mutations [NAME ...]: run the mutation check (see tests/mutations/__init__.py)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.mutations import (
+    ERROR,
+    KILLED,
+    Mutation,
+    MutationDoesNotApply,
+    Outcome,
+    copy_repository,
+    judge,
+    run_test,
+)
+from tests.mutations.catalogue import MUTATIONS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.mutations", description=__doc__)
+    parser.add_argument("names", nargs="*", metavar="NAME",
+                        help="a mutation's name, or the start of names (e.g. 'sql:'); default: all")
+    parser.add_argument("--list", action="store_true", help="list the catalogue and stop")
+    parser.add_argument("--keep", action="store_true", help="keep the copies and the test logs")
+    parser.add_argument("--no-control", action="store_true",
+                        help="skip running each test once without its mutation")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per test run (900)")
+    args = parser.parse_args(argv)
+
+    chosen: list[Mutation] = []
+    for name in args.names:
+        matching = [m for m in MUTATIONS if m.name == name] or [
+            m for m in MUTATIONS if m.name.startswith(name)]
+        if not matching:
+            parser.error(f"no mutation is named {name!r} or starts with it; --list shows them")
+        chosen += [m for m in matching if m not in chosen]
+    chosen = chosen or list(MUTATIONS)
+    if args.list:
+        for m in chosen:
+            print(f"{m.name}\n    {m.file}  ->  {m.test}\n    {m.why}")
+        return 0
+
+    work = Path(tempfile.mkdtemp(prefix="mutations-"))
+    outcomes: list[Outcome] = []
+    try:
+        pristine = copy_repository(work / "pristine")
+        failing_controls: dict[str, str] = {}
+        if not args.no_control:
+            for index, test in enumerate(dict.fromkeys(m.test for m in chosen), start=1):
+                code, output = run_test(pristine, test, args.timeout, work / f"control-{index}.log")
+                print(f"[control] {test}: {'passes' if code == 0 else 'FAILS'}", flush=True)
+                if code != 0:
+                    failing_controls[test] = output
+        for number, mutation in enumerate(chosen, start=1):
+            outcomes.append(run_one(mutation, number, pristine, work, args.timeout, failing_controls))
+            print(f"[{number}/{len(chosen)}] {mutation.name}: {outcomes[-1].result}", flush=True)
+    finally:
+        if args.keep:
+            print(f"copies and logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    report(outcomes)
+    return 0 if all(o.result == KILLED for o in outcomes) else 1
+
+
+def run_one(mutation: Mutation, number: int, pristine: Path, work: Path, timeout: float,
+            failing_controls: dict[str, str]) -> Outcome:
+    if mutation.test in failing_controls:
+        return Outcome(mutation, ERROR, "its test fails without the mutation:\n"
+                       + failing_controls[mutation.test])
+    copy = work / f"mutant-{number}"
+    shutil.copytree(pristine, copy, symlinks=True)
+    try:
+        mutation.apply(copy)
+    except MutationDoesNotApply as exc:
+        return Outcome(mutation, ERROR, str(exc))
+    started = time.monotonic()
+    code, output = run_test(copy, mutation.test, timeout, work / f"mutant-{number}.log")
+    shutil.rmtree(copy, ignore_errors=True)
+    return judge(mutation, code, output, time.monotonic() - started)
+
+
+def report(outcomes: list[Outcome]) -> None:
+    width = max([len(o.mutation.name) for o in outcomes] + [8])
+    print(f"\n{'mutation':<{width}}  {'result':<8}  {'time':>5}  test")
+    for o in outcomes:
+        print(f"{o.mutation.name:<{width}}  {o.result:<8}  {o.seconds:>4.0f}s  {o.mutation.test}")
+    for o in outcomes:
+        if o.result != KILLED:
+            print(f"\n--- {o.mutation.name}: {o.result}\n{o.detail}")
+    killed = sum(o.result == KILLED for o in outcomes)
+    print(f"\n{killed} of {len(outcomes)} killed")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Every breakage the mutation check applies, and the test that must catch it.
+
+One entry per way a reviewer could break the code (or plant what must not be committed), in
+sections by the item of issue #14 it proves. To add one: a unique name, the tracked file, an
+exact `old` text that occurs once there, the `new` text, the pytest node id that must fail, and
+why; tests/mutations/test_catalogue.py checks the first four, `python -m tests.mutations NAME`
+the last. Secret values are made when this module is imported, so none is committed here.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+
+from tests.mutations import Mutation
+
+
+def made_up(length: int, seed: int) -> str:
+    return "".join(random.Random(seed).choices(string.ascii_letters + string.digits, k=length))
+
+
+SECURITY = "tests/ops/test_security.py"
+NO_SECRET = f"{SECURITY}::test_no_secret_is_committed"
+SECRET_FORMS = f"{SECURITY}::test_the_secret_scan_catches_each_form"
+SQL_SAFE = f"{SECURITY}::test_every_sql_statement_is_built_from_literals_psycopg_sql_objects_and_parameters"
+SQL_SAMPLES = f"{SECURITY}::test_the_sql_check_flags_sql_built_by_string_formatting"
+MASKING = f"{SECURITY}::test_a_worker_run_through_faults_logs_neither_the_database_nor_the_broker_password"
+FIXED_MODELS = ("tests/jobs/test_fixed_models.py::"
+                "test_each_fixed_model_soft_deletes_keeps_the_row_and_restores_it")
+CLAIM_FENCE = "tests/engine/test_claim_fence.py"
+GATE = "tests/deploy/test_migrate_online.py::test_wait_goes_on_past_the_gate_once_the_workers_finish_the_job"
+DDL_LOCKS = ("tests/engine/test_ddl_locks.py::"
+             "test_migration_waits_out_a_lock_holder_by_retrying_after_lock_timeout")
+
+KEY = made_up(40, 1)
+PASSWORD = made_up(16, 2)
+ELEVEN = made_up(11, 3)
+
+MUTATIONS: list[Mutation] = [
+    # -- item 5: a secret committed in each form the scan used to miss -------------------------
+    Mutation(
+        "secret: unquoted SECRET_KEY= in a shell script", "deploy/deploy.sh",
+        "DEPLOY_WAIT_TIMEOUT=${DEPLOY_WAIT_TIMEOUT:-}\n",
+        "DEPLOY_WAIT_TIMEOUT=${DEPLOY_WAIT_TIMEOUT:-}\nSECRET_KEY=" + KEY + "\n",
+        NO_SECRET, "the old scan only saw a quoted SECRET_KEY"),
+    Mutation(
+        "secret: compose list form - SECRET_KEY=", "docker-compose.yml",
+        "    image: redis:7\n",
+        "    image: redis:7\n    environment:\n      - SECRET_KEY=" + KEY + "\n",
+        NO_SECRET, "a compose environment written as a list"),
+    Mutation(
+        "secret: YAML POSTGRES_PASSWORD:", "docker-compose.yml",
+        "      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD in the environment or .env}\n",
+        "      POSTGRES_PASSWORD: " + PASSWORD + "\n",
+        NO_SECRET, "an unquoted YAML value"),
+    Mutation(
+        'secret: JSON {"password": ...}', "README.md",
+        "## Configuration\n",
+        '## Configuration\n\n```json\n{"user": "investments", "password": "' + PASSWORD + '"}\n```\n',
+        NO_SECRET, "a JSON document (here in the README)"),
+    Mutation(
+        "secret: an 11-character password", "apps/backend/src/config/settings/dev.py",
+        'DEBUG = env_bool("DEBUG", True)\n',
+        'DEBUG = env_bool("DEBUG", True)\nEMAIL_HOST_PASSWORD = "' + ELEVEN + '"\n',
+        NO_SECRET, "the old scan wanted 12 characters or more"),
+    Mutation(
+        "secret: a URL password holding $", "docker-compose.yml",
+        "    REDIS_URL: redis://redis:6379/0\n",
+        "    REDIS_URL: redis://default:" + PASSWORD[:8] + "$" + PASSWORD[8:] + "@redis:6379/0\n",
+        NO_SECRET, "the old scan (and detect-secrets' BasicAuthDetector) stop at a $"),
+    Mutation(
+        "secret: export DJANGO_SECRET_KEY=", "deploy/deploy.sh",
+        'cd "$ROOT"\n',
+        'cd "$ROOT"\nexport DJANGO_SECRET_KEY=' + KEY + "\n",
+        NO_SECRET, "an exported variable whose name only contains SECRET_KEY"),
+    Mutation(
+        "secret: in the scan's own file", SECURITY,
+        'FILTERS_OFF = {"detect_secrets.filters.heuristic.is_indirect_reference"}\n',
+        'FILTERS_OFF = {"detect_secrets.filters.heuristic.is_indirect_reference"}\n'
+        'ADMIN_PASSWORD = "' + PASSWORD + '"\n',
+        NO_SECRET, "the old scan skipped its own file"),
+    Mutation(
+        "secret scan: its own file left out", "tests/ops/secrets_scan.py",
+        "if name == BASELINE or not path.is_file():",
+        'if name in (BASELINE, "tests/ops/test_security.py") or not path.is_file():',
+        NO_SECRET, "the scan must read every tracked text file, itself included"),
+    Mutation(
+        "secret scan: the URL plugin stops at $ again", "tests/ops/secrets_plugins.py",
+        r"""([^\s/?#\[\]@'\"`]+)@")""",
+        r"""([^\s/?#\[\]@'\"`$]+)@")""",
+        f"{SECRET_FORMS}[url-password-with-dollar]",
+        "the project's plugin must see what detect-secrets misses"),
+    Mutation(
+        "secret scan: unquoted values left to detect-secrets", "tests/ops/secrets_plugins.py",
+        "        keywords_need_quotes = filetype not in REGEX_BY_FILETYPE or filetype in CODE\n",
+        "        keywords_need_quotes = False\n",
+        f"{SECRET_FORMS}[unquoted-SECRET_KEY]",
+        "detect-secrets' keyword plugin wants quotes in shell scripts, env files and Markdown"),
+    Mutation(
+        "secret scan: YAML lists left to detect-secrets' parser", "tests/ops/secrets_scan.py",
+        "            if determine_file_type(path) == FileType.YAML:\n",
+        "            if False:\n",
+        f"{SECRET_FORMS}[compose-list-SECRET_KEY]",
+        "detect-secrets' YAML parser drops list items once a file holds any other value"),
+    Mutation(
+        "secret scan: the keyword plugin dropped from the baseline", ".secrets.baseline",
+        '    {\n      "name": "KeywordDetector",\n      "keyword_exclude": ""\n    },\n',
+        "",
+        SECRET_FORMS, "a baseline may not scan with fewer plugins"),
+
+    # -- item 6: SQL built unsafely where the check did not look ------------------------------
+    Mutation(
+        "sql: q = '...'; q += t; cursor.execute(q)", "migrations_worker/batching.py",
+        '    cursor.execute(\n        sql.SQL("SELECT max({k}) FROM {t}").format(k=sql.Identifier(key), '
+        't=sql.Identifier(table))\n    )\n',
+        '    query = "SELECT max(id) FROM "\n    query += table\n    cursor.execute(query)\n',
+        SQL_SAFE, "augmented assignment was not followed"),
+    Mutation(
+        "sql: .raw() of an f-string", "migrations_worker/control.py",
+        '    return JobRun.objects.filter(job_name=job_name).order_by("-id").first()\n',
+        '    return next(iter(JobRun.objects.raw(f"SELECT * FROM migrations_worker_jobrun WHERE '
+        "job_name = '{job_name}' ORDER BY id DESC LIMIT 1\")), None)\n",
+        SQL_SAFE, ".raw() was not looked at"),
+    Mutation(
+        "sql: RawSQL of an f-string", "migrations_worker/admin.py",
+        'annotate(n=Count("id"))',
+        'annotate(n=RawSQL(f"SELECT count(*) FROM migrations_worker_jobbatch WHERE run_id = {run.pk}", []))',
+        SQL_SAFE, "RawSQL was not looked at"),
+    Mutation(
+        "sql: cursor.copy() of an f-string", "apps/backend/src/seed/dataset.py",
+        "    cursor.execute(_render(cursor, query), params)\n",
+        '    with cursor.copy(f"COPY ({_render(cursor, query)}) TO STDOUT") as copy:\n'
+        "        copy.read()\n",
+        SQL_SAFE, "cursor.copy() was not looked at"),
+    Mutation(
+        "sql: RunSQL of an f-string in a migration",
+        "apps/backend/src/portfolios/migrations/0003_holding_portfolio_asset_index.py",
+        "    operations = [\n",
+        "    operations = [\n        migrations.RunSQL(f\"ALTER TABLE portfolios_holding SET (fillfactor = "
+        "{settings.FILLFACTOR})\"),\n",
+        SQL_SAFE, "RunSQL was not looked at"),
+    Mutation(
+        "sql: a SafeSQL step of an f-string",
+        "apps/backend/src/assets/migrations/0010_stop_new_duplicate_tickers.py",
+        "                [FUNCTION],\n",
+        "                [FUNCTION],\n                [f\"ALTER TABLE assets_asset SET (fillfactor = "
+        "{settings.FILLFACTOR})\"],\n",
+        SQL_SAFE, "SafeSQL steps were not looked at where the migration writes them"),
+    Mutation(
+        "sql: an f-string beside an exempted line", "migrations_worker/operations/ddl.py",
+        "            for statement in statements:\n                cursor.execute(statement)\n",
+        "            cursor.execute(f\"SET application_name = '{description}'\")\n"
+        "            for statement in statements:\n                cursor.execute(statement)\n",
+        SQL_SAFE, "the exemption used to cover the whole function"),
+    Mutation(
+        "sql: an f-string at a module top that had an exemption", "apps/backend/src/seed/dataset.py",
+        "_TEMP_TABLES = (TMP_MEMBER, TMP_PLAIN)\n",
+        "_TEMP_TABLES = (TMP_MEMBER, TMP_PLAIN)\n"
+        "_PROBE = sql.SQL(f\"SELECT count(*) FROM {TMP_MEMBER}\")\n",
+        SQL_SAFE, "the exemption used to cover the module's whole top level"),
+    Mutation(
+        "sql check: augmented assignment not followed", "tests/chaos/sql_safety.py",
+        "    if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):\n",
+        "    if False:\n",
+        f"{SQL_SAMPLES}[q += t]", "the checker's own regression"),
+
+    # -- item 7: the smaller holes ---------------------------------------------------------------
+    Mutation(
+        "masking: broker unreachable exits 3", "migrations_worker/exceptions.py",
+        "class BrokerUnavailable(MigrationsWorkerError):\n    exit_code = ExitCode.BROKER_UNAVAILABLE\n",
+        "class BrokerUnavailable(MigrationsWorkerError):\n    exit_code = ExitCode.CONFLICT\n",
+        MASKING, "the test accepted exit 3, which returns before the message it protects"),
+    Mutation(
+        "masking: the broker URL printed unmasked", "migrations_worker/dispatch.py",
+        "{maybe_sanitize_url(app.conf.broker_url)}",
+        "{app.conf.broker_url}",
+        MASKING, "the password in the broker-unreachable message"),
+    Mutation(
+        "admin: a hostile selection answers 500", "migrations_worker/admin.py",
+        "        if refused:\n",
+        "        if False:\n",
+        "tests/ops/test_bad_input.py::"
+        "test_an_admin_action_on_hostile_or_missing_selections_answers_clearly_and_changes_nothing[sql]",
+        "Django's pk__in lookup raises on a non-numeric id"),
+    Mutation(
+        "fixed model: NewsArticle hard-deletes", "apps/backend/src/investments/models/news.py",
+        "class NewsArticle(TimeStampedModel, SoftDeleteModel):",
+        "class NewsArticle(TimeStampedModel):",
+        f"{FIXED_MODELS}[NewsArticle]", "the test covered 5 of the 7 fixed models"),
+    Mutation(
+        "fixed model: Industry hard-deletes", "apps/backend/src/assets/models/reference/industry.py",
+        "class Industry(TimeStampedModel, SoftDeleteModel):",
+        "class Industry(TimeStampedModel):",
+        f"{FIXED_MODELS}[Industry]", "the test covered 5 of the 7 fixed models"),
+    Mutation(
+        "claim fence: no re-check before the commit", "migrations_worker/runner.py",
+        "                            pk=claim.batch_id, status=BatchStatus.RUNNING, attempts=claim.attempt\n",
+        "                            pk=claim.batch_id\n",
+        f"{CLAIM_FENCE}::test_a_worker_stalled_past_its_lease_after_its_claim_is_fenced_and_the_batch_applied_once",
+        "a worker that lost its claim applies its batch again"),
+    Mutation(
+        "claim fence: the attempt not re-checked", "migrations_worker/runner.py",
+        "                            pk=claim.batch_id, status=BatchStatus.RUNNING, attempts=claim.attempt\n",
+        "                            pk=claim.batch_id, status=BatchStatus.RUNNING\n",
+        f"{CLAIM_FENCE}::test_a_worker_stalled_past_its_lease_after_its_claim_is_fenced_and_the_batch_applied_once",
+        "a stale claim beats the current one to the batch"),
+    Mutation(
+        "claim: no row lock while the batch runs", "migrations_worker/runner.py",
+        "                        JobBatch.objects.select_for_update()\n                        .filter(\n",
+        "                        JobBatch.objects\n                        .filter(\n",
+        f"{CLAIM_FENCE}::test_a_worker_slowed_past_its_lease_inside_its_batch_keeps_it_and_applies_it_once",
+        "a slow batch past its lease is reclaimed while it runs"),
+    Mutation(
+        "gate: waits silently inside the migration instead of stopping at it",
+        "migrations_worker/gates.py",
+        "    raise gate.refusal(needed_by)\n",
+        "    drive.wait_for([job_name])\n",
+        GATE, "the test only checked that the names appear (this passes it), not 'waits for' first"),
+    Mutation(
+        "gate: finishes a big remainder inline instead of waiting", "migrations_worker/gates.py",
+        "    return Gate(job_name, GateState.CLOSED, run or latest, remaining)\n",
+        "    return Gate(job_name, GateState.INLINE, run or latest, remaining)\n",
+        GATE, "the deploy step, not the workers, would do the job under the deploy lock"),
+    Mutation(
+        "ddl: no lock_timeout on a step", "migrations_worker/operations/ddl.py",
+        '"lock_timeout_ms": self.concurrent_lock_timeout_ms if concurrent else self.lock_timeout_ms,',
+        '"lock_timeout_ms": self.concurrent_lock_timeout_ms if concurrent else None,',
+        DDL_LOCKS, "the ALTER queues behind the holder, and every writer behind it"),
+
+    # -- items 1-4 of issue #14: entries to come ---------------------------------------------------
+]
