@@ -65,7 +65,7 @@ def test_an_inline_run_keeps_its_eta_at_10_and_50_percent_and_its_error_at_the_e
     assert bench_report.eta_error(bench_errors) == " / ".join(
         f"{e.error_ratio:+.0%}" for e in eta_errors(run))
 
-    client.force_login(User.objects.create_superuser("eta", password="pw"))
+    client.force_login(User.objects.create_superuser("eta"))  # force_login: no password needed
     payload = client.get(f"/ops/runs/{run.pk}.json").json()
     assert [e["checkpoint"] for e in payload["eta_errors"]] == [10, 50]
     assert payload["eta_errors"][1]["error_ratio"] == pytest.approx(
