@@ -77,7 +77,9 @@ class Profile:
         return execute(sql, params, many, context)
 
     def wrap(self, worker: runner.RunWorker) -> None:
-        for method, step in (("_check_run", "run and health checks"), ("_claim", "claim a batch"),
+        for method, step in (("_health", "run and health checks"),
+                             ("_check_run", "run and health checks"),
+                             ("_claim_next", "claim a batch"), ("_claim", "claim a batch"),
                              ("_process", "batch: bookkeeping + commit"),
                              ("_finalize", "catch-up + verification")):
             original = getattr(worker, method)
@@ -133,23 +135,10 @@ def engine(template: str, target: float) -> dict:
             "statements": dict(profile.statements), "ranges": ranges}
 
 
-# The job's trigger statement with the range also stated on the trigger side, so the planner
-# can use the index on investments_alerttrigger.alert_id instead of a sequential scan of the
-# whole trigger table in every batch (a proposal: see profile.md).
-COPY_TO_TRIGGERS_BY_RANGE = """
-UPDATE investments_alerttrigger t SET alert_uuid = a.uuid
-FROM investments_alert a
-WHERE t.alert_id = a.id AND a.id > %(start)s AND a.id <= %(end)s
-  AND t.alert_id > %(start)s AND t.alert_id <= %(end)s AND t.alert_uuid IS DISTINCT FROM a.uuid
-"""
-
-
-def bare(template: str, ranges: list[tuple[int, int]], by_range: bool = False) -> float:
+def bare(template: str, ranges: list[tuple[int, int]]) -> float:
     """The job's statements over the same ranges, a commit per batch, nothing else."""
     from investments.jobs.alerts_uuid import ASSIGN_UUIDS, COPY_TO_TRIGGERS
 
-    copy = COPY_TO_TRIGGERS_BY_RANGE if by_range else COPY_TO_TRIGGERS.replace(
-        "%s", "%(start)s", 1).replace("%s", "%(end)s", 1)
     create(COPY, template)
     try:
         with connect(COPY, APP_CONTENDER) as conn:
@@ -157,7 +146,7 @@ def bare(template: str, ranges: list[tuple[int, int]], by_range: bool = False) -
             for start, end in ranges:
                 with conn.transaction():
                     conn.execute(ASSIGN_UUIDS, [start, end])
-                    conn.execute(copy, {"start": start, "end": end})
+                    conn.execute(COPY_TO_TRIGGERS, {"start": start, "end": end})
             return time.perf_counter() - started
     finally:
         drop(COPY)
@@ -196,12 +185,9 @@ def main() -> None:
                      key=lambda r: r["seconds"])
         ranges = result.pop("ranges")
         result["bare_seconds"] = best_of(args.repeat, lambda r=ranges: bare(templates.alerts, r))
-        result["bare_by_range_seconds"] = best_of(
-            args.repeat, lambda r=ranges: bare(templates.alerts, r, by_range=True))
         runs.append(result)
         print(f"target {target}s: engine {result['seconds']:.1f} s in {result['batches']} batches, "
-              f"bare keyset loop {result['bare_seconds']:.1f} s, with the trigger range "
-              f"{result['bare_by_range_seconds']:.1f} s")
+              f"bare keyset loop {result['bare_seconds']:.1f} s")
     write(args, templates.alerts_total, limit, runs)
 
 
@@ -241,9 +227,6 @@ def write(args, rows: int, limit: float, runs: list[dict]) -> None:
             [f"{r['autovacuums']} / {r['autoanalyzes']}" for r in runs]),
         row("bare keyset loop over the same batches (job statements + commit, nothing else)",
             [f"{r['bare_seconds']:.1f} s ({limit / r['bare_seconds']:.2f}{chr(215)})"
-             for r in runs]),
-        row("... with the trigger statement also bounded on `t.alert_id`",
-            [f"{r['bare_by_range_seconds']:.1f} s ({limit / r['bare_by_range_seconds']:.2f}{chr(215)})"
              for r in runs]),
         row("engine bookkeeping per batch (claim + batch rows + checks)",
             [f"{overhead(r)[0] / r['batches'] * 1000:.1f} ms, {overhead(r)[1] / r['batches']:.0f} stmts"

@@ -111,10 +111,21 @@ class JobBatch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The job's counters of this batch (BatchResult.counts), summed into the run's report.
+    counts = models.JSONField(null=True, blank=True)
+    # Whether the run's totals (rows_done, batches_done, report) hold what this batch did, or
+    # it has nothing to add: a batch that succeeds clears it in the transaction of its data
+    # change, and the statement that adds it to the run sets it again, so every batch is
+    # counted exactly once however many workers fold. True by default, also in the database:
+    # a batch written by an engine from before folding adds to the run itself.
+    folded = models.BooleanField(default=True, db_default=True)
 
     class Meta:
         ordering = ["run_id", "start_key"]
-        indexes = [models.Index(fields=["run", "status"], name="mw_batch_run_status_idx")]
+        indexes = [
+            models.Index(fields=["run", "status"], name="mw_batch_run_status_idx"),
+            models.Index(fields=["run", "folded"], name="mw_batch_run_folded_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["run", "start_key"], name="mw_batch_run_start_uniq"),
         ]
