@@ -26,6 +26,8 @@ WAITED_STATES = (LOCK_NOT_AVAILABLE, "40P01", "40001")
 # restarting (57P01 admin shutdown, 57P02 crash, 57P03 cannot connect now).
 CONNECTION_LOST_STATES = ("57P01", "57P02", "57P03")
 
+MAX_MILLIS = 2_147_483_647  # PostgreSQL's ceiling for lock_timeout / statement_timeout
+
 SET_TIMEOUTS = "SELECT set_config('lock_timeout', %s, %s), set_config('statement_timeout', %s, %s)"
 READ_TIMEOUTS = "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
 

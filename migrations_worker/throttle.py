@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import connection
 
 from .exceptions import InvalidTuning
+from .pg import MAX_MILLIS
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,6 @@ class Tuning:
 
 DAY = 86_400.0
 MAX_ROWS = 10_000_000
-MAX_MILLIS = 2_147_483_647  # PostgreSQL's ceiling for lock_timeout / statement_timeout
 # name: (type, lowest, highest, lowest excluded)
 LIMITS: dict[str, tuple[type, float, float, bool]] = {
     "batch_size": (int, 1, MAX_ROWS, False),
