@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from django.conf import settings
 from django.db import connection
 
+from . import pg
 from .exceptions import InvalidTuning
 from .pg import MAX_MILLIS
 
@@ -151,6 +152,14 @@ def long_transaction(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
     return f"transaction open for {row[1]}s (pid {row[0]})" if row else ""
 
 
+def ddl_backing_off(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
+    """A deploy step was refused a lock and is backing off (operations/ddl.py): a batch holding
+    row locks is a likely reason, so the job steps aside while the step asks again."""
+    cursor.execute(pg.HOLDERS_OF, [pg.DDL_BACKING_OFF_KEY])
+    steps = cursor.fetchone()[0]
+    return f"{steps} deploy step(s) backing off from a lock: stepping aside" if steps else ""
+
+
 def replica_lag(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
     """Standbys replaying behind: every batch adds WAL they must replay."""
     cursor.execute(REPLICA_LAG)
@@ -161,7 +170,8 @@ def replica_lag(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
 
 
 HealthCheck = Callable[[object, tuple[str, ...], Tuning], str]
-HEALTH_CHECKS: tuple[HealthCheck, ...] = (lock_waiters, long_transaction, replica_lag)
+HEALTH_CHECKS: tuple[HealthCheck, ...] = (lock_waiters, ddl_backing_off, long_transaction,
+                                          replica_lag)
 
 
 def health_hold_reason(tables: tuple[str, ...], tuning: Tuning) -> str:

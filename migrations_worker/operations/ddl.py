@@ -20,10 +20,10 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 
-from django.db import connection, migrations, transaction
+from django.db import DatabaseError, connection, migrations, transaction
 from django.db.migrations.operations.base import Operation
 from psycopg import sql
 
@@ -80,39 +80,67 @@ def run_callable_step(
     in_transaction: bool = True,
 ) -> int:
     """The retry loop behind every lock-safe step (see `run_step`): one attempt per row of the
-    timing table, until one is granted its lock."""
+    timing table, until one is granted its lock. While it backs off, running jobs step aside."""
     pg.require_no_transaction("a lock-safe DDL step")
     lock_retry = lock_retry or LockRetry.resolve()
     attempts = list(lock_retry.attempts())
     began = time.monotonic()
-    for attempt in attempts:
-        if before_attempt is not None:
-            before_attempt()
-        limits = lock_retry.limits(attempt, long_running=long_running, concurrent=not in_transaction)
-        started = time.monotonic()
-        try:
-            with (transaction.atomic() if in_transaction else nullcontext(),
-                  connection.cursor() as cursor, pg.timeouts(cursor, **limits)):
-                step()
-        except Exception as exc:
-            if not pg.is_lock_timeout(exc) or attempt is attempts[-1]:
-                raise
-            waited = (time.monotonic() - started) * 1000
-            sleep_ms = attempt.jittered_sleep_ms()
-            log.warning(
-                "ddl %s: lock not granted after %.0fms (attempt %s/%s, lock_timeout %sms); "
-                "retrying in %.0fms",
-                description, waited, attempt.number, len(attempts), limits["lock_timeout_ms"],
-                sleep_ms,
-            )
-            time.sleep(sleep_ms / 1000)
-            continue
-        if attempt.number > 1:
-            log.info("ddl %s: lock granted on attempt %s", description, attempt.number)
-        log.info("ddl %s: done in %.0fms (%s attempt(s))", description,
-                 (time.monotonic() - began) * 1000, attempt.number)
-        return attempt.number
+    with backing_off() as signal:
+        for attempt in attempts:
+            if before_attempt is not None:
+                before_attempt()
+            limits = lock_retry.limits(attempt, long_running=long_running,
+                                       concurrent=not in_transaction)
+            started = time.monotonic()
+            try:
+                with (transaction.atomic() if in_transaction else nullcontext(),
+                      connection.cursor() as cursor, pg.timeouts(cursor, **limits)):
+                    step()
+            except Exception as exc:
+                if not pg.is_lock_timeout(exc) or attempt is attempts[-1]:
+                    raise
+                waited = (time.monotonic() - started) * 1000
+                sleep_ms = attempt.jittered_sleep_ms()
+                signal()
+                log.warning(
+                    "ddl %s: lock not granted after %.0fms (attempt %s/%s, lock_timeout %sms); "
+                    "retrying in %.0fms",
+                    description, waited, attempt.number, len(attempts), limits["lock_timeout_ms"],
+                    sleep_ms,
+                )
+                time.sleep(sleep_ms / 1000)
+                continue
+            if attempt.number > 1:
+                log.info("ddl %s: lock granted on attempt %s", description, attempt.number)
+            log.info("ddl %s: done in %.0fms (%s attempt(s))", description,
+                     (time.monotonic() - began) * 1000, attempt.number)
+            return attempt.number
     raise AssertionError("unreachable")
+
+
+@contextmanager
+def backing_off() -> Iterator[Callable[[], None]]:
+    """Yields a function that, called after a refused request, shows the running jobs that a
+    deploy step is backing off (`pg.DDL_BACKING_OFF_KEY`, see throttle.ddl_backing_off) until
+    the step ends, granted or not."""
+    held = False
+
+    def signal() -> None:
+        nonlocal held
+        if not held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_lock_shared(%s)", [pg.DDL_BACKING_OFF_KEY])
+            held = True
+
+    try:
+        yield signal
+    finally:
+        if held and connection.connection is not None and not connection.connection.closed:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock_shared(%s)", [pg.DDL_BACKING_OFF_KEY])
+            except DatabaseError:
+                connection.close()  # the lock goes with the session
 
 
 def timeout_sql(

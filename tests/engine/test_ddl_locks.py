@@ -26,6 +26,8 @@ from migrations_worker.operations.ddl import (
     run_step,
 )
 from migrations_worker.operations.lock_retry import LockRetry
+from migrations_worker.throttle import Tuning, health_hold_reason
+from tests.workers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 LOCK_TIMEOUT_MS = [50, 200]  # the site's escalation in these tests: first request, cap
@@ -256,3 +258,32 @@ def test_sqlmigrate_output_shows_the_timeouts_each_step_runs_under(fast_policy):
         "SET statement_timeout = '0';",
         'CREATE INDEX CONCURRENTLY "t_c_idx" ON "t" ("c");',
     ]
+
+
+def test_a_step_backing_off_from_a_lock_puts_running_jobs_on_hold_until_it_ends(probe_tables):
+    """Refused, a step tells the jobs (a shared advisory lock their health check reads): a job's
+    batches holding row locks on its table are the likely reason, so they step aside."""
+    tables = ("ddl_probe_a",)
+    tuning = Tuning.resolve({})
+    assert health_hold_reason(tables, tuning) == ""
+    holder = LockHolder("ddl_probe_a")
+    outcome = {}
+
+    def migrate() -> None:
+        try:
+            run_step(["ALTER TABLE ddl_probe_a ADD COLUMN later int"],
+                     lock_retry=LockRetry.resolve({"timings": [[30, 100]] * 100}))
+            outcome["done"] = True
+        finally:
+            connection.close()
+
+    step = threading.Thread(target=migrate)
+    step.start()
+    try:
+        wait_until(lambda: "backing off from a lock" in health_hold_reason(tables, tuning), 10,
+                   message="the job to be told")
+    finally:
+        holder.close()  # the step's next request is granted
+    step.join(30)
+    assert outcome == {"done": True}
+    assert health_hold_reason(tables, tuning) == ""  # and the jobs go on
