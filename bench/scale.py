@@ -1,7 +1,7 @@
 """The scale run: the staged deploy (bench/deploy.py) at each size, and what it costs as the data
 grows: deploy time, each job's rows/s, peak worker RSS, database size; a table and a chart.
 
-    python -m bench.scale --scales small medium large xlarge   # by hand: xlarge seeds ~15 GB
+    python -m bench.scale --scales small medium large xlarge   # by hand: xlarge seeds ~5 GB
     python -m bench.scale --report                              # redraw from raw/scale.json
 
 Each scale is seeded once into its template (`bench_seed_<scale>`, reused while the seed and the
