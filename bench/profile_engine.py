@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -40,7 +41,7 @@ from django.db import connection, transaction  # noqa: E402
 
 from bench import single_sql  # noqa: E402
 from migrations_worker import control, runner  # noqa: E402
-from migrations_worker.models import JobBatch, RunStatus  # noqa: E402
+from migrations_worker.models import JobBatch, JobRun, RunStatus  # noqa: E402
 from migrations_worker.states import transition  # noqa: E402
 
 JOB = "alerts_uuid"
@@ -135,19 +136,67 @@ def engine(template: str, target: float) -> dict:
             "statements": dict(profile.statements), "ranges": ranges}
 
 
-def bare(template: str, ranges: list[tuple[int, int]]) -> float:
-    """The job's statements over the same ranges, a commit per batch, nothing else."""
+def engine_lanes(template: str, target: float, lanes: int) -> float:
+    """The engine with `lanes` workers at once (threads, each a RunWorker loop on its own
+    connection, as Celery workers would be): seconds until the run is verified finished."""
+    create(COPY, template)
+    use_database(COPY)
+    finished: list[float] = []
+    try:
+        run = control.create_run(JOB, options={"target_batch_seconds": target}, workers=lanes,
+                                 actor="profile")
+        transition(run.pk, RunStatus.RUNNING, actor="profile", message="profile inline")
+
+        def lane(number: int) -> None:
+            try:
+                worker = runner.RunWorker(run.pk, name=f"profile-{number}")
+                while True:
+                    outcome = worker.work()
+                    if outcome.kind in (runner.HOLD, runner.WAIT):
+                        time.sleep(outcome.delay)
+                        continue
+                    if outcome.kind == runner.DONE:
+                        finished.append(time.perf_counter())
+                    return
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=lane, args=(n,)) for n in range(lanes)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if JobRun.objects.get(pk=run.pk).status != RunStatus.FINISHED or not finished:
+            raise RuntimeError("the profiled run did not finish")
+        return min(finished) - started
+    finally:
+        use_database("postgres")
+        drop(COPY)
+
+
+def bare(template: str, ranges: list[tuple[int, int]], lanes: int = 1) -> float:
+    """The job's statements over the same ranges, a commit per batch, nothing else; with
+    `lanes` connections in parallel, each taking every `lanes`-th range (as two workers would):
+    how far the machine lets the work itself scale, before any engine."""
     from investments.jobs.alerts_uuid import ASSIGN_UUIDS, COPY_TO_TRIGGERS
 
-    create(COPY, template)
-    try:
+    def lane(mine: list[tuple[int, int]]) -> None:
         with connect(COPY, APP_CONTENDER) as conn:
-            started = time.perf_counter()
-            for start, end in ranges:
+            for start, end in mine:
                 with conn.transaction():
                     conn.execute(ASSIGN_UUIDS, [start, end])
                     conn.execute(COPY_TO_TRIGGERS, {"start": start, "end": end})
-            return time.perf_counter() - started
+
+    create(COPY, template)
+    try:
+        threads = [threading.Thread(target=lane, args=(ranges[i::lanes],)) for i in range(lanes)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return time.perf_counter() - started
     finally:
         drop(COPY)
 
@@ -185,9 +234,15 @@ def main() -> None:
                      key=lambda r: r["seconds"])
         ranges = result.pop("ranges")
         result["bare_seconds"] = best_of(args.repeat, lambda r=ranges: bare(templates.alerts, r))
+        result["bare2_seconds"] = best_of(args.repeat,
+                                          lambda r=ranges: bare(templates.alerts, r, lanes=2))
+        result["engine2_seconds"] = best_of(
+            args.repeat, lambda t=target: engine_lanes(templates.alerts, t, lanes=2))
         runs.append(result)
         print(f"target {target}s: engine {result['seconds']:.1f} s in {result['batches']} batches, "
-              f"bare keyset loop {result['bare_seconds']:.1f} s")
+              f"bare keyset loop {result['bare_seconds']:.1f} s, on 2 connections "
+              f"{result['bare2_seconds']:.1f} s; engine with 2 workers "
+              f"{result['engine2_seconds']:.1f} s")
     write(args, templates.alerts_total, limit, runs)
 
 
@@ -231,6 +286,12 @@ def write(args, rows: int, limit: float, runs: list[dict]) -> None:
         row("bare keyset loop over the same batches (job statements + commit, nothing else)",
             [f"{r['bare_seconds']:.1f} s ({limit / r['bare_seconds']:.2f}{chr(215)})"
              for r in runs]),
+        row("... on 2 connections in parallel, every other batch each (what 2 workers could reach)",
+            [f"{r['bare2_seconds']:.1f} s ({limit / r['bare2_seconds']:.2f}{chr(215)})"
+             if r.get("bare2_seconds") else "-" for r in runs]),
+        row("engine, 2 workers at once (threads, no Celery)",
+            [f"{r['engine2_seconds']:.1f} s ({limit / r['engine2_seconds']:.2f}{chr(215)})"
+             if r.get("engine2_seconds") else "-" for r in runs]),
         row("engine bookkeeping per batch (claim + batch rows + checks)",
             [f"{overhead(r)[0] / r['batches'] * 1000:.1f} ms, {overhead(r)[1] / r['batches']:.0f} stmts"
              for r in runs]),

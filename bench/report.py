@@ -266,6 +266,33 @@ def contrast(record: dict) -> bool:
     return record["key"].startswith("engine1long")
 
 
+def paired_ratios(everything: list[dict], record: dict, single: dict) -> list[float]:
+    """Each run of `record`'s contender over the single transaction's run of the same round
+    (they are interleaved, so each pair was measured minutes apart on the same machine)."""
+    runs = [r for r in everything if r["key"] == record["key"]]
+    singles = [r for r in everything if r["key"] == single["key"]]
+    return [r["rows_per_second"] / s["rows_per_second"]
+            for r, s in zip(runs, singles, strict=False)]
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def others_share(everything: list[dict], key: str) -> float | None:
+    """The share of the machine's CPU that went to anything but the work itself (the live load,
+    the samplers, other people's jobs on a shared machine) while `key`'s runs ran; median."""
+    shares = []
+    for r in (r for r in everything if r["key"] == key and r.get("machine_cpu")):
+        machine = r["machine_cpu"]
+        work = r["cpu_seconds"]["database"] + r["cpu_seconds"]["client"]
+        if machine["total"]:
+            shares.append(max(0.0, machine["busy"] - work) / machine["total"])
+    return median(shares) if shares else None
+
+
 def cpu_ratio(record: dict, single: dict) -> float:
     return record["rows_per_cpu_second"] / single["rows_per_cpu_second"] if single else 0.0
 
@@ -280,14 +307,24 @@ def targets(results: dict) -> list[tuple[str, str, bool | None, str]]:
         workers = r["details"]["workers"]
         goal = {1: MIN_ONE_WORKER, 2: MIN_TWO_WORKERS}.get(workers)
         if single and goal and not contrast(r):
-            ratio = r["rows_per_second"] / single["rows_per_second"]
+            pairs = paired_ratios(everything, r, single)
+            ratio = median(pairs)
             d = r["details"]
+            busy = others_share(everything, r["key"])
             why = (f"rows per CPU-second {cpu_ratio(r, single):.2f}{X} the single UPDATE's; "
                    f"{d['batch_time_share'] * 100:.0f}% of the run inside batches, "
-                   f"{d['batches']} batches of {d['avg_batch_ms']:.0f} ms")
+                   f"{d['batches']} batches of {d['avg_batch_ms']:.0f} ms"
+                   + (f"; {busy * 100:.0f}% of the machine's CPU went to other things "
+                      "meanwhile (the live load, the samplers, other people's jobs)"
+                      if busy is not None else ""))
+            bare = next((b for b in records if b["key"] == f"bare{workers}_alerts_uuid"), None)
+            ceiling = ""
+            if bare:
+                ceiling = (f"; the bare keyset loop on {workers} connection(s), same rounds: "
+                           f"{median(paired_ratios(everything, bare, single)):.2f}{X}")
             rows.append((f"alerts backfill ≥ {goal}{X} the single UPDATE ({r['label']})",
-                         f"{ratio:.2f}{X} (runs: " + ", ".join(
-                             f"{v / single['rows_per_second']:.2f}" for v in r["runs"]) + ")",
+                         f"{ratio:.2f}{X} (median of the rounds "
+                         + ", ".join(f"{v:.2f}" for v in pairs) + ")" + ceiling,
                          ratio >= goal, why))
     dedup_single = single_for(records, "ticker_dedup")
     for r in (r for r in records if r["engine"] and r["job"] == "ticker_dedup"):
@@ -304,18 +341,22 @@ def targets(results: dict) -> list[tuple[str, str, bool | None, str]]:
         idle = idle_baseline(everything, r["job"])
         ratio = d["p99_ms"] / idle["p99_ms"]
         held = slowed(r)
-        rows.append((f"{r['job']}, {r['label']}: load p99 ≤ {MAX_P99_RATIO}{X} idle p99",
+        # The issue sets the latency goals for the alerts backfill; the other jobs are shown
+        # against the same bounds, for information.
+        judged = r["job"] == "alerts_uuid"
+        rows.append((f"{r['job']}, {r['label']}: load p99 ≤ {MAX_P99_RATIO}{X} idle p99"
+                     + ("" if judged else " (for information)"),
                      f"{d['p99_ms']:.1f} ms = {ratio:.1f}{X} idle {idle['p99_ms']:.1f} ms",
-                     ratio <= MAX_P99_RATIO,
+                     ratio <= MAX_P99_RATIO if judged else None,
                      f"{len(held)} statement(s) held up by the job's locks; the rest is the "
                      "CPU the job's sessions take from the load's (2 cores)"))
         rows.append((f"{r['job']}, {r['label']}: no load errors", f"{d['errors']} errors",
                      d["errors"] == 0, ""))
         rows.append((f"{r['job']}, {r['label']}: no load statement held up > {MAX_SLOWED_MS} ms "
-                     "by a batch's locks",
+                     "by a batch's locks" + ("" if judged else " (for information)"),
                      f"{sum(ms > MAX_SLOWED_MS for ms in held)} over; longest "
                      f"{max(held, default=0):.0f} ms",
-                     all(ms <= MAX_SLOWED_MS for ms in held),
+                     all(ms <= MAX_SLOWED_MS for ms in held) if judged else None,
                      f"batches of {r['details']['avg_batch_ms']:.0f} ms on average, "
                      f"{r['details']['max_batch_ms']:.0f} ms at the longest: a statement that "
                      "meets a row a batch changed waits for its commit"))
@@ -348,6 +389,17 @@ def targets(results: dict) -> list[tuple[str, str, bool | None, str]]:
                      f"({growth:.2f}{X}) for {large['alerts'] / max(small['alerts'], 1):.0f}{X} "
                      "the rows", growth <= MAX_MEMORY_GROWTH, ""))
     return rows
+
+
+def goals_text(results: dict) -> list[str]:
+    """The goals as `make bench` prints them at the end: met, or missed and why."""
+    lines = ["", "Goals (issue #13):"]
+    for name, value, met, why in targets(results):
+        if met is None:
+            continue
+        lines.append(f"  [{'met' if met else 'MISSED'}] {name}: {value}"
+                     + (f"\n           why: {why}" if not met and why else ""))
+    return lines
 
 
 def headline(results: dict) -> list[str]:

@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 from bench import report
-from bench.common import RESULTS, connect
+from bench.common import RESULTS, connect, machine_cpu
 from bench.contenders import (
+    BareLoop,
     Contender,
     Engine,
     NaiveCelery,
@@ -49,8 +50,10 @@ def contenders_for(templates: Templates, args) -> list[Contender]:
     times, interleaved, so each comparison is made minutes apart at most (the report keeps the
     median run of each, and pools the load's statements over all of them)."""
     alerts = ENGINE_OPTIONS["alerts_uuid"]
+    # The bare loops: the job's statements alone, on 1 and 2 connections, in the same rounds:
+    # the ceiling this machine gives the engine's 1 and 2 workers in those minutes.
     throughput = [SingleTransaction("alerts_uuid"), Engine("alerts_uuid", 1, alerts),
-                  Engine("alerts_uuid", 2, alerts)]
+                  Engine("alerts_uuid", 2, alerts), BareLoop(1), BareLoop(2)]
     return [
         *(throughput * args.repeat),
         # The site's default batch duration, to show what the shorter batches cost and buy.
@@ -94,7 +97,9 @@ def measure(contender: Contender, templates: Templates, args, logs: Path,
         time.sleep(args.idle)
         log(f"{contender.key}: {contender.label}")
         start = time.time()
+        machine_before = machine_cpu()
         outcome = contender.run(database, logs, memory)
+        machine_after = machine_cpu()
         end = time.time()
         time.sleep(args.tail)
         stopped = time.time()
@@ -127,6 +132,9 @@ def measure(contender: Contender, templates: Templates, args, logs: Path,
         "rows_per_second": outcome.rows / outcome.seconds if outcome.seconds else 0.0,
         "peak_rss_kib": peak, "peak_rss_by_process": peaks, "details": outcome.details,
         "cpu_seconds": cpu,
+        # The whole machine while it ran: busy CPU-seconds of all CPUs, and all there were.
+        "machine_cpu": {"busy": machine_after[0] - machine_before[0],
+                        "total": machine_after[1] - machine_before[1]},
         "idle": latency_summary(samples, idle_start, start),
         "during": latency_summary(samples, work_start, work_end),
         "idle_by_statement": by_statement(samples, idle_start, start),
@@ -230,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     save()
     written = report.write(results, out)
     log(f"done in {results['seconds'] / 60:.1f} min: {', '.join(str(p) for p in written)}")
+    print("\n".join(report.goals_text(results)), flush=True)
 
 
 if __name__ == "__main__":
