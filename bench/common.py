@@ -117,6 +117,16 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) CPU-seconds of the whole machine so far, every CPU (/proc/stat): what the
+    machine did during a run, the other people on it included."""
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    total = sum(fields[:8])  # user nice system idle iowait irq softirq steal
+    return (total - idle) / CLOCK_TICKS, total / CLOCK_TICKS
+
+
 def peak_rss_kib(pid: int) -> int | None:
     """VmHWM of a live process: the most resident memory it ever had (kernel-tracked)."""
     try:

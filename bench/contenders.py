@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ from bench.common import (
 )
 from bench.databases import Templates, manage
 from bench.load import MemorySampler
+from investments.jobs.alerts_uuid import ASSIGN_UUIDS, COPY_TO_TRIGGERS
 from investments.jobs.alerts_uuid import REMAINING as ALERTS_REMAINING
 from migrations_worker import eta
 
@@ -190,6 +192,52 @@ class SingleTransaction(Contender):
             conn.execute("SET statement_timeout = 0")
             report = getattr(single_sql, self.job)(conn)
         return Outcome(rows=report.pop("rows"), seconds=report.pop("seconds"), details=report)
+
+
+class BareLoop(Contender):
+    """The alerts job's own two statements over fixed key ranges, a commit per range, on `lanes`
+    connections in parallel (each taking every `lanes`-th range) from this process: no claim,
+    no bookkeeping, no health check. Not a way to migrate: the ceiling the engine's batches could
+    reach on this machine in the same minutes, 1 lane for 1 worker, 2 for 2."""
+
+    job, template = "alerts_uuid", "alerts"
+
+    def __init__(self, lanes: int, size: int = 3_000):
+        self.lanes = lanes
+        self.size = size
+        self.key = f"bare{lanes}_alerts_uuid"
+        self.label = (f"bare keyset loop, {lanes} connection{'s' if lanes > 1 else ''} "
+                      f"({size:,}-key batches, nothing else)")
+
+    def run(self, database: str, logs: Path, memory: MemorySampler) -> Outcome:
+        with connect(database) as conn:
+            low, high = conn.execute("SELECT min(id), max(id) FROM investments_alert").fetchone()
+        ranges = [(start, min(start + self.size, high)) for start in range(low - 1, high, self.size)]
+        done: list[int] = []
+        failed: list[BaseException] = []
+
+        def lane(mine: list[tuple[int, int]]) -> None:
+            try:
+                with connect(database, APP_CONTENDER) as conn:
+                    for start, end in mine:
+                        with conn.transaction():
+                            done.append(conn.execute(ASSIGN_UUIDS, [start, end]).rowcount)
+                            conn.execute(COPY_TO_TRIGGERS, {"start": start, "end": end})
+            except BaseException as exc:  # reported below, not lost in a thread
+                failed.append(exc)
+
+        threads = [threading.Thread(target=lane, args=(ranges[i::self.lanes],))
+                   for i in range(self.lanes)]
+        started = time.time()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        ended = time.time()
+        if failed:
+            raise RuntimeError(f"{self.key} failed: {failed[0]}") from failed[0]
+        return Outcome(rows=sum(done), seconds=ended - started, window=(started, ended),
+                       details={"lanes": self.lanes, "batches": len(ranges), "size": self.size})
 
 
 class NaiveCelery(Contender):

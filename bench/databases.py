@@ -129,7 +129,10 @@ def settle(database: str, marker: str) -> None:
         sql.Identifier(database), sql.Literal(marker)))
 
 
-def ensure_templates(scale: str, *, rebuild: bool, log: Callable[[str], None]) -> Templates:
+def ensure_templates(scale: str, *, rebuild: bool, log: Callable[[str], None],
+                     seed_only: bool = False) -> Templates:
+    """The templates of `scale`, built where missing or stale. `seed_only`: just the seeded
+    legacy database (what the whole deploy starts from; the scale run needs no other)."""
     marker = _marker(scale)
     names = {kind: f"bench_{kind}_{scale}" for kind in ("seed", "alerts", "legacy", "dedup")}
 
@@ -144,13 +147,13 @@ def ensure_templates(scale: str, *, rebuild: bool, log: Callable[[str], None]) -
         manage(names["seed"], "seed_demo", "--size", scale, "-v", "1", log=log)
         settle(names["seed"], marker)
         rebuild = True  # everything below derives from it
-    if not fresh("alerts"):
+    if not (seed_only or fresh("alerts")):
         log(f"preparing {names['alerts']}: right after investments.0005_alert_uuid_expand")
         create(names["alerts"], names["seed"])
         manage(names["alerts"], "migrate", "investments", "0005_alert_uuid_expand", "-v", "0", log=log)
         manage(names["alerts"], "backfill", "cancel", "alerts_uuid", log=log)
         settle(names["alerts"], marker)
-    if not fresh("legacy"):
+    if not (seed_only or fresh("legacy")):
         log(f"preparing {names['legacy']}: right after assets.0008_retire_legacy_text_fields")
         create(names["legacy"], names["seed"])
         manage(names["legacy"], "migrate", "assets", "0008_retire_legacy_text_fields", "-v", "0",
@@ -158,7 +161,7 @@ def ensure_templates(scale: str, *, rebuild: bool, log: Callable[[str], None]) -
         manage(names["legacy"], "backfill", "cancel", "legacy_columns", log=log)
         settle(names["legacy"], marker)
         rebuild = True  # the dedup template derives from it
-    if not fresh("dedup"):
+    if not (seed_only or fresh("dedup")):
         log(f"preparing {names['dedup']}: legacy_columns done, then assets up to 0012")
         create(names["dedup"], names["legacy"])
         manage(names["dedup"], "backfill", "run", "legacy_columns", log=log)

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 import psycopg
+from psycopg import sql
 
 from bench.common import (
     APP_DEPLOY,
@@ -41,6 +42,11 @@ class Sample:
     op: str
     seconds: float
     ok: bool
+    pid: int = 0  # the load connection's backend, to match the lock sampler's sightings
+
+
+# Reference tables the deploy gives soft-delete columns: the load edits a row of each in turn.
+REFERENCE_TABLES = ("assets_country", "assets_currency", "assets_sector", "assets_industry")
 
 
 class BenchLoad(LiveLoad):
@@ -65,6 +71,15 @@ class BenchLoad(LiveLoad):
             "SELECT h.id FROM portfolios_holding h JOIN assets_asset a ON a.id = h.asset_id "  # noqa: S608 - constant text
             f"WHERE (a.ticker, a.exchange_id) IN ({DUP_KEYS}) ORDER BY hashint8(h.id) LIMIT 2000"
         )]
+        self.reference = {table: [r[0] for r in conn.execute(
+            sql.SQL("SELECT id FROM {} ORDER BY id LIMIT 200").format(sql.Identifier(table)))]
+            for table in REFERENCE_TABLES}
+        self.articles = [r[0] for r in conn.execute(
+            "SELECT id FROM investments_newsarticle ORDER BY hashint8(id) LIMIT 2000")]
+        self.benchmarks = [r[0] for r in conn.execute(
+            "SELECT id FROM portfolios_benchmark ORDER BY hashint8(id) LIMIT 2000")]
+        self.pid = conn.info.backend_pid
+        self.writes = 0
 
     # -- the added writes -------------------------------------------------------------------
 
@@ -93,6 +108,39 @@ class BenchLoad(LiveLoad):
             conn.execute("UPDATE portfolios_holding SET updated_at = now() WHERE id = %s",
                          [self.random.choice(self.dup_holdings)])
 
+    # -- writes on every other table the deploy alters ---------------------------------------
+
+    def touch_reference(self, conn) -> None:
+        """An edit of reference data: a country, currency, sector or industry, in turn."""
+        self.writes += 1
+        table = REFERENCE_TABLES[self.writes % len(REFERENCE_TABLES)]
+        if self.reference[table]:
+            conn.execute(sql.SQL("UPDATE {} SET updated_at = now() WHERE id = %s").format(
+                sql.Identifier(table)), [self.random.choice(self.reference[table])])
+
+    def touch_article(self, conn) -> None:
+        if self.articles:
+            conn.execute("UPDATE investments_newsarticle SET updated_at = now() WHERE id = %s",
+                         [self.random.choice(self.articles)])
+
+    def touch_benchmark(self, conn) -> None:
+        if self.benchmarks:
+            conn.execute("UPDATE portfolios_benchmark SET updated_at = now() WHERE id = %s",
+                         [self.random.choice(self.benchmarks)])
+
+    def link_article(self, conn) -> None:
+        if self.articles:
+            conn.execute(
+                "INSERT INTO investments_newsarticle_assets (newsarticle_id, asset_id) "
+                "VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                [self.random.choice(self.articles), self.random.choice(self.editable_assets)])
+
+    def insert_price(self, conn) -> None:
+        conn.execute(
+            "INSERT INTO assets_assetpriceshistoric (timestamp, open, high, low, close, volume, "
+            "asset_id) VALUES (clock_timestamp(), 1, 1, 1, 1, 1, %s)",
+            [self.random.choice(self.editable_assets)])
+
     # -- the loop ---------------------------------------------------------------------------
 
     def halt(self) -> None:
@@ -112,7 +160,9 @@ class BenchLoad(LiveLoad):
     def _loop(self, conn) -> None:
         ops = [self.insert_alert, self.edit_alert, self.touch_holding, self.read_asset,
                self.fire_alert, self.insert_watch, self.edit_asset, self.read_portfolio,
-               self.insert_trigger, self.edit_duplicate_holding, self.insert_asset]
+               self.insert_trigger, self.edit_duplicate_holding, self.insert_asset,
+               self.touch_reference, self.touch_article, self.touch_benchmark,
+               self.link_article, self.insert_price]
         interval = 1.0 / self.rate
         next_at = time.monotonic()
         n = self.random.randrange(len(ops))
@@ -130,7 +180,7 @@ class BenchLoad(LiveLoad):
                 self.result.errors.append(f"{op.__name__}: {type(exc).__name__}: {exc}")
             seconds = time.monotonic() - started
             self.result.record(op.__name__, seconds)
-            self.samples.append(Sample(wall, op.__name__, seconds, ok))
+            self.samples.append(Sample(wall, op.__name__, seconds, ok, self.pid))
             next_at += interval
             # After a long block, resume the schedule instead of bursting to catch up.
             next_at = max(next_at, time.monotonic() - 1.0)
@@ -142,11 +192,20 @@ class LockWait:
     seconds: float
     query: str
     blockers: set[str] = field(default_factory=set)
+    pid: int = 0
+    started: float = 0.0  # the waiting statement's query_start (wall clock)
+    # What the deploy's session was running while it held the load up (the DDL step).
+    deploy_queries: set[str] = field(default_factory=set)
 
     @property
     def by_work(self) -> bool:
         """Blocked by the migration's work (a batch, or the single transaction)."""
         return bool(self.blockers & set(WORK_APPS))
+
+    @property
+    def by_deploy(self) -> bool:
+        """Blocked by a deploy step's DDL."""
+        return APP_DEPLOY in self.blockers
 
 
 class CpuLog:
@@ -193,7 +252,11 @@ class LockSampler(threading.Thread):
         SELECT w.pid, w.query_start, extract(epoch FROM clock_timestamp() - w.query_start),
                left(w.query, 120),
                ARRAY(SELECT coalesce(nullif(b.application_name, ''), b.backend_type)
-                     FROM pg_stat_activity b WHERE b.pid = ANY(pg_blocking_pids(w.pid)))
+                     FROM pg_stat_activity b WHERE b.pid = ANY(pg_blocking_pids(w.pid))),
+               extract(epoch FROM w.query_start),
+               ARRAY(SELECT left(regexp_replace(b.query, '\\s+', ' ', 'g'), 160)
+                     FROM pg_stat_activity b WHERE b.pid = ANY(pg_blocking_pids(w.pid))
+                       AND b.application_name = %s)
         FROM pg_stat_activity w
         WHERE w.datname = current_database() AND w.application_name = %s
           AND w.wait_event_type = 'Lock'
@@ -215,11 +278,14 @@ class LockSampler(threading.Thread):
                     now = time.time()
                     for (pid,) in conn.execute(self.WORKERS, [[*WORK_APPS, APP_DEPLOY]]):
                         self.server_cpu.read(pid, now)
-                    for pid, since, seconds, query, blockers in conn.execute(self.QUERY, [APP_LOAD]):
-                        wait = self.waits.setdefault(
-                            (pid, since), LockWait(time.time() - float(seconds), 0.0, query))
+                    for pid, since, seconds, query, blockers, started, deploy in conn.execute(
+                            self.QUERY, [APP_DEPLOY, APP_LOAD]):
+                        wait = self.waits.setdefault((pid, since), LockWait(
+                            time.time() - float(seconds), 0.0, query, pid=pid,
+                            started=float(started)))
                         wait.seconds = max(wait.seconds, float(seconds))
                         wait.blockers |= set(blockers)
+                        wait.deploy_queries |= set(deploy)
         except BaseException as exc:
             self.crashed = exc
 
@@ -328,6 +394,22 @@ def latency_summary(samples: list[Sample], start: float, end: float) -> dict:
         "max_ms": max(values, default=0.0) * 1000,
         "per_second": len(window) / (end - start) if end > start else 0.0,
     }
+
+
+def blocked_samples(samples: list[Sample], waits: list[LockWait]) -> list[tuple[Sample, LockWait]]:
+    """Each load statement the sampler saw waiting for a lock, with that wait: its whole latency
+    (measured by the load, to the millisecond) is then the time a lock held it up, and the wait
+    says whose lock (a statement that waited less than the sampler's 50 ms may go unseen)."""
+    by_pid: dict[int, list[LockWait]] = {}
+    for wait in waits:
+        by_pid.setdefault(wait.pid, []).append(wait)
+    found = []
+    for sample in samples:
+        for wait in by_pid.get(sample.pid, ()):
+            if sample.at - 0.05 <= wait.started <= sample.at + sample.seconds:
+                found.append((sample, wait))
+                break
+    return found
 
 
 def lock_summary(waits: list[LockWait], start: float, end: float) -> dict:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -40,7 +41,7 @@ from django.db import connection, transaction  # noqa: E402
 
 from bench import single_sql  # noqa: E402
 from migrations_worker import control, runner  # noqa: E402
-from migrations_worker.models import JobBatch, RunStatus  # noqa: E402
+from migrations_worker.models import JobBatch, JobRun, RunStatus  # noqa: E402
 from migrations_worker.states import transition  # noqa: E402
 
 JOB = "alerts_uuid"
@@ -77,7 +78,9 @@ class Profile:
         return execute(sql, params, many, context)
 
     def wrap(self, worker: runner.RunWorker) -> None:
-        for method, step in (("_check_run", "run and health checks"), ("_claim", "claim a batch"),
+        for method, step in (("_health", "run and health checks"),
+                             ("_check_run", "run and health checks"),
+                             ("_claim_next", "claim a batch"), ("_claim", "claim a batch"),
                              ("_process", "batch: bookkeeping + commit"),
                              ("_finalize", "catch-up + verification")):
             original = getattr(worker, method)
@@ -133,32 +136,67 @@ def engine(template: str, target: float) -> dict:
             "statements": dict(profile.statements), "ranges": ranges}
 
 
-# The job's trigger statement with the range also stated on the trigger side, so the planner
-# can use the index on investments_alerttrigger.alert_id instead of a sequential scan of the
-# whole trigger table in every batch (a proposal: see profile.md).
-COPY_TO_TRIGGERS_BY_RANGE = """
-UPDATE investments_alerttrigger t SET alert_uuid = a.uuid
-FROM investments_alert a
-WHERE t.alert_id = a.id AND a.id > %(start)s AND a.id <= %(end)s
-  AND t.alert_id > %(start)s AND t.alert_id <= %(end)s AND t.alert_uuid IS DISTINCT FROM a.uuid
-"""
+def engine_lanes(template: str, target: float, lanes: int) -> float:
+    """The engine with `lanes` workers at once (threads, each a RunWorker loop on its own
+    connection, as Celery workers would be): seconds until the run is verified finished."""
+    create(COPY, template)
+    use_database(COPY)
+    finished: list[float] = []
+    try:
+        run = control.create_run(JOB, options={"target_batch_seconds": target}, workers=lanes,
+                                 actor="profile")
+        transition(run.pk, RunStatus.RUNNING, actor="profile", message="profile inline")
+
+        def lane(number: int) -> None:
+            try:
+                worker = runner.RunWorker(run.pk, name=f"profile-{number}")
+                while True:
+                    outcome = worker.work()
+                    if outcome.kind in (runner.HOLD, runner.WAIT):
+                        time.sleep(outcome.delay)
+                        continue
+                    if outcome.kind == runner.DONE:
+                        finished.append(time.perf_counter())
+                    return
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=lane, args=(n,)) for n in range(lanes)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if JobRun.objects.get(pk=run.pk).status != RunStatus.FINISHED or not finished:
+            raise RuntimeError("the profiled run did not finish")
+        return min(finished) - started
+    finally:
+        use_database("postgres")
+        drop(COPY)
 
 
-def bare(template: str, ranges: list[tuple[int, int]], by_range: bool = False) -> float:
-    """The job's statements over the same ranges, a commit per batch, nothing else."""
+def bare(template: str, ranges: list[tuple[int, int]], lanes: int = 1) -> float:
+    """The job's statements over the same ranges, a commit per batch, nothing else; with
+    `lanes` connections in parallel, each taking every `lanes`-th range (as two workers would):
+    how far the machine lets the work itself scale, before any engine."""
     from investments.jobs.alerts_uuid import ASSIGN_UUIDS, COPY_TO_TRIGGERS
 
-    copy = COPY_TO_TRIGGERS_BY_RANGE if by_range else COPY_TO_TRIGGERS.replace(
-        "%s", "%(start)s", 1).replace("%s", "%(end)s", 1)
-    create(COPY, template)
-    try:
+    def lane(mine: list[tuple[int, int]]) -> None:
         with connect(COPY, APP_CONTENDER) as conn:
-            started = time.perf_counter()
-            for start, end in ranges:
+            for start, end in mine:
                 with conn.transaction():
                     conn.execute(ASSIGN_UUIDS, [start, end])
-                    conn.execute(copy, {"start": start, "end": end})
-            return time.perf_counter() - started
+                    conn.execute(COPY_TO_TRIGGERS, {"start": start, "end": end})
+
+    create(COPY, template)
+    try:
+        threads = [threading.Thread(target=lane, args=(ranges[i::lanes],)) for i in range(lanes)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return time.perf_counter() - started
     finally:
         drop(COPY)
 
@@ -181,7 +219,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=["small", "medium"], default="medium")
-    parser.add_argument("--targets", type=float, nargs="+", default=[0.15, 0.5, 1.0])
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.08, 0.15, 0.5])
     parser.add_argument("--repeat", type=int, default=2, help="runs of each; the fastest counts")
     args = parser.parse_args()
     templates = ensure_templates(args.scale, rebuild=False, log=print)
@@ -196,16 +234,22 @@ def main() -> None:
                      key=lambda r: r["seconds"])
         ranges = result.pop("ranges")
         result["bare_seconds"] = best_of(args.repeat, lambda r=ranges: bare(templates.alerts, r))
-        result["bare_by_range_seconds"] = best_of(
-            args.repeat, lambda r=ranges: bare(templates.alerts, r, by_range=True))
+        result["bare2_seconds"] = best_of(args.repeat,
+                                          lambda r=ranges: bare(templates.alerts, r, lanes=2))
+        result["engine2_seconds"] = best_of(
+            args.repeat, lambda t=target: engine_lanes(templates.alerts, t, lanes=2))
         runs.append(result)
         print(f"target {target}s: engine {result['seconds']:.1f} s in {result['batches']} batches, "
-              f"bare keyset loop {result['bare_seconds']:.1f} s, with the trigger range "
-              f"{result['bare_by_range_seconds']:.1f} s")
+              f"bare keyset loop {result['bare_seconds']:.1f} s, on 2 connections "
+              f"{result['bare2_seconds']:.1f} s; engine with 2 workers "
+              f"{result['engine2_seconds']:.1f} s")
     write(args, templates.alerts_total, limit, runs)
 
 
 OVERHEAD_STEPS = ("claim a batch", "batch: bookkeeping + commit", "run and health checks")
+# The same figures before issue #13 (this file's profile.md at commit 9f38f1d: the ORM claim, the
+# run row locked and saved in every batch transaction), per target batch duration.
+BEFORE = {0.15: "12.5 ms, 11 stmts", 0.5: "14.1 ms, 12 stmts", 1.0: "18.1 ms, 13 stmts"}
 
 
 def write(args, rows: int, limit: float, runs: list[dict]) -> None:
@@ -242,12 +286,17 @@ def write(args, rows: int, limit: float, runs: list[dict]) -> None:
         row("bare keyset loop over the same batches (job statements + commit, nothing else)",
             [f"{r['bare_seconds']:.1f} s ({limit / r['bare_seconds']:.2f}{chr(215)})"
              for r in runs]),
-        row("... with the trigger statement also bounded on `t.alert_id`",
-            [f"{r['bare_by_range_seconds']:.1f} s ({limit / r['bare_by_range_seconds']:.2f}{chr(215)})"
-             for r in runs]),
+        row("... on 2 connections in parallel, every other batch each (what 2 workers could reach)",
+            [f"{r['bare2_seconds']:.1f} s ({limit / r['bare2_seconds']:.2f}{chr(215)})"
+             if r.get("bare2_seconds") else "-" for r in runs]),
+        row("engine, 2 workers at once (threads, no Celery)",
+            [f"{r['engine2_seconds']:.1f} s ({limit / r['engine2_seconds']:.2f}{chr(215)})"
+             if r.get("engine2_seconds") else "-" for r in runs]),
         row("engine bookkeeping per batch (claim + batch rows + checks)",
             [f"{overhead(r)[0] / r['batches'] * 1000:.1f} ms, {overhead(r)[1] / r['batches']:.0f} stmts"
              for r in runs]),
+        row("... before issue #13 (same machine, same template)",
+            [BEFORE.get(r["target"], "-") for r in runs]),
         row("engine bookkeeping, share of the run",
             [f"{overhead(r)[0] / r['seconds'] * 100:.0f}%" for r in runs]),
     ]

@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from kombu.utils.url import maybe_sanitize_url
 
-from . import batching, control
+from . import batching, control, runner
 from .celery import app
 from .exceptions import AlreadyActive, BrokerUnavailable, InvalidTransition
 from .job import get_job
@@ -116,7 +116,9 @@ def retry(run: JobRun, *, actor: str) -> JobRun:
 
 
 def requeue_for_retry(run: JobRun) -> str:
-    """Put back what a failed run must do again; returns what will happen, for the log."""
+    """Put back what a failed run must do again; returns what will happen, for the log. What
+    succeeded so far is counted in the run's totals first: a batch walked again starts over."""
+    runner.fold(run.pk)
     failed = run.batches.filter(status=BatchStatus.FAILED)
     reset = failed.update(status=BatchStatus.PENDING, attempts=0, retry_after=None, lease_until=None)
     JobRun.objects.filter(pk=run.pk).update(error="", caught_up=False)

@@ -8,6 +8,7 @@ and `migrate` answer a pipeline the same way. The tree:
     ├── InvalidInput                    2  the request is wrong: fix it and ask again
     │   ├── UnknownJob                     no job of that name is registered
     │   ├── InvalidTuning                  a batch size, worker count or tuning option
+    │   ├── InvalidLockRetry               a DDL lock-retry timing table (settings or operation)
     │   └── UnsupportedDatabase            not PostgreSQL 13+
     ├── Conflict                        3  the request clashes with the state things are in
     │   ├── AlreadyActive                  the job already has a run
@@ -61,6 +62,10 @@ class UnknownJob(InvalidInput, LookupError):
 
 
 class InvalidTuning(InvalidInput):
+    pass
+
+
+class InvalidLockRetry(InvalidInput):
     pass
 
 

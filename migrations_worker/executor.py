@@ -45,6 +45,33 @@ def label(migration: Migration) -> str:
     return f"{migration.app_label}.{migration.name}"
 
 
+ENGINE_APP = JobRun._meta.app_label
+
+
+def engine_first(plan: list[Migration]) -> list[Migration]:
+    """The plan with the engine's own migrations ahead of the rest: a migration that enqueues
+    or finishes a job needs the engine's tables as this code reads them, and the engine's
+    migrations depend on nothing but each other, so moving them first breaks no dependency."""
+    ours = [m for m in plan if m.app_label == ENGINE_APP]
+    if any(app != ENGINE_APP for m in ours for app, _name in m.dependencies):
+        return plan  # not the case today; then the graph's order stands
+    return ours + [m for m in plan if m.app_label != ENGINE_APP]
+
+
+def apply_engine_migrations(connection, progress_callback=None) -> list[str]:
+    """Bring the engine's own tables up to date before anything else (`migrate` does this
+    first, as `migrate_online` orders its plan); returns what it applied."""
+    executor = MigrationExecutor(connection, progress_callback)
+    leaves = [node for node in executor.loader.graph.leaf_nodes() if node[0] == ENGINE_APP]
+    plan = executor.migration_plan(leaves)
+    if not plan or any(backwards for _m, backwards in plan):
+        return []
+    if any(app != ENGINE_APP for m, _b in plan for app, _name in m.dependencies):
+        return []
+    executor.migrate(leaves, plan=plan)
+    return [label(m) for m, _b in plan]
+
+
 def gates_of(migration: Migration) -> list[RequireJob]:
     return operations_of(migration.operations, RequireJob)
 
@@ -133,7 +160,7 @@ class OnlineExecutor:
         """Apply every unapplied migration of `stage` (None: of every stage) whose gates are
         open and whose parents are applied."""
         executor = self.loader_executor()
-        plan = self.unapplied(executor)
+        plan = engine_first(self.unapplied(executor))
         result = Pass()
         if stage == Stage.POST:
             self.require_pre_stage_done(plan)

@@ -40,6 +40,13 @@ class BatchStatus(models.TextChoices):
     FAILED = "failed"
 
 
+def percent_done(rows_done: int, estimated_total: int) -> float:
+    """Short of 100 until the run is verified: the estimate is a count taken at enqueue."""
+    if not estimated_total:
+        return 0.0
+    return min(99.9, 100.0 * rows_done / estimated_total)
+
+
 class JobRun(models.Model):
     job_name = models.CharField(max_length=100, db_index=True)
     status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.PENDING)
@@ -89,9 +96,7 @@ class JobRun(models.Model):
     def percent(self) -> float:
         if self.status == RunStatus.FINISHED:
             return 100.0
-        if not self.estimated_total:
-            return 0.0
-        return min(99.9, 100.0 * self.rows_done / self.estimated_total)
+        return percent_done(self.rows_done, self.estimated_total)
 
 
 class JobBatch(models.Model):
@@ -112,10 +117,21 @@ class JobBatch(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The job's counters of this batch (BatchResult.counts), summed into the run's report.
+    counts = models.JSONField(null=True, blank=True)
+    # Whether the run's totals (rows_done, batches_done, report) hold what this batch did, or
+    # it has nothing to add: a batch that succeeds clears it in the transaction of its data
+    # change, and the statement that adds it to the run sets it again, so every batch is
+    # counted exactly once however many workers fold. True by default, also in the database:
+    # a batch written by an engine from before folding adds to the run itself.
+    folded = models.BooleanField(default=True, db_default=True)
 
     class Meta:
         ordering = ["run_id", "start_key"]
-        indexes = [models.Index(fields=["run", "status"], name="mw_batch_run_status_idx")]
+        indexes = [
+            models.Index(fields=["run", "status"], name="mw_batch_run_status_idx"),
+            models.Index(fields=["run", "folded"], name="mw_batch_run_folded_idx"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["run", "start_key"], name="mw_batch_run_start_uniq"),
         ]

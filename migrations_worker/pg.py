@@ -32,6 +32,13 @@ CONNECTION_LOST_STATES = ("57P01", "57P02", "57P03")
 # row lock keeps the batch from being reclaimed, until the statement ends by itself.
 CLIENT_CHECK_INTERVAL = "1s"
 
+MAX_MILLIS = 2_147_483_647  # PostgreSQL's ceiling for lock_timeout / statement_timeout
+# A session advisory lock, taken shared by a lock-safe DDL step while it backs off after a
+# refused lock request: the health check of every running job sees it and steps aside for a
+# while (throttle.ddl_backing_off), so a step whose short lock_timeout keeps losing to batch
+# transactions on its table gets its turn instead of escalating.
+DDL_BACKING_OFF_KEY = 0x6D69677261746532
+
 SET_TIMEOUTS = "SELECT set_config('lock_timeout', %s, %s), set_config('statement_timeout', %s, %s)"
 READ_TIMEOUTS = "SELECT current_setting('lock_timeout'), current_setting('statement_timeout')"
 

@@ -11,7 +11,7 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from . import eta
-from .models import BatchStatus, JobRun, JobRunCheckpoint, RunStatus
+from .models import BatchStatus, JobRun, JobRunCheckpoint, RunStatus, percent_done
 
 log = logging.getLogger("migrations_worker.progress")
 
@@ -92,32 +92,27 @@ def one_line(p: Progress) -> str:
 # -- the ETA held against the end ------------------------------------------------------------------
 
 
-def progress_loaded(sender, instance: JobRun, **kwargs) -> None:
-    """post_init of JobRun: remember the percent it was loaded at, so that the save of the batch
-    that passes a checkpoint can tell it did (`progress_saved`)."""
-    instance._loaded_percent = instance.percent if instance.estimated_total else 0.0
-
-
-def progress_saved(sender, instance: JobRun, update_fields=None, raw: bool = False, **kwargs) -> None:
-    """post_save of JobRun (both connected in `apps.ready`). The runner saves rows_done with
-    every batch, on a run it loaded under its row lock, in the batch's own transaction: the one
-    save whose percent passes a checkpoint takes it. So checkpoints are taken at the right batch
-    whichever way the run is worked (Celery slices, `backfill run`, a gate finishing inline), by
-    exactly one of several workers, and cost the other batches no query at all."""
-    if raw or (update_fields is not None and "rows_done" not in update_fields):
+def passed(run_id: int, rows_before: int, rows_after: int | None, estimated_total: int) -> None:
+    """A fold (runner.FOLD, or the one inside runner.CLAIM) took the run's rows from
+    `rows_before` to `rows_after`: take the checkpoints it passed. A fold is one statement that
+    adds each batch once, so exactly one fold passes each checkpoint, whichever way the run is
+    worked (Celery slices, `backfill run`, a gate finishing inline) and however many workers
+    fold; the other folds cost no query."""
+    if rows_after is None or not estimated_total:
         return
-    if instance.status != RunStatus.RUNNING:
+    marks = eta.crossed(percent_done(rows_before, estimated_total),
+                        percent_done(rows_after, estimated_total))
+    if not marks:
         return
-    marks = eta.crossed(getattr(instance, "_loaded_percent", 0.0), instance.percent)
-    instance._loaded_percent = instance.percent
-    if marks:
-        take_checkpoints(instance, marks)
+    run = JobRun.objects.get(pk=run_id)
+    if run.status == RunStatus.RUNNING:
+        take_checkpoints(run, marks)
 
 
 def take_checkpoints(run: JobRun, marks: list[int]) -> None:
-    """Keep the ETA the run shows now at `marks`. In a savepoint, and never raising: a
-    checkpoint that cannot be written (its table not migrated yet, when the engine's code runs
-    ahead of its schema) must not cost the batch it rides on."""
+    """Keep the ETA the run shows now at `marks`. In a savepoint, and never raising: the ETA is
+    a report on the run, and a checkpoint that cannot be written must not cost the fold it
+    rides on (nor the transaction around it, in `runner._finalize`)."""
     p = progress_of(run)
     if p.eta_seconds is None:
         return

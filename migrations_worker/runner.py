@@ -9,6 +9,15 @@ The same loop serves a Celery task (a bounded slice, then it re-enqueues itself)
   reclaimed once its lease runs out;
 - processing re-checks the claim's attempt number (a fence), so a worker that lost its claim
   does nothing.
+
+Bookkeeping is kept to a few statements per batch: the next batch is claimed with one
+statement (`CLAIM`: the run's status and epoch checked, the cursor moved, the batch row
+written, the worker's batch sizing and heartbeat recorded), and a batch's transaction writes
+only its own row besides the job's change. The run's totals (rows, batches, the job's
+counters) are folded from the batch rows by the next claim (`FOLD`): the batch's `folded` flag
+flips in the statement that adds it to the run, so each batch counts exactly once however many
+workers fold, and the run row is never locked by a batch transaction. Everything unusual (a
+batch to do again, an operator's request, the end of the keys) takes the slower ORM path.
 """
 
 from __future__ import annotations
@@ -24,13 +33,116 @@ from datetime import timedelta
 from django.db import connection, transaction
 from django.db.models import Min, Q
 from django.utils import timezone
+from psycopg import sql
+from psycopg.types.json import Jsonb
 
-from . import batching, pg, throttle
+from . import batching, pg, progress, throttle
 from .job import BatchResult, Job, get_job
 from .models import BatchStatus, JobBatch, JobRun, RunStatus
 from .states import record, transition
 
 log = logging.getLogger("migrations_worker.runner")
+
+# The succeeded batches of run %(run)s whose figures are not in the run's totals yet, marked as
+# counted; the statement this is part of adds them to the run (RUN_TOTALS) under the same
+# condition ({when}), so both happen or neither.
+FOLDED = sql.SQL("""
+folded AS (
+    UPDATE migrations_worker_jobbatch b SET folded = true
+    WHERE b.run_id = %(run)s AND NOT b.folded AND b.status = 'succeeded' AND {when}
+    RETURNING b.rows_affected, b.counts
+)
+""")
+RUN_TOTALS = sql.SQL("""
+rows_done = r.rows_done + (SELECT coalesce(sum(rows_affected), 0) FROM folded),
+batches_done = r.batches_done + (SELECT count(*) FROM folded),
+report = (
+    SELECT coalesce(jsonb_object_agg(key, total), jsonb_build_object())
+    FROM (SELECT key, sum(value::numeric) AS total
+          FROM (SELECT key, value FROM jsonb_each_text(r.report)
+                UNION ALL
+                SELECT key, value FROM folded,
+                       jsonb_each_text(coalesce(folded.counts, jsonb_build_object()))
+               ) AS every
+          GROUP BY key) AS summed
+)
+""")
+FOLD = sql.SQL("""
+WITH {folded}
+UPDATE migrations_worker_jobrun r SET {totals}, updated_at = now()
+WHERE r.id = %(run)s AND EXISTS (SELECT 1 FROM folded)
+RETURNING r.rows_done - (SELECT coalesce(sum(rows_affected), 0) FROM folded)::bigint, r.rows_done,
+          r.estimated_total
+""").format(folded=FOLDED.format(when=sql.SQL("true")), totals=RUN_TOTALS)
+
+# The next fresh batch of a running run, in one statement: nothing happens (and the slower ORM
+# path decides) unless the run is running under this worker's epoch, no batch waits to be
+# done again (due for a retry, or its worker's lease ran out) and keys are left. Then the
+# cursor moves past the batch, the batch row is written (claimed: running, attempt 1, leased),
+# the succeeded batches are folded into the run's totals, and the worker's batch sizing and
+# heartbeat are recorded. {key} and {table}: the job's.
+CLAIM = """
+WITH run AS (
+    SELECT r.id, r.status, r.dispatch_epoch, coalesce(r.cursor, r.min_key - 1) AS cursor,
+           r.max_key, coalesce(%(size)s, r.batch_size) AS batch_size, r.rows_done,
+           r.estimated_total
+    FROM migrations_worker_jobrun r WHERE r.id = %(run)s FOR UPDATE
+),
+go AS (
+    SELECT run.* FROM run
+    WHERE run.status = 'running' AND run.dispatch_epoch = coalesce(%(epoch)s, run.dispatch_epoch)
+      AND run.cursor < run.max_key
+      AND NOT EXISTS (
+          SELECT 1 FROM migrations_worker_jobbatch b
+          WHERE b.run_id = run.id
+            AND ((b.status = 'pending' AND (b.retry_after IS NULL OR b.retry_after <= now()))
+                 OR (b.status = 'running' AND b.lease_until < now())))
+),
+next AS (
+    SELECT go.id, go.cursor AS start_key, go.max_key, go.batch_size,
+           (SELECT max(k) FROM (SELECT {key} AS k FROM {table}
+                                WHERE {key} > go.cursor AND {key} <= go.max_key
+                                ORDER BY {key} LIMIT go.batch_size) AS keys) AS end_key
+    FROM go
+),
+batch AS (
+    INSERT INTO migrations_worker_jobbatch
+        (run_id, start_key, end_key, status, attempts, batch_size, rows_affected, worker, error,
+         started_at, lease_until, created_at, folded)
+    SELECT id, start_key, end_key, 'running', 1, batch_size, 0, %(worker)s, '',
+           now(), now() + make_interval(secs => %(lease)s), now(), true
+    FROM next WHERE end_key IS NOT NULL
+    RETURNING id, start_key, end_key, batch_size
+),
+{folded},
+moved AS (
+    UPDATE migrations_worker_jobrun r SET
+        cursor = coalesce(next.end_key, next.max_key),
+        batch_size = next.batch_size,
+        avg_seconds_per_row = coalesce(%(avg)s, r.avg_seconds_per_row),
+        heartbeat_at = now(), worker = %(worker)s, updated_at = now(),
+        {totals}
+    FROM next WHERE r.id = next.id
+    RETURNING r.batch_size, r.avg_seconds_per_row, r.rows_done
+)
+SELECT run.status, run.dispatch_epoch, moved.batch_size, moved.avg_seconds_per_row,
+       batch.id, batch.start_key, batch.end_key, batch.batch_size,
+       run.rows_done, moved.rows_done, run.estimated_total
+FROM run LEFT JOIN moved ON true LEFT JOIN batch ON true
+"""
+
+# A batch's transaction: the claim re-checked and row-locked for its duration (a worker that
+# lost its claim finds nothing), then, with the job's change, its outcome.
+FENCE = """
+SELECT id FROM migrations_worker_jobbatch
+WHERE id = %s AND status = 'running' AND attempts = %s FOR UPDATE
+"""
+SUCCEEDED = """
+UPDATE migrations_worker_jobbatch
+SET status = 'succeeded', rows_affected = %s, counts = %s, duration_ms = %s, finished_at = now(),
+    lease_until = NULL, retry_after = NULL, folded = false
+WHERE id = %s
+"""
 
 CONTINUE, HOLD, WAIT, STOPPED, DONE, FENCED = (
     "continue",
@@ -77,6 +189,14 @@ class RunWorker:
         self.job = get_job(run.job_name)
         self.tuning = tuning_for(self.job, run)
         self._last_health_check = 0.0
+        self._claim_sql = sql.SQL(CLAIM).format(
+            key=sql.Identifier(self.job.key), table=sql.Identifier(self.job.table),
+            folded=FOLDED.format(when=sql.SQL("EXISTS (SELECT 1 FROM next)")),
+            totals=RUN_TOTALS)
+        # Batch sizing: the run's figures as this worker last saw them, and its last batch's
+        # (seconds, keys), which the next claim turns into the run's new average and size.
+        self._run_sizing: tuple[int, float | None] | None = None
+        self._observed: tuple[float, int] | None = None
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -85,10 +205,15 @@ class RunWorker:
     ) -> Outcome:
         started = time.monotonic()
         while True:
-            outcome = self._check_run()
+            outcome = self._health()
             if outcome is not None:
                 return outcome
-            claim = self._claim()
+            claim = self._claim_next()
+            if claim is None:  # not the usual case: let the run's state and the ORM decide
+                outcome = self._check_run()
+                if outcome is not None:
+                    return outcome
+                claim = self._claim()
             if claim is None:
                 outcome = self._finalize()
                 if outcome.kind in (CONTINUE, STOPPED):
@@ -103,7 +228,7 @@ class RunWorker:
                 time.sleep(self.tuning.pause_seconds)
 
     def _check_run(self) -> Outcome | None:
-        """Honour operator requests and health holds between batches."""
+        """Honour operator requests between batches, and fence messages of an older dispatch."""
         run = JobRun.objects.get(pk=self.run_id)
         if self.epoch is not None and run.dispatch_epoch != self.epoch:
             return Outcome(FENCED, status=run.status)
@@ -115,17 +240,24 @@ class RunWorker:
             return Outcome(STOPPED, status=RunStatus.CANCELLED)
         if run.status != RunStatus.RUNNING:
             return Outcome(STOPPED, status=run.status)
-        if time.monotonic() - self._last_health_check >= 1.0:
-            self._last_health_check = time.monotonic()
-            reason = throttle.health_hold_reason(self.job.tables_to_watch(), self.tuning)
-            if reason != run.hold_reason:
-                self._set_hold(run, reason)
-            if reason:
-                return Outcome(HOLD, delay=self.tuning.hold_seconds, status=run.status)
+        return None
+
+    def _health(self) -> Outcome | None:
+        """At most once a second: a busy database puts the run on hold (see throttle)."""
+        if time.monotonic() - self._last_health_check < 1.0:
+            return None
+        self._last_health_check = time.monotonic()
+        reason = throttle.health_hold_reason(self.job.tables_to_watch(), self.tuning)
+        run = JobRun.objects.only("status", "hold_reason", "job_name").get(pk=self.run_id)
+        if reason != run.hold_reason and run.status == RunStatus.RUNNING:
+            self._set_hold(run, reason)
+        if reason:
+            return Outcome(HOLD, delay=self.tuning.hold_seconds, status=run.status)
         return None
 
     def _settle(self, expected: str, to: str, message: str) -> None:
         with transaction.atomic():
+            fold(self.run_id)
             run = JobRun.objects.select_for_update().get(pk=self.run_id)
             if run.status == expected:
                 run.status = to
@@ -145,7 +277,42 @@ class RunWorker:
 
     # -- claiming -------------------------------------------------------------------------
 
+    def _sizing(self) -> tuple[int | None, float | None]:
+        """The run's next batch size and average seconds per key, from this worker's last
+        batch (None: nothing new to say). With several workers each folds its own batches into
+        the figures it last read: the average then lags a little, it never breaks."""
+        if self._observed is None or self._run_sizing is None:
+            return None, None
+        seconds, keys = self._observed
+        size, average = self._run_sizing
+        average = throttle.moving_average(average, seconds / max(keys, 1), self.tuning)
+        return throttle.next_batch_size(size, average, self.tuning), average
+
+    def _claim_next(self) -> Claim | None:
+        """The usual claim: the next fresh batch, in one statement (see CLAIM); None when the
+        run is not simply running on (the slower path then looks at why)."""
+        size, average = self._sizing()
+        with connection.cursor() as cursor:
+            cursor.execute(self._claim_sql, {
+                "run": self.run_id, "epoch": self.epoch, "size": size, "avg": average,
+                "worker": self.name, "lease": self.tuning.lease_seconds,
+            })
+            row = cursor.fetchone()
+        if row is None:
+            raise JobRun.DoesNotExist(f"run #{self.run_id} is gone")
+        (_status, _epoch, run_size, run_average, batch_id, start, end, batch_size,
+         rows_before, rows_after, estimated_total) = row
+        if run_size is not None:  # the run moved on: this worker's sizing went in
+            self._run_sizing = (run_size, run_average)
+            self._observed = None
+            progress.passed(self.run_id, rows_before, rows_after, estimated_total)
+        if batch_id is None:
+            return None
+        return Claim(batch_id, start, end, 1, batch_size)
+
     def _claim(self) -> Claim | None:
+        """The slower claim: a batch to do again first (a retry that is due, or a batch whose
+        worker vanished), else the next fresh one; None when no keys are left."""
         while True:
             with transaction.atomic():
                 now = timezone.now()
@@ -195,7 +362,8 @@ class RunWorker:
                     lease_until=lease,
                 )
                 run.cursor = end
-                run.save(update_fields=["cursor", "updated_at"])
+                run.heartbeat_at = now
+                run.save(update_fields=["cursor", "heartbeat_at", "updated_at"])
                 return Claim(batch.pk, after, end, 1, batch.batch_size)
 
     def _reclaimable(self, now) -> JobBatch | None:
@@ -220,14 +388,8 @@ class RunWorker:
             with transaction.atomic(), connection.cursor() as cursor:
                 with pg.timeouts(cursor, lock_timeout_ms=self.tuning.lock_timeout_ms,
                                  statement_timeout_ms=self.tuning.statement_timeout_ms):
-                    batch = (
-                        JobBatch.objects.select_for_update()
-                        .filter(
-                            pk=claim.batch_id, status=BatchStatus.RUNNING, attempts=claim.attempt
-                        )
-                        .first()
-                    )
-                    if batch is None:
+                    cursor.execute(FENCE, [claim.batch_id, claim.attempt])
+                    if cursor.fetchone() is None:
                         log.info(
                             "run=%s batch=%s fenced: claimed again elsewhere",
                             self.run_id,
@@ -238,50 +400,9 @@ class RunWorker:
                 if isinstance(result, int):
                     result = BatchResult(rows=result)
                 seconds = time.monotonic() - t0
-                now = timezone.now()
-                batch.status = BatchStatus.SUCCEEDED
-                batch.rows_affected = result.rows
-                batch.duration_ms = seconds * 1000
-                batch.finished_at = now
-                batch.lease_until = None
-                batch.retry_after = None
-                batch.save(
-                    update_fields=[
-                        "status",
-                        "rows_affected",
-                        "duration_ms",
-                        "finished_at",
-                        "lease_until",
-                        "retry_after",
-                    ]
-                )
-                run = JobRun.objects.select_for_update().get(pk=self.run_id)
-                run.rows_done += result.rows
-                run.batches_done += 1
-                run.heartbeat_at = now
-                run.worker = self.name
-                report = dict(run.report or {})
-                for name, value in result.counts.items():
-                    report[name] = report.get(name, 0) + value
-                run.report = report
-                run.avg_seconds_per_row = throttle.moving_average(
-                    run.avg_seconds_per_row, seconds / max(claim.size, 1), self.tuning
-                )
-                run.batch_size = throttle.next_batch_size(
-                    run.batch_size, run.avg_seconds_per_row, self.tuning
-                )
-                run.save(
-                    update_fields=[
-                        "rows_done",
-                        "batches_done",
-                        "heartbeat_at",
-                        "worker",
-                        "report",
-                        "avg_seconds_per_row",
-                        "batch_size",
-                        "updated_at",
-                    ]
-                )
+                cursor.execute(SUCCEEDED, [result.rows, Jsonb(result.counts), seconds * 1000,
+                                           claim.batch_id])
+            self._observed = (seconds, claim.size)
             log.info(
                 "run=%s job=%s batch=(%s,%s] rows=%s duration_ms=%.0f batch_size=%s attempt=%s",
                 self.run_id,
@@ -357,6 +478,7 @@ class RunWorker:
             f"batch ({batch.start_key}, {batch.end_key}] failed after {batch.attempts} "
             f"attempt(s): {error}"
         )
+        fold(self.run_id)
         run = JobRun.objects.get(pk=self.run_id)
         if run.status in (RunStatus.RUNNING, RunStatus.PAUSING):
             transition(self.run_id, RunStatus.FAILED, actor=self.name, message=message)
@@ -366,6 +488,7 @@ class RunWorker:
     def _finalize(self) -> Outcome:
         """No batch left to claim: wait for others, catch up once, then verify."""
         with transaction.atomic():
+            fold(self.run_id)
             run = JobRun.objects.select_for_update().get(pk=self.run_id)
             if run.status != RunStatus.RUNNING:
                 return Outcome(STOPPED, status=run.status)
@@ -412,3 +535,12 @@ class RunWorker:
                 hold_until=None,
             )
         return Outcome(DONE, status=RunStatus.FINISHED)
+
+
+def fold(run_id: int) -> None:
+    """Add the succeeded batches not yet counted to their run's totals (see FOLD)."""
+    with connection.cursor() as cursor:
+        cursor.execute(FOLD, {"run": run_id})
+        row = cursor.fetchone()
+    if row is not None:
+        progress.passed(run_id, *row)

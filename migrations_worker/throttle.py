@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass, fields
 from django.conf import settings
 from django.db import connection
 
+from . import pg
 from .exceptions import InvalidTuning
+from .pg import MAX_MILLIS
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,6 @@ class Tuning:
 
 DAY = 86_400.0
 MAX_ROWS = 10_000_000
-MAX_MILLIS = 2_147_483_647  # PostgreSQL's ceiling for lock_timeout / statement_timeout
 # name: (type, lowest, highest, lowest excluded)
 LIMITS: dict[str, tuple[type, float, float, bool]] = {
     "batch_size": (int, 1, MAX_ROWS, False),
@@ -253,6 +254,23 @@ def replica_hold_reason(standbys: Iterable[Standby], expected: Expected, tuning:
     return "; ".join(problems)
 
 
+# The sessions holding a session advisory lock of this database, by its bigint key.
+HOLDERS_OF = """
+SELECT count(*) FROM pg_locks
+WHERE locktype = 'advisory' AND granted
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND ((classid::bigint << 32) | objid::bigint) = %s
+"""
+
+
+def ddl_backing_off(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
+    """A deploy step was refused a lock and is backing off (operations/ddl.py): a batch holding
+    row locks is a likely reason, so the job steps aside while the step asks again."""
+    cursor.execute(HOLDERS_OF, [pg.DDL_BACKING_OFF_KEY])
+    steps = cursor.fetchone()[0]
+    return f"{steps} deploy step(s) backing off from a lock: stepping aside" if steps else ""
+
+
 def replica_lag(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
     """Standbys replaying behind, or missing: every batch adds WAL they must replay, and a
     standby that disconnected has no row to read a lag from (it may be hours behind)."""
@@ -264,7 +282,8 @@ def replica_lag(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
 
 
 HealthCheck = Callable[[object, tuple[str, ...], Tuning], str]
-HEALTH_CHECKS: tuple[HealthCheck, ...] = (lock_waiters, long_transaction, replica_lag)
+HEALTH_CHECKS: tuple[HealthCheck, ...] = (lock_waiters, ddl_backing_off, long_transaction,
+                                          replica_lag)
 
 
 # A run's hold_reason column holds this much; a longer reason is cut, never refused.

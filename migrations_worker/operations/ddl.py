@@ -1,9 +1,12 @@
 """Schema changes that never queue behind a long transaction for long.
 
-Every step runs under `lock_timeout`; when PostgreSQL refuses the lock (SQLSTATE 55P03) the
-whole step is rolled back and retried after a capped, jittered, exponential backoff, a bounded
-number of times, logging each wait. Queued behind a lock, an `ALTER TABLE` blocks every query
-that arrives after it, so it must give up quickly and try again rather than wait.
+Every step runs under a short `lock_timeout`; when PostgreSQL refuses the lock (SQLSTATE
+55P03) the whole step is rolled back and asked for again, following a timing table
+(`lock_retry.LockRetry`: a lock_timeout and a jittered back-off per attempt, escalating to a
+cap, GitLab's `WithLockRetries` as the anchor), logging each wait. Queued behind a lock, an
+`ALTER TABLE` blocks every query that arrives after it, so it must give up quickly and try
+again rather than wait. The table is the site's (`MIGRATIONS_WORKER["DDL"]`), and each
+operation may adjust it for its own steps (`lock_retry={...}`).
 
 A *step* is a list of statements that run in one transaction (e.g. the primary-key swap) or a
 single statement that cannot run in one (`CREATE INDEX CONCURRENTLY`). Operations here belong in
@@ -16,19 +19,17 @@ from __future__ import annotations
 
 import itertools
 import logging
-import random
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 
-from django.conf import settings
-from django.db import connection, migrations, transaction
+from django.db import DatabaseError, connection, migrations, transaction
 from django.db.migrations.operations.base import Operation
 from psycopg import sql
 
 from .. import pg
 from .base import LockSafeOperation
+from .lock_retry import LockRetry
 
 log = logging.getLogger("migrations_worker.ddl")
 
@@ -36,34 +37,11 @@ log = logging.getLogger("migrations_worker.ddl")
 INDEX_ORDER = {"": sql.SQL(""), "ASC": sql.SQL(" ASC"), "DESC": sql.SQL(" DESC")}
 
 
-@dataclass(frozen=True)
-class LockPolicy:
-    lock_timeout_ms: int = 2_000
-    # CONCURRENTLY waits out older transactions, and its SHARE UPDATE EXCLUSIVE lock blocks no
-    # reads or writes: it may wait longer than a step that queues an ACCESS EXCLUSIVE.
-    concurrent_lock_timeout_ms: int = 60_000
-    statement_timeout_ms: int = 60_000
-    attempts: int = 8
-    backoff_ms: int = 250
-    max_backoff_ms: int = 10_000
-
-    @classmethod
-    def from_settings(cls) -> LockPolicy:
-        return cls(**getattr(settings, "MIGRATIONS_WORKER", {}).get("DDL", {}))
-
-    def limits(self, *, long_running: bool, concurrent: bool) -> dict[str, int | None]:
-        """The timeouts of one step (None: no limit), as `pg.timeouts` takes them."""
-        return {
-            "lock_timeout_ms": self.concurrent_lock_timeout_ms if concurrent else self.lock_timeout_ms,
-            "statement_timeout_ms": None if long_running else self.statement_timeout_ms,
-        }
-
-
 def run_step(
     statements: Sequence[str | sql.Composable],
     *,
     long_running: bool = False,
-    policy: LockPolicy | None = None,
+    lock_retry: LockRetry | None = None,
     description: str = "",
     before_attempt: Callable[[], None] | None = None,
 ) -> int:
@@ -85,7 +63,7 @@ def run_step(
     return run_callable_step(
         execute,
         long_running=long_running,
-        policy=policy,
+        lock_retry=lock_retry,
         description=description or _describe(statements),
         before_attempt=before_attempt,
         in_transaction=not concurrent,
@@ -96,46 +74,83 @@ def run_callable_step(
     step: Callable[[], None],
     *,
     long_running: bool = False,
-    policy: LockPolicy | None = None,
+    lock_retry: LockRetry | None = None,
     description: str = "",
     before_attempt: Callable[[], None] | None = None,
     in_transaction: bool = True,
 ) -> int:
-    """The retry loop behind every lock-safe step; see `run_step`."""
+    """The retry loop behind every lock-safe step (see `run_step`): one attempt per row of the
+    timing table, until one is granted its lock. While it backs off, running jobs step aside."""
     pg.require_no_transaction("a lock-safe DDL step")
-    policy = policy or LockPolicy.from_settings()
-    limits = policy.limits(long_running=long_running, concurrent=not in_transaction)
-    for attempt in range(1, policy.attempts + 1):
-        if before_attempt is not None:
-            before_attempt()
-        started = time.monotonic()
-        try:
-            with (transaction.atomic() if in_transaction else nullcontext(),
-                  connection.cursor() as cursor, pg.timeouts(cursor, **limits)):
-                step()
-            if attempt > 1:
-                log.info("ddl %s: lock granted on attempt %s", description, attempt)
-            return attempt
-        except Exception as exc:
-            if not pg.is_lock_timeout(exc) or attempt == policy.attempts:
-                raise
-            waited = (time.monotonic() - started) * 1000
-            backoff = min(policy.max_backoff_ms, policy.backoff_ms * 2 ** (attempt - 1))
-            sleep_ms = random.uniform(backoff / 2, backoff)  # noqa: S311 - jitter, not crypto
-            log.warning(
-                "ddl %s: lock not granted after %.0fms (attempt %s/%s); retrying in %.0fms",
-                description, waited, attempt, policy.attempts, sleep_ms,
-            )
-            time.sleep(sleep_ms / 1000)
+    lock_retry = lock_retry or LockRetry.resolve()
+    attempts = list(lock_retry.attempts())
+    began = time.monotonic()
+    with backing_off() as signal:
+        for attempt in attempts:
+            if before_attempt is not None:
+                before_attempt()
+            limits = lock_retry.limits(attempt, long_running=long_running,
+                                       concurrent=not in_transaction)
+            started = time.monotonic()
+            try:
+                with (transaction.atomic() if in_transaction else nullcontext(),
+                      connection.cursor() as cursor, pg.timeouts(cursor, **limits)):
+                    step()
+            except Exception as exc:
+                if not pg.is_lock_timeout(exc) or attempt is attempts[-1]:
+                    raise
+                waited = (time.monotonic() - started) * 1000
+                sleep_ms = attempt.jittered_sleep_ms()
+                signal()
+                log.warning(
+                    "ddl %s: lock not granted after %.0fms (attempt %s/%s, lock_timeout %sms); "
+                    "retrying in %.0fms",
+                    description, waited, attempt.number, len(attempts), limits["lock_timeout_ms"],
+                    sleep_ms,
+                )
+                time.sleep(sleep_ms / 1000)
+                continue
+            if attempt.number > 1:
+                log.info("ddl %s: lock granted on attempt %s", description, attempt.number)
+            log.info("ddl %s: done in %.0fms (%s attempt(s))", description,
+                     (time.monotonic() - began) * 1000, attempt.number)
+            return attempt.number
     raise AssertionError("unreachable")
 
 
+@contextmanager
+def backing_off() -> Iterator[Callable[[], None]]:
+    """Yields a function that, called after a refused request, shows the running jobs that a
+    deploy step is backing off (`pg.DDL_BACKING_OFF_KEY`, see throttle.ddl_backing_off) until
+    the step ends, granted or not."""
+    held = False
+
+    def signal() -> None:
+        nonlocal held
+        if not held:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_lock_shared(%s)", [pg.DDL_BACKING_OFF_KEY])
+            held = True
+
+    try:
+        yield signal
+    finally:
+        if held and connection.connection is not None and not connection.connection.closed:
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_advisory_unlock_shared(%s)", [pg.DDL_BACKING_OFF_KEY])
+            except DatabaseError:
+                connection.close()  # the lock goes with the session
+
+
 def timeout_sql(
-    *, long_running: bool, concurrent: bool = False, policy: LockPolicy | None = None
+    *, long_running: bool, concurrent: bool = False, lock_retry: LockRetry | None = None
 ) -> list[str]:
-    """The timeouts a step runs under, as `sqlmigrate` shows them (and the linter checks them)."""
-    limits = (policy or LockPolicy.from_settings()).limits(long_running=long_running,
-                                                           concurrent=concurrent)
+    """The timeouts a step's first attempt runs under, as `sqlmigrate` shows them (and the
+    linter checks them); a refused attempt is retried under the next row of the table."""
+    lock_retry = lock_retry or LockRetry.resolve()
+    first = next(lock_retry.attempts())
+    limits = lock_retry.limits(first, long_running=long_running, concurrent=concurrent)
     return [
         f"SET lock_timeout = '{pg.millis(limits['lock_timeout_ms'])}';",
         f"SET statement_timeout = '{pg.millis(limits['statement_timeout_ms'])}';",
@@ -179,7 +194,7 @@ class SafeSQL(LockSafeOperation):
 
     required = ("steps",)
     optional = {"reverse_steps": None, "state_operations": [], "long_running": False,
-                "description": ""}
+                "description": "", "lock_retry": None}
 
     def __init__(
         self,
@@ -188,12 +203,15 @@ class SafeSQL(LockSafeOperation):
         state_operations: Sequence[Operation] = (),
         long_running: bool = False,
         description: str = "",
+        lock_retry: dict | None = None,
     ):
         self.steps = [list(step) for step in steps]
         self.reverse_steps = None if reverse_steps is None else [list(s) for s in reverse_steps]
         self.state_operations = list(state_operations)
         self.long_running = long_running
         self.description = description
+        self.lock_retry = lock_retry
+        LockRetry.resolve(lock_retry)  # a bad table fails when the migration is loaded
         self.reversible = reverse_steps is not None
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
@@ -205,16 +223,19 @@ class SafeSQL(LockSafeOperation):
         self._run(schema_editor, self.reverse_steps)
 
     def _run(self, schema_editor, steps) -> None:
+        lock_retry = LockRetry.resolve(self.lock_retry)
         if schema_editor.collect_sql:  # sqlmigrate: show the SQL, run nothing
             for step in steps:
                 schema_editor.collected_sql.extend(
-                    timeout_sql(long_running=self.long_running, concurrent=_is_concurrent(step))
+                    timeout_sql(long_running=self.long_running, concurrent=_is_concurrent(step),
+                                lock_retry=lock_retry)
                 )
                 for statement in step:
                     schema_editor.collected_sql.append(_text(statement).rstrip(";") + ";")
             return
         for step in steps:
-            run_step(step, long_running=self.long_running, description=self.description)
+            run_step(step, long_running=self.long_running, lock_retry=lock_retry,
+                     description=self.description)
 
     def describe(self):
         return self.description or "Lock-safe SQL"
@@ -225,15 +246,17 @@ class CreateIndexConcurrently(LockSafeOperation):
     left by a failed build is dropped and rebuilt (`IF NOT EXISTS` alone would keep it)."""
 
     required = ("name", "table", "columns")
-    optional = {"unique": False, "state_operations": []}
+    optional = {"unique": False, "state_operations": [], "lock_retry": None}
 
     def __init__(self, name: str, table: str, columns: Sequence[str], unique: bool = False,
-                 state_operations: Sequence[Operation] = ()):
+                 state_operations: Sequence[Operation] = (), lock_retry: dict | None = None):
         self.name = name
         self.table = table
         self.columns = list(columns)
         self.unique = unique
         self.state_operations = list(state_operations)
+        self.lock_retry = lock_retry
+        LockRetry.resolve(lock_retry)
 
     def _columns(self) -> sql.Composable:
         parts = []
@@ -258,24 +281,31 @@ class CreateIndexConcurrently(LockSafeOperation):
         )
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.collect_sql:
-            schema_editor.collected_sql.extend(timeout_sql(long_running=True, concurrent=True))
-            schema_editor.collected_sql.append(_text(self.create_sql()) + ";")
-            return
-        ensure_index(self.name, self.create_sql(), self.drop_sql())
+        self._apply(schema_editor, self.create_sql(), lambda lock_retry: ensure_index(
+            self.name, self.create_sql(), self.drop_sql(), lock_retry))
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        self._apply(schema_editor, self.drop_sql(), lambda lock_retry: run_step(
+            [self.drop_sql()], long_running=True, lock_retry=lock_retry,
+            description=f"drop index {self.name}"))
+
+    def _apply(self, schema_editor, statement: sql.Composable,
+               run: Callable[[LockRetry], object]) -> None:
+        """`sqlmigrate` shows `statement` under its timeouts; a migration runs it."""
+        lock_retry = LockRetry.resolve(self.lock_retry)
         if schema_editor.collect_sql:
-            schema_editor.collected_sql.extend(timeout_sql(long_running=True, concurrent=True))
-            schema_editor.collected_sql.append(_text(self.drop_sql()) + ";")
+            schema_editor.collected_sql.extend(
+                timeout_sql(long_running=True, concurrent=True, lock_retry=lock_retry))
+            schema_editor.collected_sql.append(_text(statement) + ";")
             return
-        run_step([self.drop_sql()], long_running=True, description=f"drop index {self.name}")
+        run(lock_retry)
 
     def describe(self):
         return f"Create index {self.name} on {self.table} concurrently"
 
 
-def ensure_index(name: str, create: sql.Composable, drop: sql.Composable) -> None:
+def ensure_index(name: str, create: sql.Composable, drop: sql.Composable,
+                 lock_retry: LockRetry | None = None) -> None:
     if index_state(name) == "valid":
         log.info("index %s already exists and is valid", name)
         return
@@ -283,10 +313,11 @@ def ensure_index(name: str, create: sql.Composable, drop: sql.Composable) -> Non
     def drop_if_invalid() -> None:
         if index_state(name) == "invalid":
             log.warning("index %s is INVALID (a failed build); dropping it to rebuild", name)
-            run_step([drop], long_running=True, description=f"drop invalid index {name}")
+            run_step([drop], long_running=True, lock_retry=lock_retry,
+                     description=f"drop invalid index {name}")
 
-    run_step([create], long_running=True, description=f"create index {name}",
-             before_attempt=drop_if_invalid)
+    run_step([create], long_running=True, lock_retry=lock_retry,
+             description=f"create index {name}", before_attempt=drop_if_invalid)
 
 
 class Safely(Operation):
@@ -300,11 +331,14 @@ class Safely(Operation):
     reversible = True
     atomic = False
 
-    def __init__(self, *operations: Operation):
+    def __init__(self, *operations: Operation, lock_retry: dict | None = None):
         self.operations = list(operations)
+        self.lock_retry = lock_retry
+        LockRetry.resolve(lock_retry)
 
     def deconstruct(self):
-        return (self.__class__.__qualname__, self.operations, {})
+        kwargs = {} if self.lock_retry is None else {"lock_retry": self.lock_retry}
+        return (self.__class__.__qualname__, self.operations, kwargs)
 
     def state_forwards(self, app_label, state):
         for operation in self.operations:
@@ -346,11 +380,12 @@ class Safely(Operation):
             for statement in deferred:
                 schema_editor.execute(statement)
 
+        lock_retry = LockRetry.resolve(self.lock_retry)
         if schema_editor.collect_sql:
-            schema_editor.collected_sql.extend(timeout_sql(long_running=False))
+            schema_editor.collected_sql.extend(timeout_sql(long_running=False, lock_retry=lock_retry))
             apply()
             return
-        run_callable_step(apply, description=self.describe())
+        run_callable_step(apply, lock_retry=lock_retry, description=self.describe())
 
     def describe(self):
         return "Lock-safe: " + "; ".join(op.describe() for op in self.operations)

@@ -320,12 +320,32 @@ def test_a_merge_can_be_undone_from_its_archive(listed, merged):
 # -- batches, idempotency, done ---------------------------------------------------------------------
 
 
-def test_each_batch_merges_one_group_committed_on_its_own(merged):
+def test_a_batch_merges_as_many_groups_as_its_size_allows_and_the_run_counts_them(merged):
     run = merged.latest_run(JOB)
     assert run["status"] == "finished", run
-    assert merged.batches(JOB) == [(0, 1, 1), (1, 2, 1), (2, 3, 1)]
+    assert merged.batches(JOB) == [(0, 3, 3)]  # the job's first batch size covers all three
     assert run["report"]["groups_merged"] == 3
     assert run["report"]["assets_removed"] == len(REMOVED)
+
+
+def test_a_batch_of_several_groups_merges_all_of_them_or_none(db):
+    """A failure part-way through a batch (here: the last write of the last group, the alias of
+    16) rolls every group of the batch back, before-images included; done again, it merges them."""
+    before = data(db)
+    db.execute("CREATE FUNCTION refuse_alias() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+               "IF NEW.asset_id = 16 THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$")
+    db.execute("CREATE TRIGGER refuse_alias BEFORE INSERT ON assets_assetalias FOR EACH ROW "
+               "EXECUTE FUNCTION refuse_alias()")
+    with pytest.raises(psycopg.errors.RaiseException, match="refused"):
+        db.batch(JOB, 0, 3)
+    assert data(db) == before
+    assert db.rows("SELECT count(*) FROM assets_assetmergearchive") == [(0,)]
+    assert db.rows("SELECT count(*) FROM assets_duplicatetickergroup WHERE merged_at IS NOT NULL") \
+        == [(0,)]
+
+    db.execute("DROP TRIGGER refuse_alias ON assets_assetalias")
+    assert db.batch(JOB, 0, 3).counts["groups_merged"] == 3
+    assert db.remaining(JOB) == 0
 
 
 def test_a_batch_done_twice_changes_nothing_the_second_time(db):

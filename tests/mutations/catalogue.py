@@ -194,20 +194,20 @@ MUTATIONS: list[Mutation] = [
         f"{FIXED_MODELS}[Industry]", "the test covered 5 of the 7 fixed models"),
     Mutation(
         "claim fence: no re-check before the commit", "migrations_worker/runner.py",
-        "                            pk=claim.batch_id, status=BatchStatus.RUNNING, attempts=claim.attempt\n",
-        "                            pk=claim.batch_id\n",
+        "WHERE id = %s AND status = 'running' AND attempts = %s FOR UPDATE\n",
+        "WHERE id = %s AND attempts > 0 * %s FOR UPDATE\n",
         f"{CLAIM_FENCE}::test_a_worker_stalled_past_its_lease_after_its_claim_is_fenced_and_the_batch_applied_once",
         "a worker that lost its claim applies its batch again"),
     Mutation(
         "claim fence: the attempt not re-checked", "migrations_worker/runner.py",
-        "                            pk=claim.batch_id, status=BatchStatus.RUNNING, attempts=claim.attempt\n",
-        "                            pk=claim.batch_id, status=BatchStatus.RUNNING\n",
+        "WHERE id = %s AND status = 'running' AND attempts = %s FOR UPDATE\n",
+        "WHERE id = %s AND status = 'running' AND %s > 0 FOR UPDATE\n",
         f"{CLAIM_FENCE}::test_a_worker_stalled_past_its_lease_after_its_claim_is_fenced_and_the_batch_applied_once",
         "a stale claim beats the current one to the batch"),
     Mutation(
         "claim: no row lock while the batch runs", "migrations_worker/runner.py",
-        "                        JobBatch.objects.select_for_update()\n                        .filter(\n",
-        "                        JobBatch.objects\n                        .filter(\n",
+        "WHERE id = %s AND status = 'running' AND attempts = %s FOR UPDATE\n",
+        "WHERE id = %s AND status = 'running' AND attempts = %s\n",
         f"{CLAIM_FENCE}::test_a_worker_slowed_past_its_lease_inside_its_batch_keeps_it_and_applies_it_once",
         "a slow batch past its lease is reclaimed while it runs"),
     Mutation(
@@ -222,8 +222,8 @@ MUTATIONS: list[Mutation] = [
         "    return Gate(job_name, GateState.INLINE, run or latest, remaining)\n",
         GATE, "the deploy step, not the workers, would do the job under the deploy lock"),
     Mutation(
-        "ddl: no lock_timeout on a step", "migrations_worker/operations/ddl.py",
-        '"lock_timeout_ms": self.concurrent_lock_timeout_ms if concurrent else self.lock_timeout_ms,',
+        "ddl: no lock_timeout on a step", "migrations_worker/operations/lock_retry.py",
+        '"lock_timeout_ms": self.concurrent_lock_timeout_ms if concurrent else attempt.lock_timeout_ms,',
         '"lock_timeout_ms": self.concurrent_lock_timeout_ms if concurrent else None,',
         DDL_LOCKS, "the ALTER queues behind the holder, and every writer behind it"),
 

@@ -407,6 +407,9 @@ SQL_EXCEPTIONS = {
         "or of CreateIndexConcurrently (built with psycopg.sql); never input",
     ("migrations_worker/operations/ddl.py", "schema_editor.execute(statement)"):
         "Django's own deferred DDL (schema editor Statement objects, names quoted by Django)",
+    ("migrations_worker/runner.py", "cursor.execute(self._claim_sql, {"):
+        "built once per worker in RunWorker.__init__ from the constants CLAIM, FOLDED and "
+        "RUN_TOTALS, the job's key and table through sql.Identifier; values are parameters",
     ("migrations_worker/management/base.py", "return super().execute(*args, **options)"):
         "Django's BaseCommand.execute (running the command), not a database cursor's",
     ("apps/backend/src/seed/dataset.py",

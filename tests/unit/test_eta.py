@@ -35,14 +35,15 @@ def test_no_error_before_the_end_and_none_for_a_checkpoint_taken_at_the_end():
 
 
 def test_the_benchmark_reports_each_jobs_eta_error_at_10_and_50_percent():
-    from bench.report import eta_error, eta_lines
+    from bench.report import eta_error, jobs_table
 
     errors = {"10": {"error_ratio": -0.123, "predicted_seconds": 9.0, "actual_seconds": 10.3},
               "50": {"error_ratio": 0.031, "predicted_seconds": 5.2, "actual_seconds": 5.0}}
     assert eta_error(errors) == "-12% / +3%"
     assert eta_error({}) == "- / -"
-    lines = eta_lines([{"scale": "small", "jobs": [
-        {"job": "alerts_uuid", "rows": 20_000, "eta_errors": errors},
-        {"job": "ticker_dedup", "rows": 11, "eta_errors": {}}]}])
-    assert lines[2:] == ["| small | alerts_uuid | 20,000 | -12% / +3% | 5.2 / 5.0 |",
-                         "| small | ticker_dedup | 11 | - / - | - |"]
+    lines = jobs_table([{"scale": "small", "jobs": [
+        {"job": "alerts_uuid", "rows": 20_000, "batches": 40, "seconds": 4.0,
+         "eta_errors": errors},
+        {"job": "ticker_dedup", "rows": 11, "batches": 1, "seconds": None, "eta_errors": {}}]}])
+    assert [line.split(" | ")[-2:] for line in lines[2:]] == [["-12% / +3%", "5.2 / 5.0 |"],
+                                                            ["- / -", "- |"]]

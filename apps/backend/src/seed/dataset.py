@@ -94,6 +94,12 @@ SIZES: dict[str, dict[str, int]] = {
         "holdings": 400_000, "watchlist": 200_000, "news": 40_000, "news_links": 100_000,
         "alerts": 2_000_000, "alert_triggers": 400_000,
     },
+    # 10x medium, for the by-hand scale run of bench/README.md (about 15 GB on disk).
+    "xlarge": {
+        "users": 5_000, "assets": 1_000_000, "prices": 20_000_000, "portfolios": 200_000,
+        "holdings": 2_000_000, "watchlist": 1_000_000, "news": 200_000, "news_links": 500_000,
+        "alerts": 10_000_000, "alert_triggers": 2_000_000,
+    },
 }  # fmt: skip
 COUNT_FIELDS = tuple(f.name for f in fields(SeedParams) if f.name not in ("seed", "dup_fraction"))
 

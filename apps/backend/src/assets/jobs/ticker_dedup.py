@@ -17,9 +17,12 @@ Each removed or changed row's before-image goes to `assets_assetmergearchive` fi
 merge can be audited and undone, and each removed asset's id becomes an alias of the survivor
 (`assets_assetalias`) in the same transaction: from then on a write that names it, from either
 release, lands on the survivor (the redirect triggers of migration 0012). The job walks the
-group list made by migration 0012, one group per batch: each merge is its own short
-transaction. The decisions themselves (survivor, which colliding row stays, merged quantity and
-cost) are the plain functions of `merge_rules`.
+group list made by migration 0012, several groups per batch, as many as the engine's batch
+sizing allows for its target batch duration: a batch reads and writes every group of its range
+together, a few statements per table whatever the number of groups, and commits them in one
+transaction, so each group is merged completely or not at all. The decisions themselves
+(survivor, which colliding row stays, merged quantity and cost) are the plain functions of
+`merge_rules`, made group by group in Python.
 
 A batch done twice changes nothing: a group is marked merged (`merged_at`, `survivor_id`) in the
 transaction that merges it, and a batch skips merged groups; the trigger of migration 0010 stops
@@ -30,6 +33,7 @@ exchange).
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from uuid import UUID
 
 from psycopg import sql
@@ -52,101 +56,133 @@ BENCHMARKS = "portfolios_benchmark"
 REFERENCING_TABLES = (HOLDINGS, WATCHLIST, PRICES, NEWS_LINKS, ALERTS, BENCHMARKS)
 
 
-class Merge:
-    """One group's merge, inside the engine's transaction for the batch."""
+@dataclass(frozen=True)
+class Group:
+    id: int
+    survivor: int
+    losers: tuple[int, ...]
 
-    def __init__(self, cursor, group_id: int, survivor: int, losers: list[int]):
+
+class Merge:
+    """The merge of the groups of one batch, inside the engine's transaction for the batch.
+
+    Every statement covers all the groups: rows are read for every member at once, decided on
+    group by group, and written with one statement per table and action, each row carrying its
+    own group and survivor."""
+
+    def __init__(self, cursor, groups: list[Group]):
         self.cursor = cursor
-        self.group_id = group_id
-        self.survivor = survivor
-        self.losers = losers
-        self.members = [survivor, *losers]
+        self.groups = groups
+        self.group_of: dict[int, Group] = {}
+        for group in groups:
+            for member in (group.survivor, *group.losers):
+                self.group_of[member] = group
+        self.members = sorted(self.group_of)
+        self.losers = [loser for group in groups for loser in group.losers]
         self.counts: dict[str, int] = defaultdict(int)
 
-    def rows(self, table: str, columns: list[str]) -> list[tuple]:
+    def rows(self, table: str, columns: list[str], assets: list[int] | None = None) -> list[tuple]:
+        """The rows of `table` naming any of `assets` (every member), locked, by id."""
         self.cursor.execute(
             sql.SQL("SELECT {cols} FROM {t} WHERE asset_id = ANY(%s) ORDER BY id FOR UPDATE").format(
                 cols=sql.SQL(", ").join(map(sql.Identifier, columns)), t=sql.Identifier(table)
             ),
-            [self.members],
+            [self.members if assets is None else assets],
         )
         return self.cursor.fetchall()
 
-    def archive(self, table: str, ids: list, action: str) -> None:
-        if not ids:
+    def archive(self, table: str, rows: list[tuple[int, Group]], action: str) -> None:
+        """The before-image of each row, with the group it is merged in and its survivor."""
+        if not rows:
             return
         self.cursor.execute(
             sql.SQL(
                 "INSERT INTO {archive} (group_id, survivor_id, table_name, row_key, action, "
-                "before, archived_at) SELECT %s, %s, %s, t.id::text, %s, to_jsonb(t), now() "
-                "FROM {t} AS t WHERE t.id = ANY(%s)"
+                "before, archived_at) SELECT x.group_id, x.survivor, %s, t.id::text, %s, "
+                "to_jsonb(t), now() FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) "
+                "AS x(id, group_id, survivor) JOIN {t} AS t ON t.id = x.id ORDER BY x.id"
             ).format(archive=sql.Identifier(ARCHIVE), t=sql.Identifier(table)),
-            [self.group_id, self.survivor, table, action, ids],
+            [table, action, [row_id for row_id, _ in rows], [g.id for _, g in rows],
+             [g.survivor for _, g in rows]],
         )
 
-    def remove(self, table: str, ids: list) -> None:
-        if not ids:
+    def remove(self, table: str, rows: list[tuple[int, Group]]) -> None:
+        if not rows:
             return
-        self.archive(table, ids, "removed")
+        self.archive(table, rows, "removed")
         self.cursor.execute(
-            sql.SQL("DELETE FROM {t} WHERE id = ANY(%s)").format(t=sql.Identifier(table)), [ids]
+            sql.SQL("DELETE FROM {t} WHERE id = ANY(%s)").format(t=sql.Identifier(table)),
+            [[row_id for row_id, _ in rows]],
         )
-        self.counts["rows_merged_away"] += len(ids)
+        self.counts["rows_merged_away"] += len(rows)
 
-    def repoint(self, table: str, ids: list) -> None:
-        if not ids:
+    def repoint(self, table: str, rows: list[tuple[int, Group]]) -> None:
+        if not rows:
             return
-        self.archive(table, ids, "changed")
+        self.archive(table, rows, "changed")
         self.cursor.execute(
-            sql.SQL("UPDATE {t} SET asset_id = %s WHERE id = ANY(%s)").format(t=sql.Identifier(table)),
-            [self.survivor, ids],
+            sql.SQL("UPDATE {t} AS t SET asset_id = x.survivor FROM unnest(%s::bigint[], "
+                    "%s::bigint[]) AS x(id, survivor) WHERE t.id = x.id").format(
+                        t=sql.Identifier(table)),
+            [[row_id for row_id, _ in rows], [g.survivor for _, g in rows]],
         )
-        self.counts["rows_repointed"] += len(ids)
+        self.counts["rows_repointed"] += len(rows)
 
     def keep_one_per(self, table: str, key: str, prefer_alive: bool = False) -> None:
-        """Rows sharing `key` collapse to their keeper (live first if `prefer_alive`, which reads
-        the table's `is_deleted`), which moves to the survivor."""
+        """Rows of a group sharing `key` collapse to their keeper (live first if
+        `prefer_alive`, which reads the table's `is_deleted`), which moves to the survivor."""
         columns = ["id", "asset_id", key] + (["is_deleted"] if prefer_alive else [])
         by_key: dict = defaultdict(list)
         for row_id, asset_id, value, *deleted in self.rows(table, columns):
-            by_key[value].append(Claim(row_id, asset_id, *deleted))
+            by_key[self.group_of[asset_id], value].append(Claim(row_id, asset_id, *deleted))
         remove, repoint = [], []
-        for claims in by_key.values():
-            keeper = choose_keeper(claims, self.survivor)
-            remove += [c.id for c in claims if c is not keeper]
-            if keeper.asset_id != self.survivor:
-                repoint.append(keeper.id)
+        for (group, _value), claims in by_key.items():
+            keeper = choose_keeper(claims, group.survivor)
+            remove += [(c.id, group) for c in claims if c is not keeper]
+            if keeper.asset_id != group.survivor:
+                repoint.append((keeper.id, group))
         self.remove(table, remove)
         self.repoint(table, repoint)
 
     def merge_holdings(self) -> None:
         rows = self.rows(HOLDINGS, ["id", "asset_id", "portfolio_id", "quantity", "average_cost",
                                     "is_deleted"])
-        live: dict[UUID, dict[Claim, Position]] = defaultdict(dict)
+        live: dict[tuple[Group, UUID], dict[Claim, Position]] = defaultdict(dict)
+        deleted_moved = []
         for row_id, asset_id, portfolio_id, quantity, cost, is_deleted in rows:
+            group = self.group_of[asset_id]
             if is_deleted:
-                if asset_id != self.survivor:
-                    self.repoint(HOLDINGS, [row_id])
+                if asset_id != group.survivor:
+                    deleted_moved.append((row_id, group))
             else:
-                live[portfolio_id][Claim(row_id, asset_id)] = Position(quantity, cost)
-        for positions in live.values():
-            keeper = choose_keeper(list(positions), self.survivor)
-            others = [c.id for c in positions if c is not keeper]
-            if not others and keeper.asset_id == self.survivor:
+                live[group, portfolio_id][Claim(row_id, asset_id)] = Position(quantity, cost)
+        kept, merged, others = [], [], []
+        for (group, _portfolio), positions in live.items():
+            keeper = choose_keeper(list(positions), group.survivor)
+            away = [(c.id, group) for c in positions if c is not keeper]
+            if not away and keeper.asset_id == group.survivor:
                 continue
-            merged = merged_position(list(positions.values()), positions[keeper].average_cost)
-            self.archive(HOLDINGS, [keeper.id], "changed")
+            kept.append((keeper.id, group))
+            merged.append(merged_position(list(positions.values()),
+                                          positions[keeper].average_cost))
+            others += away
+        self.repoint(HOLDINGS, deleted_moved)  # soft-deleted holdings move as they are
+        self.archive(HOLDINGS, kept, "changed")
+        if kept:
             self.cursor.execute(
                 sql.SQL(
-                    "UPDATE {t} SET asset_id = %s, quantity = %s, average_cost = %s, "
-                    "updated_at = now() WHERE id = %s"
+                    "UPDATE {t} AS t SET asset_id = x.survivor, quantity = x.quantity, "
+                    "average_cost = x.average_cost, updated_at = now() FROM unnest(%s::bigint[], "
+                    "%s::bigint[], %s::numeric[], %s::numeric[]) "
+                    "AS x(id, survivor, quantity, average_cost) WHERE t.id = x.id"
                 ).format(t=sql.Identifier(HOLDINGS)),
-                [self.survivor, merged.quantity, merged.average_cost, keeper.id],
+                [[row_id for row_id, _ in kept], [g.survivor for _, g in kept],
+                 [p.quantity for p in merged], [p.average_cost for p in merged]],
             )
-            self.counts["rows_repointed"] += 1
-            if others:
-                self.counts["holdings_merged"] += len(others)
-            self.remove(HOLDINGS, others)
+            self.counts["rows_repointed"] += len(kept)
+        if others:
+            self.counts["holdings_merged"] += len(others)
+        self.remove(HOLDINGS, others)
 
     def run(self) -> dict[str, int]:
         self.merge_holdings()
@@ -154,27 +190,41 @@ class Merge:
         self.keep_one_per(PRICES, "timestamp")
         self.keep_one_per(NEWS_LINKS, "newsarticle_id")
         for table in (ALERTS, BENCHMARKS):
-            self.cursor.execute(
-                sql.SQL("SELECT id FROM {t} WHERE asset_id = ANY(%s) ORDER BY id FOR UPDATE").format(
-                    t=sql.Identifier(table)
-                ),
-                [self.losers],
-            )
-            self.repoint(table, [r[0] for r in self.cursor.fetchall()])
-        self.archive(ASSETS, self.losers, "removed")
+            self.repoint(table, [(row_id, self.group_of[asset_id]) for row_id, asset_id
+                                 in self.rows(table, ["id", "asset_id"], self.losers)])
+        losers = [(loser, group) for group in self.groups for loser in group.losers]
+        self.archive(ASSETS, losers, "removed")
         self.cursor.execute(
             sql.SQL("INSERT INTO {aliases} (asset_id, survivor_id, group_id, created_at) "
-                    "SELECT unnest(%s::bigint[]), %s, %s, now() ON CONFLICT (asset_id) DO NOTHING"
-                    ).format(aliases=sql.Identifier(ALIASES)),
-            [self.losers, self.survivor, self.group_id],
+                    "SELECT x.asset_id, x.survivor, x.group_id, now() FROM unnest(%s::bigint[], "
+                    "%s::bigint[], %s::bigint[]) AS x(asset_id, survivor, group_id) "
+                    "ON CONFLICT (asset_id) DO NOTHING").format(aliases=sql.Identifier(ALIASES)),
+            [[loser for loser, _ in losers], [g.survivor for _, g in losers],
+             [g.id for _, g in losers]],
         )
         self.cursor.execute(
             sql.SQL("DELETE FROM {t} WHERE id = ANY(%s)").format(t=sql.Identifier(ASSETS)),
             [self.losers],
         )
+        self.cursor.execute(
+            sql.SQL("UPDATE {g} AS g SET survivor_id = x.survivor, merged_at = now() "
+                    "FROM unnest(%s::bigint[], %s::bigint[]) AS x(id, survivor) "
+                    "WHERE g.id = x.id").format(g=sql.Identifier(GROUPS)),
+            [[g.id for g in self.groups], [g.survivor for g in self.groups]],
+        )
         self.counts["assets_removed"] += len(self.losers)
-        self.counts["groups_merged"] += 1
+        self.counts["groups_merged"] += len(self.groups)
         return dict(self.counts)
+
+
+# The members of every group of the range not merged yet, locked, in id order (each group's
+# members found through the (ticker, exchange_id) index of migration 0009).
+MEMBERS = """
+SELECT g.id, a.id, a.is_deleted
+FROM {groups} AS g JOIN {assets} AS a ON a.ticker = g.ticker AND a.exchange_id = g.exchange_id
+WHERE g.id > %s AND g.id <= %s AND g.merged_at IS NULL
+ORDER BY a.id FOR UPDATE OF a
+"""
 
 
 @register
@@ -183,34 +233,26 @@ class TickerDedup(Job):
     table = GROUPS
     description = "merge duplicate (ticker, exchange) assets and re-point what refers to them"
     watched_tables = (ASSETS, *REFERENCING_TABLES)
-    # One group per batch: each merge commits on its own.
-    defaults = {"batch_size": 1, "min_batch_size": 1, "max_batch_size": 1}
+    # Groups per batch, sized by the engine toward a short batch: a batch holds the row locks of
+    # all its groups until it commits, so a statement that meets one waits about that long.
+    defaults = {"batch_size": 8, "min_batch_size": 1, "max_batch_size": 500,
+                "target_batch_seconds": 0.08}
 
     def process_batch(self, cursor, start: int, end: int) -> BatchResult:
-        cursor.execute(
-            sql.SQL("SELECT id, ticker, exchange_id FROM {g} WHERE id > %s AND id <= %s "
-                    "AND merged_at IS NULL ORDER BY id").format(g=sql.Identifier(GROUPS)),
-            [start, end],
-        )
-        totals: dict[str, int] = defaultdict(int)
-        for group_id, ticker, exchange_id in cursor.fetchall():
-            cursor.execute(
-                sql.SQL("SELECT id, is_deleted FROM {a} WHERE ticker = %s AND exchange_id = %s "
-                        "ORDER BY id FOR UPDATE").format(a=sql.Identifier(ASSETS)),
-                [ticker, exchange_id],
-            )
-            members = [Member(*row) for row in cursor.fetchall()]
-            survivor = choose_survivor(members)
-            losers = [m.id for m in members if m.id != survivor]
-            for name, value in Merge(cursor, group_id, survivor, losers).run().items():
-                totals[name] += value
-            cursor.execute(
-                sql.SQL("UPDATE {g} SET survivor_id = %s, merged_at = now() WHERE id = %s").format(
-                    g=sql.Identifier(GROUPS)
-                ),
-                [survivor, group_id],
-            )
-        return BatchResult(rows=totals.get("groups_merged", 0), counts=dict(totals))
+        cursor.execute(sql.SQL(MEMBERS).format(groups=sql.Identifier(GROUPS),
+                                               assets=sql.Identifier(ASSETS)), [start, end])
+        members: dict[int, list[Member]] = defaultdict(list)
+        for group_id, asset_id, is_deleted in cursor.fetchall():
+            members[group_id].append(Member(asset_id, is_deleted))
+        groups = []
+        for group_id, group_members in sorted(members.items()):
+            survivor = choose_survivor(group_members)
+            groups.append(Group(group_id, survivor,
+                                tuple(m.id for m in group_members if m.id != survivor)))
+        if not groups:
+            return BatchResult(rows=0)
+        counts = Merge(cursor, groups).run()
+        return BatchResult(rows=counts.get("groups_merged", 0), counts=counts)
 
     def count_remaining(self, cursor) -> int:
         cursor.execute(

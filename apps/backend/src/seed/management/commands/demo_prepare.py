@@ -7,6 +7,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import connection
 
+from seed.dataset import SIZES
 from seed.legacy import migrate_to_legacy
 from seed.schema import legacy_state_problems
 
@@ -27,7 +28,7 @@ class Command(BaseCommand):
     help = "Migrate a fresh database to the legacy schema and seed it; leave a started one alone."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--size", default="small", choices=["small", "medium", "large"])
+        parser.add_argument("--size", default="small", choices=list(SIZES))
         parser.add_argument("--seed", type=int, default=42)
 
     def handle(self, *args, **options) -> None:
