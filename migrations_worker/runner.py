@@ -139,8 +139,8 @@ WHERE id = %s AND status = 'running' AND attempts = %s FOR UPDATE
 """
 SUCCEEDED = """
 UPDATE migrations_worker_jobbatch
-SET status = 'succeeded', rows_affected = %s, counts = %s, duration_ms = %s, finished_at = now(),
-    lease_until = NULL, retry_after = NULL, folded = false
+SET status = 'succeeded', rows_affected = %s, counts = %s, duration_ms = %s,
+    finished_at = clock_timestamp(), lease_until = NULL, retry_after = NULL, folded = false
 WHERE id = %s
 """
 
