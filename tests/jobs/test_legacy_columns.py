@@ -5,8 +5,12 @@ rule as the job's, one database function)."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
+from migrations_worker.job import get_job
 from tests.jobs.conftest import JobDatabase
 
 JOB = "legacy_columns"
@@ -263,3 +267,60 @@ def test_the_job_converges_while_the_previous_release_keeps_rewriting_text(db):
     db.batch(JOB, 4, LAST_ASSET)
     old_code_saves(db, 6, "Energy ")  # after it passed
     assert db.remaining(JOB) == 0
+
+
+class PausingCursor:
+    """The batch's own cursor, paused once before the statement for `field` until `meanwhile`
+    has returned: a deterministic interleaving of the batch with a writer."""
+
+    def __init__(self, cursor, field: str, meanwhile):
+        self.cursor, self.field, self.meanwhile = cursor, field, meanwhile
+
+    def execute(self, query, params=None):
+        if self.meanwhile and (params or {}).get("field") == self.field:
+            self.meanwhile, meanwhile = None, self.meanwhile
+            meanwhile()
+        return self.cursor.execute(query, params)
+
+    def __getattr__(self, name):
+        return getattr(self.cursor, name)
+
+
+def test_a_save_of_the_previous_release_during_a_batch_waits_for_it_and_never_deadlocks(db):
+    """The demo's deadlock (40P01 on the previous release's re-classification): the batch had
+    archived an asset's sector text but not yet linked its industry when the old code saved the
+    asset; the save's capture trigger waited on the batch's archive row while holding the row
+    lock the batch's link then needed. The batch locks its assets first: the save waits, then
+    both commit."""
+    db.execute(f"ALTER TABLE assets_asset DISABLE TRIGGER {CAPTURE}")
+    db.execute("INSERT INTO assets_asset (id, sector, industry, is_deleted, ticker, name, "
+               "exchange_id, currency_id, created_at, updated_at) "
+               "VALUES (20, 'Tech', 'Software', false, 'T20', 'x', 1, 1, now(), now())")
+    db.execute(f"ALTER TABLE assets_asset ENABLE TRIGGER {CAPTURE}")
+    saved: list[BaseException | None] = []
+
+    def old_code_saves_asset_20():
+        try:
+            old_code_saves(db, 20, "Energy", industry="Software")
+            saved.append(None)
+        except BaseException as error:  # reported by the assertion below
+            saved.append(error)
+
+    writer = threading.Thread(target=old_code_saves_asset_20)
+
+    def start_the_writer_and_let_it_block():
+        writer.start()
+        deadline = time.monotonic() + 10
+        while db.sessions_waiting_for_a_lock() == 0 and writer.is_alive():
+            assert time.monotonic() < deadline, "the save neither blocked nor finished"
+            time.sleep(0.02)
+
+    with db.connect() as conn, conn.transaction(), conn.cursor() as cursor:
+        get_job(JOB).process_batch(PausingCursor(cursor, "industry", start_the_writer_and_let_it_block),
+                                   19, 20)
+    writer.join(timeout=30)
+    assert saved == [None]
+    assert {r for r in archive(db) if r[0] == 20} == {
+        (20, "sector", "Tech", "unmatched", None), (20, "sector", "Energy", "ambiguous", None),
+        (20, "industry", "Software", "matched", 11)}
+    assert links(db)[20] == (None, 11)

@@ -10,6 +10,12 @@ the run's report. The match is the database function `assets_legacy_text_matches
 0008, which its capture trigger uses too: a value the previous release writes while the job
 runs is archived and linked by the same rule, in the writer's own transaction.
 
+A batch first locks its assets that have text (in key order, as an update of them would),
+then archives and links. The capture trigger runs in a writer that already holds its asset's row
+lock; had the batch inserted that asset's archive row before locking it, the writer would wait
+on the batch's archive row while the batch waited on the writer's row lock: a deadlock, which
+aborts one of them (the previous release's save, in the demo that found it).
+
 A batch done twice changes nothing: the archive insert skips a (asset, field, value) it already
 holds, and the link is set only where it is still empty. Done when every non-empty value of
 every asset is in the archive (the verification the gated drop of the columns, 0013, relies on).
@@ -28,6 +34,14 @@ FIELDS = (
     ("sector", "sector_ref_id"),
     ("industry", "industry_ref_id"),
 )
+
+LOCK_ASSETS = """
+SELECT 1 FROM {assets} a
+WHERE a.id > %(start)s AND a.id <= %(end)s
+  AND (btrim(coalesce(a.sector, '')) <> '' OR btrim(coalesce(a.industry, '')) <> '')
+ORDER BY a.id
+FOR NO KEY UPDATE
+"""
 
 ARCHIVE_AND_LINK = """
 WITH candidates AS (
@@ -93,6 +107,8 @@ class LegacyColumns(Job):
     def process_batch(self, cursor, start: int, end: int) -> BatchResult:
         counts = {"values_archived": 0, "values_matched": 0, "values_unmatched": 0,
                   "values_ambiguous": 0, "assets_linked": 0}
+        cursor.execute(sql.SQL(LOCK_ASSETS).format(assets=sql.Identifier(ASSETS)),
+                       {"start": start, "end": end})
         for text, link in FIELDS:
             cursor.execute(query(ARCHIVE_AND_LINK, text, link),
                            {"start": start, "end": end, "field": text})
