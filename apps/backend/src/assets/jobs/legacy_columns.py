@@ -10,8 +10,11 @@ the run's report. The match is the database function `assets_legacy_text_matches
 0008, which its capture trigger uses too: a value the previous release writes while the job
 runs is archived and linked by the same rule, in the writer's own transaction.
 
+Each link the job sets is recorded on the archive row of the value it came from (`linked_id`), so
+`legacy_columns_undo` can take back exactly the links this job made, where they still stand.
+
 A batch done twice changes nothing: the archive insert skips a (asset, field, value) it already
-holds, and the link is set only where it is still empty. Done when every non-empty value of
+holds, and the link (and its record) is set only where it is still empty. Done when every non-empty value of
 every asset is in the archive (the verification the gated drop of the columns, 0013, relies on).
 """
 
@@ -29,27 +32,36 @@ FIELDS = (
     ("industry", "industry_ref_id"),
 )
 
+# One statement per field. `linked` sets the link where the asset has none; the value's archive
+# row records it in `linked_id` (what `legacy_columns_undo` may take back): a new row as it is
+# inserted, a row archived before (by the capture trigger, or before an undo) by `relinked`. The
+# two never touch one row: a row `archived` inserts is not visible to `relinked`.
 ARCHIVE_AND_LINK = """
 WITH candidates AS (
     SELECT a.id AS asset_id, a.{text} AS value,
            assets_legacy_text_matches(%(field)s, a.{text}) AS matches
     FROM {assets} a
     WHERE a.id > %(start)s AND a.id <= %(end)s AND btrim(coalesce(a.{text}, '')) <> ''
-), archived AS (
-    INSERT INTO {archive} (asset_id, field, value, outcome, matched_id, archived_at)
-    SELECT asset_id, %(field)s, value,
-           CASE cardinality(matches) WHEN 0 THEN 'unmatched' WHEN 1 THEN 'matched'
-                ELSE 'ambiguous' END,
-           CASE WHEN cardinality(matches) = 1 THEN matches[1] END,
-           now()
-    FROM candidates
-    ON CONFLICT (asset_id, field, value) DO NOTHING
-    RETURNING outcome
 ), linked AS (
     UPDATE {assets} a SET {link} = c.matches[1]
     FROM candidates c
     WHERE a.id = c.asset_id AND cardinality(c.matches) = 1 AND a.{link} IS NULL
-    RETURNING a.id
+    RETURNING a.id, a.{link} AS link
+), archived AS (
+    INSERT INTO {archive} (asset_id, field, value, outcome, matched_id, linked_id, archived_at)
+    SELECT c.asset_id, %(field)s, c.value,
+           CASE cardinality(c.matches) WHEN 0 THEN 'unmatched' WHEN 1 THEN 'matched'
+                ELSE 'ambiguous' END,
+           CASE WHEN cardinality(c.matches) = 1 THEN c.matches[1] END,
+           l.link,
+           now()
+    FROM candidates c LEFT JOIN linked l ON l.id = c.asset_id
+    ON CONFLICT (asset_id, field, value) DO NOTHING
+    RETURNING outcome
+), relinked AS (
+    UPDATE {archive} x SET linked_id = l.link
+    FROM linked l JOIN candidates c ON c.asset_id = l.id
+    WHERE x.asset_id = l.id AND x.field = %(field)s AND x.value = c.value
 )
 SELECT (SELECT count(*) FROM archived),
        (SELECT count(*) FROM archived WHERE outcome = 'matched'),
