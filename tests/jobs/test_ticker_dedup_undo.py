@@ -168,6 +168,8 @@ def test_a_row_changed_since_the_merge_is_reported_and_left_as_it_is(listed, db)
                          ("portfolios_benchmark", 6001)}
     assert "holds 45 at 175 since the merge, which left 40 at 175" in kept["portfolios_holding", 1002]
     assert "ALPHA:XNYS: portfolios_holding 1002 left as it is: holds 45" in out
+    status = db.manage("backfill", "status", UNDO).stdout  # and later, for whoever looks
+    assert "ALPHA:XNYS: investments_alert 5001 left as it is: names asset 20" in " ".join(status.split())
     # Everything else of the group is back.
     before, after = data(listed), data(db)
     for table in DATA_TABLES:
