@@ -11,7 +11,7 @@ from django.db import IntegrityError, connection, transaction
 
 from . import batching
 from .exceptions import AlreadyActive, InvalidTuning
-from .job import get_job
+from .job import UndoJob, get_job, job_classes
 from .models import ACTIVE_STATUSES, JobRun, RunStatus
 from .states import record, transition
 from .throttle import Tuning, site_defaults
@@ -35,6 +35,13 @@ def active_run(job_name: str) -> JobRun | None:
 
 def latest_run(job_name: str) -> JobRun | None:
     return JobRun.objects.filter(job_name=job_name).order_by("-id").first()
+
+
+def undone_since(run: JobRun) -> bool:
+    """Whether a run of an undo of `run`'s job was created after it: the work `run` finished may
+    have been put back, so "finished" no longer settles the job without its verification."""
+    undoes = [c.name for c in job_classes() if issubclass(c, UndoJob) and c.undoes == run.job_name]
+    return JobRun.objects.filter(job_name__in=undoes, pk__gt=run.pk).exists()
 
 
 def validated(

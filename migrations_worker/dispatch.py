@@ -162,16 +162,20 @@ class Enqueued(NamedTuple):
 
 def enqueue(job_name: str, *, actor: str, message: str, **request) -> Enqueued:
     """Make sure the job is under way, as a migration or a deploy asks for it: a run that is
-    going (or held by an operator) is left as it is, a finished job is not started again, and
-    otherwise a run is created and sent to the workers. With the broker down the run is left
-    pending (beat sends it once the broker is back)."""
+    going (or held by an operator) is left as it is, a finished job whose verification still
+    finds nothing to do is not started again (one that finds work, after its migration was
+    taken back and applied again, or after an undo, is), and otherwise a run is created and
+    sent to the workers. With the broker down the run is left pending (beat sends it once the
+    broker is back)."""
     run = control.active_run(job_name)
     if run is not None and run.status != RunStatus.PENDING:
         return Enqueued(run)
     if run is None:
         latest = control.latest_run(job_name)
         if latest is not None and latest.status == RunStatus.FINISHED:
-            return Enqueued(latest)
+            with connection.cursor() as cursor:
+                if not get_job(job_name).count_remaining(cursor):
+                    return Enqueued(latest)
         try:
             run = control.create_run(job_name, actor=actor, **request)
         except AlreadyActive:  # someone else started it just now

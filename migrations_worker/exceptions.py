@@ -14,7 +14,9 @@ and `migrate` answer a pipeline the same way. The tree:
     │   ├── AlreadyActive                  the job already has a run
     │   ├── InvalidTransition              the run's status does not allow the action
     │   ├── DeployLocked                   another migrate_online holds the deploy lock
-    │   └── StageNotReady                  post-deploy asked for while pre-deploy work is pending
+    │   ├── StageNotReady                  post-deploy asked for while pre-deploy work is pending
+    │   └── Irreversible                   a migration's reverse or a job's undo refused: the
+    │                                      message says why and what to do instead
     ├── JobFailed                       4  a run failed or was cancelled: an operator must act
     ├── TimedOut                        5  gave up waiting
     ├── BrokerUnavailable               6  the Celery broker cannot be reached
@@ -91,6 +93,12 @@ class DeployLocked(Conflict):
 
 class StageNotReady(Conflict):
     pass
+
+
+class Irreversible(Conflict):
+    """A change cannot be put back as things are: a migration whose reverse would lose data (or
+    cannot be written), or a job's undo that the schema does not allow yet. The message says why
+    and what to do instead (the undo to run first, the migration to take back first)."""
 
 
 class JobFailed(MigrationsWorkerError):

@@ -82,7 +82,8 @@ def decide(job_name: str, inline_limit: int, *, ahead: bool = False) -> Gate:
     if ahead and not engine_tables_exist():
         return Gate(job_name, GateState.UNKNOWN)
     latest = control.latest_run(job_name)
-    if latest is not None and latest.status == RunStatus.FINISHED:
+    finished = latest is not None and latest.status == RunStatus.FINISHED
+    if finished and not control.undone_since(latest):
         return Gate(job_name, GateState.OPEN, latest, 0)
     try:
         with connection.cursor() as cursor:
@@ -91,6 +92,8 @@ def decide(job_name: str, inline_limit: int, *, ahead: bool = False) -> Gate:
         if not ahead:
             raise
         return Gate(job_name, GateState.UNKNOWN)
+    if finished and not remaining:  # undone since, but what the gate needs still holds
+        return Gate(job_name, GateState.OPEN, latest, 0)
     run = control.active_run(job_name)
     if run is not None and run.status in HELD_BY_OPERATOR:
         return Gate(job_name, GateState.HELD, run, remaining)

@@ -7,12 +7,14 @@ Shopify's maintenance_tasks (`collection` / `process` / `count`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import ClassVar
 
 from psycopg import sql
 
-from .exceptions import UnknownJob
+from .exceptions import InvalidInput, UnknownJob
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,38 @@ class Job:
         return cls.watched_tables or (cls.table,)
 
 
+class UndoJob(Job):
+    """A job that puts back what another job did (`undoes`: that job's name), from what that job
+    kept of the rows it changed. `backfill undo NAME` finds it by that name, asks `refusal`
+    whether it can run as the schema stands, lets `select` record what the operator asked to put
+    back (where the job reads it, since a batch gets nothing but its key range), then runs it like
+    any job: in batches, resumable, each batch idempotent.
+
+    Once a run of the undo exists, the undone job's finished run no longer settles its gate by
+    itself: its verification decides (`control.undone_since`).
+    """
+
+    undoes: ClassVar[str]
+
+    def refusal(self, cursor) -> str:
+        """Why the undo cannot run as things are, and what to do first; "" when it can."""
+        return ""
+
+    def select(self, cursor, groups: Sequence[str]) -> int:
+        """Record what the next run puts back: the `groups` named on the command line, or all of
+        the undone job's work when none is named. Returns how many units that is (0: nothing to
+        put back); raises InvalidInput for a group that does not exist."""
+        if groups:
+            raise InvalidInput(f"{self.undoes} has no groups to choose from: its undo puts back "
+                               "all of its work; leave out --group")
+        return self.count_remaining(cursor)
+
+    def findings(self, cursor, since: datetime) -> list[str]:
+        """What the runs since `since` left for an operator to look at (rows changed since the
+        undone job and so left as they are, writes kept), one line each."""
+        return []
+
+
 _registry: dict[str, type[Job]] = {}
 
 
@@ -88,6 +122,16 @@ def get_job(name: str) -> Job:
     except KeyError:
         known = ", ".join(sorted(_registry)) or "none"
         raise UnknownJob(f"unknown job {name!r}; known jobs: {known}") from None
+
+
+def undo_job_for(name: str) -> UndoJob:
+    """The job that undoes `name`, or InvalidInput saying it has none."""
+    get_job(name)
+    for job_class in _registry.values():
+        if issubclass(job_class, UndoJob) and job_class.undoes == name:
+            return job_class()
+    raise InvalidInput(f"{name} has no undo: nothing it keeps of the rows it changed can put "
+                       "them back")
 
 
 def job_names() -> list[str]:

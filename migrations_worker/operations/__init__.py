@@ -5,11 +5,16 @@ from one import surface:
 
 Lock-safe DDL (`SafeSQL`, `CreateIndexConcurrently`, `Safely`) runs each step under
 lock_timeout and retries when the lock is not granted; `EnqueueJob` and `RequireJob` are the
-seam to the data jobs.
+seam to the data jobs. `RefuseReverse` and `RefuseReverseWhile` end a migration whose
+reverse would lose data, saying why and what to do instead.
 """
 
 from .ddl import CreateIndexConcurrently, Safely, SafeSQL
 from .jobs import EnqueueJob, RequireJob
+from .reverse import RefuseReverse, RefuseReverseWhile
 from .stage import Stage
 
-__all__ = ["CreateIndexConcurrently", "EnqueueJob", "RequireJob", "SafeSQL", "Safely", "Stage"]
+__all__ = [
+    "CreateIndexConcurrently", "EnqueueJob", "RefuseReverse", "RefuseReverseWhile", "RequireJob",
+    "SafeSQL", "Safely", "Stage",
+]

@@ -8,7 +8,8 @@ watch or finish it).
 
 from __future__ import annotations
 
-from .. import dispatch, gates, pg
+from .. import control, dispatch, gates, pg
+from ..exceptions import Irreversible
 from .base import DeclaredOperation
 
 
@@ -39,6 +40,21 @@ class EnqueueJob(JobOperation):
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         dispatch.enqueue(self.job_name, actor="migrate", message="enqueued by migration",
                          batch_size=self.batch_size, workers=self.workers)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        """Refused while the job has a run that is not over: taking its migration back would
+        pull what it works on from under it. A finished run is left as it is: applying the
+        migration again starts the job anew if its verification finds work (dispatch.enqueue)."""
+        if schema_editor.collect_sql:
+            return
+        run = control.active_run(self.job_name)
+        if run is not None:
+            raise Irreversible(
+                f"migrating {app_label} back refused: data job {self.job_name} has run #{run.pk} "
+                f"({run.status}), which works on what this migration made. Cancel it first "
+                f"(python manage.py backfill cancel {self.job_name}), or let it finish, then "
+                "migrate back again."
+            )
 
     def describe(self):
         return f"Enqueue data job {self.job_name}"

@@ -20,7 +20,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pg", "states", "job", "batching", "progress"),
     ("throttle",),
     ("runner",),
-    ("control",),
+    ("control", "undo"),
     ("dispatch", "drive"),
     ("tasks", "gates"),
     ("operations", "deploy_lock", "deploy_checks"),

@@ -1,8 +1,11 @@
 """`manage.py backfill`: the operator's console for data jobs.
 
 Exit codes are those of every operator command (README, "Exit codes"): 2 bad input (unknown
-job, bad number), 3 conflict (already running, wrong state for the action), 4 the run failed or
-was cancelled, 5 timed out waiting, 6 the broker is unreachable.
+job, bad number), 3 conflict (already running, wrong state for the action, an undo the schema
+refuses), 4 the run failed or was cancelled, 5 timed out waiting, 6 the broker is unreachable.
+
+`backfill undo NAME` puts back what NAME did: it records what to put back (`--group`, or all)
+and runs NAME's undo job, a job like any other (`migrations_worker.undo`).
 """
 
 from __future__ import annotations
@@ -10,15 +13,16 @@ from __future__ import annotations
 import json
 import time
 
+from django.db import connection
 from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from migrations_worker import control, dispatch, drive, runner
+from migrations_worker import control, dispatch, drive, runner, undo
 from migrations_worker.checks import require_supported_database
 from migrations_worker.exceptions import InvalidInput, InvalidTransition, JobFailed
-from migrations_worker.job import get_job, job_classes
+from migrations_worker.job import UndoJob, get_job, job_classes, undo_job_for
 from migrations_worker.management.arguments import positive_int, seconds
 from migrations_worker.management.base import EngineCommand
 from migrations_worker.models import JobRun, RunStatus
@@ -78,6 +82,16 @@ class Command(EngineCommand):
         run.add_argument("name")
         run.add_argument("--batch-size", type=positive_int)
         run.add_argument(*OPTION_FLAG, **OPTION_ARGUMENT)
+        back = sub.add_parser(
+            "undo", help="put back what the job did, from what it kept (a run of its undo job)")
+        back.add_argument("name")
+        back.add_argument("--group", action="append", default=[], metavar="GROUP",
+                          help="only this group of the job's work (repeatable; default: all)")
+        back.add_argument("--inline", action="store_true",
+                          help="work the undo here in the foreground, as `run` does")
+        back.add_argument("--batch-size", type=positive_int)
+        back.add_argument("--workers", type=positive_int, default=1, help="parallel lanes")
+        back.add_argument(*OPTION_FLAG, **OPTION_ARGUMENT)
         wait = sub.add_parser("wait", help="wait until the named jobs' runs are finished")
         wait.add_argument("names", nargs="+", metavar="NAME")
         wait.add_argument("--timeout", type=seconds, default=None, help="seconds; exit 5 after")
@@ -136,6 +150,7 @@ class Command(EngineCommand):
             for run in runs:
                 if run.report:
                     self.console.print(f"{run.job_name} #{run.pk} report: {run.report}")
+                self._findings(run)
             return
         with Live(self._status_table(runs), console=self.console, refresh_per_second=2) as live:
             while not all(r.status in TERMINAL for r in runs):
@@ -166,6 +181,28 @@ class Command(EngineCommand):
         run = act(self._active(name), actor=self.actor)
         self.console.print(f"{run.job_name} #{run.pk} is {run.status}{said}")
 
+    def do_undo(self, options) -> None:
+        """Record what to put back, then run the undo job (on the workers, or here)."""
+        name = options["name"]
+        tuning = tuning_options(options["option"])
+        undo_job = undo_job_for(name).name
+        control.validated(undo_job, batch_size=options["batch_size"], workers=options["workers"],
+                          options=tuning)
+        if not options["inline"]:
+            dispatch.ensure_broker()  # before anything is recorded
+        requested = undo.request(name, options["group"])
+        if not requested.selected:
+            self.console.print(f"nothing to undo: no work of {name} to put back"
+                               + (" in the named group(s)" if options["group"] else ""))
+            return
+        self.console.print(f"{name}: {requested.selected:,} to put back by {undo_job}")
+        if options["inline"]:
+            return self.do_run({**options, "name": undo_job})
+        run = dispatch.start(undo_job, batch_size=options["batch_size"],
+                             workers=options["workers"], options=tuning, actor=self.actor)
+        self.console.print(f"started {undo_job} run #{run.pk} with {run.workers} worker lane(s)")
+        self.console.print(f"watch it: python manage.py backfill status {undo_job} --watch")
+
     def do_run(self, options) -> None:
         """Work the job here until it is finished: joins an active run or starts one."""
         name = options["name"]
@@ -191,8 +228,17 @@ class Command(EngineCommand):
         self.console.print(one_line(progress_of(run)))
         if run.report:
             self.console.print(f"report: {run.report}")
+        self._findings(run)
         if run.status != RunStatus.FINISHED:
             raise JobFailed(f"{name} run #{run.pk} ended {run.status}")
+
+    def _findings(self, run: JobRun) -> None:
+        """What an undo left for the operator (rows changed since, kept as they are)."""
+        job = get_job(run.job_name)
+        with connection.cursor() as cursor:
+            lines = job.findings(cursor, run.created_at) if isinstance(job, UndoJob) else []
+        for line in lines:
+            self.console.print(f"  {line}")
 
     def do_wait(self, options) -> None:
         names = options["names"]

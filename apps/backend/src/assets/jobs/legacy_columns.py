@@ -16,9 +16,13 @@ lock; had the batch inserted that asset's archive row before locking it, the wri
 on the batch's archive row while the batch waited on the writer's row lock: a deadlock, which
 aborts one of them (the previous release's save, in the demo that found it).
 
+Each link the job sets is recorded on the archive row of the value it came from (`linked_id`), so
+`legacy_columns_undo` can take back exactly the links this job made, where they still stand.
+
 A batch done twice changes nothing: the archive insert skips a (asset, field, value) it already
-holds, and the link is set only where it is still empty. Done when every non-empty value of
-every asset is in the archive (the verification the gated drop of the columns, 0013, relies on).
+holds, and the link (and its record) is set only where it is still empty. Done when every
+non-empty value of every asset is in the archive (the verification the gated drop of the
+columns, 0013, relies on).
 """
 
 from __future__ import annotations
@@ -43,27 +47,36 @@ ORDER BY a.id
 FOR NO KEY UPDATE
 """
 
+# One statement per field. `linked` sets the link where the asset has none; the value's archive
+# row records it in `linked_id` (what `legacy_columns_undo` may take back): a new row as it is
+# inserted, a row archived before (by the capture trigger, or before an undo) by `relinked`. The
+# two never touch one row: a row `archived` inserts is not visible to `relinked`.
 ARCHIVE_AND_LINK = """
 WITH candidates AS (
     SELECT a.id AS asset_id, a.{text} AS value,
            assets_legacy_text_matches(%(field)s, a.{text}) AS matches
     FROM {assets} a
     WHERE a.id > %(start)s AND a.id <= %(end)s AND btrim(coalesce(a.{text}, '')) <> ''
-), archived AS (
-    INSERT INTO {archive} (asset_id, field, value, outcome, matched_id, archived_at)
-    SELECT asset_id, %(field)s, value,
-           CASE cardinality(matches) WHEN 0 THEN 'unmatched' WHEN 1 THEN 'matched'
-                ELSE 'ambiguous' END,
-           CASE WHEN cardinality(matches) = 1 THEN matches[1] END,
-           now()
-    FROM candidates
-    ON CONFLICT (asset_id, field, value) DO NOTHING
-    RETURNING outcome
 ), linked AS (
     UPDATE {assets} a SET {link} = c.matches[1]
     FROM candidates c
     WHERE a.id = c.asset_id AND cardinality(c.matches) = 1 AND a.{link} IS NULL
-    RETURNING a.id
+    RETURNING a.id, a.{link} AS link
+), archived AS (
+    INSERT INTO {archive} (asset_id, field, value, outcome, matched_id, linked_id, archived_at)
+    SELECT c.asset_id, %(field)s, c.value,
+           CASE cardinality(c.matches) WHEN 0 THEN 'unmatched' WHEN 1 THEN 'matched'
+                ELSE 'ambiguous' END,
+           CASE WHEN cardinality(c.matches) = 1 THEN c.matches[1] END,
+           l.link,
+           now()
+    FROM candidates c LEFT JOIN linked l ON l.id = c.asset_id
+    ON CONFLICT (asset_id, field, value) DO NOTHING
+    RETURNING outcome
+), relinked AS (
+    UPDATE {archive} x SET linked_id = l.link
+    FROM linked l JOIN candidates c ON c.asset_id = l.id
+    WHERE x.asset_id = l.id AND x.field = %(field)s AND x.value = c.value
 )
 SELECT (SELECT count(*) FROM archived),
        (SELECT count(*) FROM archived WHERE outcome = 'matched'),

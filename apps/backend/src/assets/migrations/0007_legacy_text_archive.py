@@ -1,8 +1,19 @@
-"""The archive for the deprecated `sector` / `industry` text (a new table)."""
+"""The archive for the deprecated `sector` / `industry` text (a new table).
+
+Taken back only once no link `legacy_columns` made still stands (`linked_id` records them):
+without this table nothing would tell them from links people made.
+"""
 
 from django.db import migrations, models
 
-from migrations_worker.operations import Stage
+from migrations_worker.operations import RefuseReverseWhile, Stage
+
+STANDING_LINKS = """
+SELECT count(*) FROM assets_assetlegacytext x JOIN assets_asset a ON a.id = x.asset_id
+WHERE x.linked_id IS NOT NULL
+  AND ((x.field = 'sector' AND a.sector_ref_id = x.linked_id)
+       OR (x.field = 'industry' AND a.industry_ref_id = x.linked_id))
+"""
 
 
 class Migration(migrations.Migration):
@@ -30,6 +41,7 @@ class Migration(migrations.Migration):
                         choices=[("job", "Job"), ("write", "Write")], db_default="job", default="job", max_length=5
                     ),
                 ),
+                ("linked_id", models.BigIntegerField(blank=True, null=True)),
                 ("archived_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
@@ -37,5 +49,11 @@ class Migration(migrations.Migration):
                     models.UniqueConstraint(fields=("asset_id", "field", "value"), name="assets_legacytext_value_uniq")
                 ],
             },
+        ),
+        RefuseReverseWhile(
+            STANDING_LINKS,
+            "Sector / Industry link(s) made by legacy_columns still stand, and only this archive "
+            "(assets 0007) tells them from links people made. Take them back first: python "
+            "manage.py backfill undo legacy_columns --inline, then migrate back again.",
         ),
     ]

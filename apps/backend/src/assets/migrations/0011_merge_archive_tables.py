@@ -1,5 +1,6 @@
-"""New tables for the duplicate merge: the groups to merge, the before-images it keeps, and the
-aliases that keep a removed duplicate's id resolving to its survivor."""
+"""New tables for the duplicate merge: the groups to merge (and the ones to undo), the
+before-images it keeps, and the aliases that keep a removed duplicate's id resolving to its
+survivor."""
 
 import django.db.models.deletion
 from django.db import migrations, models
@@ -20,6 +21,9 @@ class Migration(migrations.Migration):
                 ("member_count", models.PositiveIntegerField()),
                 ("survivor_id", models.BigIntegerField(blank=True, null=True)),
                 ("merged_at", models.DateTimeField(blank=True, null=True)),
+                ("undo_requested_at", models.DateTimeField(blank=True, null=True)),
+                ("undone_at", models.DateTimeField(blank=True, null=True)),
+                ("undo_report", models.JSONField(blank=True, null=True)),
             ],
             options={
                 "constraints": [
@@ -43,6 +47,7 @@ class Migration(migrations.Migration):
                 ),
                 ("before", models.JSONField()),
                 ("archived_at", models.DateTimeField(auto_now_add=True)),
+                ("undone_at", models.DateTimeField(blank=True, null=True)),
                 (
                     "group",
                     models.ForeignKey(

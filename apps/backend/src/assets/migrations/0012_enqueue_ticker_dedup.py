@@ -24,7 +24,11 @@ An asset row of its own: a model of a merged-away asset, loaded before the merge
 after it, makes Django insert the row again (its update finds none). The duplicate guard of 0010
 lets such an insert through (`assets_asset_merged_away` now reads the aliases) and an AFTER
 INSERT trigger merges it away again at once: the save succeeds, its text is captured (0008),
-the row is archived as written and goes; its id stays an alias of the survivor.
+the row is archived as written and goes; its id stays an alias of the survivor. Only an undo of
+the merge (`ticker_dedup_undo`) keeps the row it restores, naming it in `assets.restoring_asset`.
+
+Taken back only once no group is merged (`backfill undo ticker_dedup` first): the removed
+assets live on only in the archive and the aliases, which the redirect serves.
 
 Every redirected row is archived as written (action `redirected`, with the id it named) and
 every row it replaced with its before-image (`removed`), like the merge's own. The asset is
@@ -39,7 +43,7 @@ once that is old enough.
 
 from django.db import migrations
 
-from migrations_worker.operations import EnqueueJob, RequireJob, SafeSQL, Stage
+from migrations_worker.operations import EnqueueJob, RefuseReverseWhile, RequireJob, SafeSQL, Stage
 
 MERGED_AWAY = """
 CREATE OR REPLACE FUNCTION assets_asset_merged_away(p_id bigint) RETURNS boolean
@@ -48,10 +52,16 @@ LANGUAGE sql STABLE AS $$
 $$
 """
 
+# An undo of the merge (`ticker_dedup_undo`) restores a removed asset while its alias still
+# stands (so the guard of 0010 lets the duplicate in), naming it in the transaction-local
+# setting `assets.restoring_asset`; for that row only, the merge is not done again.
 MERGE_AGAIN = """
 CREATE OR REPLACE FUNCTION assets_asset_merge_again() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    IF current_setting('assets.restoring_asset', true) = NEW.id::text THEN
+        RETURN NULL;
+    END IF;
     INSERT INTO assets_assetmergearchive (group_id, survivor_id, table_name, row_key, action,
                                           before, archived_at)
     SELECT a.group_id, a.survivor_id, TG_TABLE_NAME, NEW.id::text, 'redirected', to_jsonb(NEW), now()
@@ -263,4 +273,11 @@ class Migration(migrations.Migration):
             description="Writes naming a merged-away asset land on its survivor",
         ),
         EnqueueJob("ticker_dedup"),
+        RefuseReverseWhile(
+            "SELECT count(*) FROM assets_duplicatetickergroup WHERE merged_at IS NOT NULL",
+            "duplicate group(s) are merged: their removed assets and rows live on only as "
+            "before-images and aliases, which taking back assets 0012 (and 0011) would orphan "
+            "and drop. Put them back first: python manage.py backfill undo ticker_dedup "
+            "--inline, then migrate back again.",
+        ),
     ]

@@ -5,11 +5,14 @@ Only the new release runs now (it never had the fields: they left the model stat
 nothing writes the columns any more; the capture trigger of 0008 archived every value the
 previous release wrote until the end of the rollout. Dropping a column is catalog-only; each
 brief ACCESS EXCLUSIVE runs under lock_timeout.
+
+Not reversible (`RefuseReverse` says why): the archive holds every value, not the one each asset
+held last.
 """
 
 from django.db import migrations
 
-from migrations_worker.operations import RequireJob, SafeSQL, Stage
+from migrations_worker.operations import RefuseReverse, RequireJob, SafeSQL, Stage
 
 LINT_EXCEPTIONS = {
     "ban-drop-column": "post-deploy: the previous release, the only code that read or wrote the "
@@ -37,6 +40,15 @@ class Migration(migrations.Migration):
                     "DROP COLUMN IF EXISTS industry"
                 ],
             ],
+            reverse_steps=[],  # refused below, before anything is undone
             description="Drop the capture trigger, then assets_asset.sector and .industry",
+        ),
+        RefuseReverse(
+            "assets 0013 dropped assets_asset.sector and .industry. assets_assetlegacytext holds "
+            "every value they had, but not which one each asset held last (a value the previous "
+            "release wrote, replaced and wrote again is archived once), so the columns cannot be "
+            "rebuilt exactly. Restore them from a backup taken before the post-deploy stage, or "
+            "re-add them in a new forward migration. `migrate assets 0013` (taking back 0014 "
+            "and 0015) works."
         ),
     ]

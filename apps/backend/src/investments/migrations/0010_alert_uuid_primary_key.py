@@ -29,14 +29,14 @@ then a trigger row still can; PostgreSQL then aborts one side after deadlock_tim
 it is this step, `migrate` stops with 40P01 and is simply run again.)
 
 Every operation is guarded by the catalog, so a re-run after a crash at any point completes.
-Not reversible: moving the key back would be a new forward migration.
+Not reversible (`RefuseReverse` says why): moving the key back would be a new forward migration.
 """
 
 import uuid
 
 from django.db import migrations, models
 
-from migrations_worker.operations import SafeSQL, Stage
+from migrations_worker.operations import RefuseReverse, SafeSQL, Stage
 
 ADD_UUID_FK = """
 DO $$
@@ -165,7 +165,7 @@ class Migration(migrations.Migration):
     atomic = False
     dependencies = [("investments", "0009_alerttrigger_alert_uuid_index")]
     operations = [
-        SafeSQL(steps=[[ADD_UUID_FK]], description="FK alert_uuid -> alert(uuid), NOT VALID"),
+        SafeSQL(steps=[[ADD_UUID_FK]], reverse_steps=[], description="FK alert_uuid -> alert(uuid), NOT VALID"),
         SafeSQL(
             steps=[
                 [
@@ -173,16 +173,19 @@ class Migration(migrations.Migration):
                     "VALIDATE CONSTRAINT investments_alerttrigger_alert_uuid_fk"
                 ]
             ],
+            reverse_steps=[],
             long_running=True,
             description="Validate FK alert_uuid -> alert(uuid)",
         ),
-        SafeSQL(steps=[[DROP_OLD_FK]], description="Drop the FK alert_id -> alert's old key"),
+        SafeSQL(steps=[[DROP_OLD_FK]], reverse_steps=[],
+                description="Drop the FK alert_id -> alert's old key"),
         SafeSQL(
             steps=[[SWAP_PRIMARY_KEY]],
+            reverse_steps=[],
             state_operations=STATE,
             description="Move the primary key of investments_alert onto uuid",
         ),
-        SafeSQL(steps=[[ADD_LEGACY_FK]], description="FK alert_id -> alert(id), NOT VALID"),
+        SafeSQL(steps=[[ADD_LEGACY_FK]], reverse_steps=[], description="FK alert_id -> alert(id), NOT VALID"),
         SafeSQL(
             steps=[
                 [
@@ -190,7 +193,16 @@ class Migration(migrations.Migration):
                     "VALIDATE CONSTRAINT investments_alerttrigger_alert_id_fk"
                 ]
             ],
+            reverse_steps=[],
             long_running=True,
             description="Validate FK alert_id -> alert(id)",
+        ),
+        # Every step above declares an empty reverse so that Django lets this refusal speak.
+        RefuseReverse(
+            "investments 0010 moved investments_alert's primary key onto uuid: the new release "
+            "and its clients name alerts by it, and trigger rows refer to it. Moving the key back "
+            "(a primary key swap, the foreign keys rebuilt) is a schema change of its own: write "
+            "it as a new forward migration, or restore a backup taken before 0010. Nothing before "
+            "0010 can be reached by migrating back."
         ),
     ]
