@@ -85,6 +85,9 @@ class UndoJob(Job):
     """
 
     undoes: ClassVar[str]
+    # Report counters whose name ends so count rows changed since the undone job ran, which the
+    # undo reported and left as they are (`mw_undo_rows_kept`).
+    KEPT_SUFFIX: ClassVar[str] = "_kept"
 
     def refusal(self, cursor) -> str:
         """Why the undo cannot run as things are, and what to do first; "" when it can."""

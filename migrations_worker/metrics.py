@@ -7,8 +7,8 @@ the text format or OpenMetrics as the scraper's Accept header asks, behind the s
 authentication.
 
 Every metric is one entry of `FAMILIES`: a name, a kind, its help, its labels and a function
-from the scrape's `Snapshot` to its samples. A new one (quarantined rows, undo runs, when they
-exist) is one more entry, reading its own table through the snapshot's runs.
+from the scrape's `Snapshot` to its samples. A new one is one more entry, reading its own
+table through the snapshot's runs.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from .job import UndoJob, job_classes
 from .models import ACTIVE_STATUSES, BatchStatus, JobBatch, JobRun, JobRunEvent, RunStatus
 from .progress import Progress, eta_errors, progress_of
 from .throttle import REASON_CHECKS, check_of
@@ -74,6 +75,16 @@ class Snapshot:
         for row in rows:
             counts[row["run_id"]][row["check"]] = row["n"]
         return counts
+
+    @cached_property
+    def undoes(self) -> dict[str, str]:
+        """Each registered undo job's name and the job it puts back."""
+        return {job.name: job.undoes for job in job_classes() if issubclass(job, UndoJob)}
+
+    @cached_property
+    def undo_runs(self) -> list[dict]:
+        return list(JobRun.objects.filter(job_name__in=list(self.undoes)).values("job_name", "status")
+                    .annotate(n=Count("id")).order_by("job_name", "status"))
 
     @cached_property
     def runs_by_status(self) -> dict[str, int]:
@@ -140,6 +151,19 @@ def _eta_error(attribute: str) -> Callable[[Snapshot], Iterable[Sample]]:
     return samples
 
 
+def _undo_runs(snapshot: Snapshot) -> Iterable[Sample]:
+    for row in snapshot.undo_runs:
+        yield (row["job_name"], snapshot.undoes[row["job_name"]], row["status"]), float(row["n"])
+
+
+def _undo_rows_kept(snapshot: Snapshot) -> Iterable[Sample]:
+    for run in snapshot.latest:
+        if run.job_name in snapshot.undoes:
+            kept = sum(value for name, value in (run.report or {}).items()
+                       if name.endswith(UndoJob.KEPT_SUFFIX) and isinstance(value, int | float))
+            yield (*labels(run), snapshot.undoes[run.job_name]), float(kept)
+
+
 def _runs(snapshot: Snapshot) -> Iterable[Sample]:
     for status, n in sorted(snapshot.runs_by_status.items()):
         yield (status,), float(n)
@@ -198,6 +222,11 @@ FAMILIES: tuple[Family, ...] = (
            (*RUN, "checkpoint"), _eta_error("error_ratio")),
     Family("mw_run_eta_error_seconds", GAUGE, "a finished run's ETA at each checkpoint minus the "
            "seconds that were really left", (*RUN, "checkpoint"), _eta_error("error_seconds")),
+    Family("mw_undo_runs", GAUGE, "runs of each undo job by status (`backfill undo`)",
+           ("job", "undoes", "status"), _undo_runs),
+    Family("mw_undo_rows_kept", GAUGE, "rows the latest undo run found changed since the job it "
+           "undoes and left as they are (reported, never overwritten)", (*RUN, "undoes"),
+           _undo_rows_kept),
     Family("mw_runs", GAUGE, "runs of every job by status", ("status",), _runs),
     Family("mw_runs_active", GAUGE, "runs in an active state, all jobs", (), _active),
 )

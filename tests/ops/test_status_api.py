@@ -210,6 +210,29 @@ def test_metrics_count_holds_by_health_check_and_give_the_eta_error_of_a_finishe
         assert metrics[("mw_run_eta_error_seconds", at)] == pytest.approx(error.error_seconds)
 
 
+def test_metrics_count_undo_runs_and_the_rows_the_latest_undo_left_as_they_were(client):
+    """Undo runs are runs like any (`backfill undo` starts them); the metrics say which job each
+    puts back, and how many rows the latest found changed since and kept (the `*_kept`
+    counters of its report), the figure an operator must read before trusting the undo."""
+    undo = "ticker_dedup_undo"
+    cancelled = control.create_run(undo)
+    JobRun.objects.filter(pk=cancelled.pk).update(status="cancelled")
+    latest = control.create_run(undo)
+    JobRun.objects.filter(pk=latest.pk).update(
+        status="finished", report={"groups_undone": 3, "rows_changed_since_kept": 2,
+                                   "writes_since_kept": 1, "rows_moved_back": 9})
+
+    client.force_login(staff())
+    metrics = scrape(client)
+    runs = {dict(labels)["status"]: (dict(labels)["undoes"], value)
+            for (name, labels), value in metrics.items() if name == "mw_undo_runs"}
+    assert runs == {"cancelled": ("ticker_dedup", 1), "finished": ("ticker_dedup", 1)}
+    assert metrics[("mw_undo_rows_kept", (("job", undo), ("run", str(latest.pk)),
+                                          ("undoes", "ticker_dedup")))] == 3
+    assert not any(name.startswith("mw_undo") and dict(labels)["job"] == JOB
+                   for name, labels in metrics)
+
+
 def test_metrics_speak_openmetrics_to_a_scraper_that_asks_for_it(client, finished_and_pending):
     client.force_login(staff())
     accept = "application/openmetrics-text; version=1.0.0"
