@@ -29,6 +29,16 @@ FIXED_MODELS = ("tests/jobs/test_fixed_models.py::"
                 "test_each_fixed_model_soft_deletes_keeps_the_row_and_restores_it")
 CLAIM_FENCE = "tests/engine/test_claim_fence.py"
 GATE = "tests/deploy/test_migrate_online.py::test_wait_goes_on_past_the_gate_once_the_workers_finish_the_job"
+EXACTLY_ONCE = ("tests/engine/test_exactly_once.py::"
+                "test_a_batchs_rows_commit_in_the_transaction_that_records_the_batch_done")
+SCHEMA_FIXES = ("tests/jobs/test_schema_fixes.py::"
+                "test_online_migration_under_live_load_loses_nothing_and_ends_in_the_fixed_schema")
+CHAOS = ("tests/chaos/test_chaos.py::"
+         "test_online_migration_under_seeded_faults_and_load_ends_like_an_undisturbed_run")
+ROLLING = ("tests/deploy/test_rolling_deploy.py::"
+           "test_both_releases_write_through_a_staged_deploy_without_an_error_and_nothing_is_lost")
+DEADLOCK = ("tests/jobs/test_legacy_columns.py::"
+            "test_a_save_of_the_previous_release_during_a_batch_waits_for_it_and_never_deadlocks")
 DDL_LOCKS = ("tests/engine/test_ddl_locks.py::"
              "test_migration_waits_out_a_lock_holder_by_retrying_after_lock_timeout")
 
@@ -227,5 +237,56 @@ MUTATIONS: list[Mutation] = [
         '"lock_timeout_ms": self.concurrent_lock_timeout_ms if concurrent else None,',
         DDL_LOCKS, "the ALTER queues behind the holder, and every writer behind it"),
 
-    # -- items 1-4 of issue #14: entries to come ---------------------------------------------------
+    # -- item 1: exactly once, seen where it happens ----------------------------------------------
+    Mutation(
+        "exactly once: the batch's data commits before its progress", "migrations_worker/runner.py",
+        "                    result = self.job.process_batch(cursor, claim.start, claim.end)\n",
+        "                    result = self.job.process_batch(cursor, claim.start, claim.end)\n"
+        "                    cursor.execute('COMMIT')\n",
+        EXACTLY_ONCE, "a kill between the two commits leaves data done and the batch to do again"),
+
+    # -- item 2 and 3: nothing lost, by absolute invariants and an independent oracle ------------
+    Mutation(
+        "ticker_dedup: a merged-away asset's news links deleted instead of re-pointed",
+        "apps/backend/src/assets/jobs/ticker_dedup.py",
+        '        self.keep_one_per(NEWS_LINKS, "newsarticle_id")\n',
+        '        self.cursor.execute(sql.SQL("DELETE FROM {t} WHERE asset_id = ANY(%s)").format(\n'
+        '            t=sql.Identifier(NEWS_LINKS)), [self.losers])\n',
+        SCHEMA_FIXES, "news links silently gone; the old schema test never counted them"),
+    Mutation(
+        "ticker_dedup: a summed position's cost averaged without weights",
+        "apps/backend/src/assets/jobs/merge_rules.py",
+        "    cost = sum((p.quantity * p.average_cost for p in positions), Decimal(0)) / quantity\n",
+        "    cost = sum((p.average_cost for p in positions), Decimal(0)) / len(positions)\n",
+        SCHEMA_FIXES, "a bug in the job itself: a comparison with a calm run of the same code "
+        "hides it, the independent oracle does not"),
+
+    # -- item 4: faults counted by what they hit -------------------------------------------------
+    Mutation(
+        "chaos: the kill after a batch's write never lands but counts as a hit",
+        "tests/chaos/faults.py",
+        "                self.cluster.procs.kill(name, signal.SIGKILL)\n                conn.rollback()\n",
+        "                conn.rollback()\n",
+        CHAOS, "a seed whose faults hit nothing proves nothing: no batch is ever redone"),
+
+    # -- the previous release through a staged deploy (issue #12) --------------------------------
+    Mutation(
+        "staged deploy: the previous release's text writes not captured",
+        "apps/backend/src/assets/migrations/0008_retire_legacy_text_fields.py",
+        '                    "CREATE TRIGGER assets_asset_capture_legacy_text "\n'
+        '                    "BEFORE INSERT OR UPDATE OF sector, industry OR DELETE ON assets_asset "\n'
+        '                    "FOR EACH ROW EXECUTE FUNCTION assets_asset_capture_legacy_text()",\n',
+        "", ROLLING, "legacy_columns cannot converge while the old code re-classifies assets"),
+    Mutation(
+        "staged deploy: writes naming a merged-away asset not redirected",
+        "apps/backend/src/assets/migrations/0012_enqueue_ticker_dedup.py",
+        '        f"CREATE TRIGGER assets_redirect_merged_asset BEFORE INSERT OR UPDATE OF asset_id "\n'
+        '        f"ON {table} FOR EACH ROW EXECUTE FUNCTION {function}",\n',
+        "", ROLLING, "a holding, alert or watch naming a removed duplicate fails with 23503"),
+    Mutation(
+        "legacy_columns: a batch archives before it locks its assets",
+        "apps/backend/src/assets/jobs/legacy_columns.py",
+        "        cursor.execute(sql.SQL(LOCK_ASSETS).format(assets=sql.Identifier(ASSETS)),\n"
+        '                       {"start": start, "end": end})\n',
+        "", DEADLOCK, "the previous release's save deadlocks with a batch (40P01, CI's demo)"),
 ]
