@@ -8,16 +8,21 @@ The test job adds 1 to each widget it covers, so a batch applied twice shows as 
 import signal
 
 import pytest
-from django.core.management import call_command
 from django.db import connection
 
-from migrations_worker import dispatch
+from migrations_worker import control, dispatch, runner
 from migrations_worker.models import BatchStatus, JobBatch, JobRun, RunStatus
 from tests.engine_app.models import Knob
 from tests.engine_app.support import JOB, make_widgets, touches_histogram
 from tests.workers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def rows(query: str, params=None) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return cursor.fetchall()
 
 
 def scalar(query: str, params=None):
@@ -27,19 +32,23 @@ def scalar(query: str, params=None):
 
 
 def test_a_batchs_rows_commit_in_the_transaction_that_records_the_batch_done():
-    JobRun.objects.all().delete()
+    """Read as each batch commits: the next claim folds the batch's figures into the run, which
+    rewrites the batch row (and its xmin), so the witness is taken before it."""
     make_widgets(1_500)
-    call_command("backfill", "run", JOB, "--batch-size", "100")
-    batches = JobBatch.objects.filter(run__job_name=JOB, status=BatchStatus.SUCCEEDED)
-    assert batches.count() >= 3
-    for batch in batches:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT DISTINCT xmin::text FROM engine_app_widget "
-                           "WHERE id > %s AND id <= %s", [batch.start_key, batch.end_key])
-            written_by = {r[0] for r in cursor.fetchall()}
-        recorded_by = scalar("SELECT xmin::text FROM migrations_worker_jobbatch WHERE id = %s",
-                             [batch.pk])
-        assert written_by == {recorded_by}, (batch, written_by, recorded_by)
+    run = control.create_run(JOB, options={"batch_size": 100, "max_batch_size": 100})
+    JobRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING)
+    worker = runner.RunWorker(run.pk, name="witness")
+    checked = 0
+    while (claim := worker._claim_next()) is not None:
+        worker._process(claim)
+        written_by = {r[0] for r in rows("SELECT DISTINCT xmin::text FROM engine_app_widget "
+                                         "WHERE id > %s AND id <= %s", [claim.start, claim.end])}
+        recorded_by = scalar("SELECT xmin::text FROM migrations_worker_jobbatch "
+                             "WHERE id = %s AND status = 'succeeded'", [claim.batch_id])
+        assert written_by == {recorded_by}, (claim, written_by, recorded_by)
+        checked += 1
+    assert checked == 15
+    assert touches_histogram() == {1: 1_500}
 
 
 def written_and_uncommitted() -> int | None:
