@@ -416,7 +416,10 @@ def statement_lines(s: StatementCost) -> list[str]:
     held = ""
     if s.held_seconds is not None and s.seconds is not None and s.held_seconds > s.seconds + 0.5:
         held = f"; held until its step commits, {approx(s.held_seconds)}"
-    wait = f"; waits at most {s.lock_timeout} for the lock" if s.lock_timeout != "none" else ""
+    # Lock-safe steps ask again, backing off, when refused (operations/lock_retry.py): what the
+    # SQL shows is the first request's lock_timeout.
+    wait = (f"; its first lock request waits at most {s.lock_timeout}"
+            if s.lock_timeout != "none" else "")
     return [s.sql[:110], f"  {on}: {', '.join(s.kinds)}, {how}; {s.blocks}{held}{wait}"]
 
 

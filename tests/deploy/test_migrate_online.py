@@ -197,7 +197,7 @@ def test_plan_says_what_each_statement_locks_on_how_big_a_table_for_how_long(fre
     migration, step, statement = by_sql[drop]
     assert migration == "assets.0013_drop_legacy_text_columns" and step["transaction"]
     assert (statement["lock"], statement["hold"], statement["lock_timeout"]) == (
-        "ACCESS EXCLUSIVE", "brief", "2s")
+        "ACCESS EXCLUSIVE", "brief", "20ms")  # the lock retry's first request
     assert statement["tables"] == [{"table": "assets_asset", "lock": "ACCESS EXCLUSIVE",
                                     "hold": "brief", "rows": 3_000, "bytes": size, "new": False}]
     assert statement["seconds"] == 0.0
@@ -218,7 +218,7 @@ def test_plan_says_what_each_statement_locks_on_how_big_a_table_for_how_long(fre
     at = lines.index(f"        {drop}")
     assert lines[at + 1].startswith("          ACCESS EXCLUSIVE on assets_asset (3,000 rows, ")
     assert lines[at + 1].endswith("catalog-only change, brief (catalog only); blocks reads and "
-                                  "writes; waits at most 2s for the lock")
+                                  "writes; its first lock request waits at most 20ms")
     assert any(line.startswith("      step ") and "one transaction" in line for line in lines)
     assert lines[-1].startswith("estimated: schema changes ")
 
@@ -238,15 +238,17 @@ def test_plan_estimates_a_jobs_duration_from_the_pace_of_its_run_or_else_at_the_
     transition(run.pk, RunStatus.PAUSING, actor="test")
     run.refresh_from_db()
     pace = sampled_rate(run)
-    assert pace and 0 < run.rows_done < 5_000
+    # What is left, counted (the run's own rows_done lags: the next claim folds a batch in).
+    left = touches_histogram()[0]
+    assert pace and 0 < left < 5_000
 
     after = json.loads(manage("migrate_online", "--plan", "--json").stdout)["jobs"][JOB]
-    assert after["rows"] == 5_000 - run.rows_done
+    assert after["rows"] == left
     assert after["rate_source"] == f"the pace of run #{run.pk}'s latest batches"
     assert after["rate"] == pytest.approx(pace)
-    assert after["seconds"] == pytest.approx((5_000 - run.rows_done) / pace)
+    assert after["seconds"] == pytest.approx(left / pace)
     text = manage("migrate_online", "--plan").stdout
-    assert f"job {JOB} (requires): {5_000 - run.rows_done:,} row(s) to do (counted now), " in text
+    assert f"job {JOB} (requires): {left:,} row(s) to do (counted now), " in text
 
 
 def test_plan_prints_each_unapplied_migration_with_its_gate(seeded_before_the_gate, manage):

@@ -46,17 +46,22 @@ def _stop_after_the_first_claim(**_):
 
     if getattr(runner.RunWorker._claim, "stops", False):
         return
-    claim, stopped = runner.RunWorker._claim, []
+    stopped = []
 
-    def _claim(self):
-        found = claim(self)
-        if found is not None and not stopped:
-            stopped.append(found)
-            os.kill(os.getpid(), signal.SIGSTOP)
-        return found
+    def stopping(claim):
+        def _claim(self):
+            found = claim(self)
+            if found is not None and not stopped:
+                stopped.append(found)
+                os.kill(os.getpid(), signal.SIGSTOP)
+            return found
 
-    _claim.stops = True
-    runner.RunWorker._claim = _claim
+        _claim.stops = True
+        return _claim
+
+    # A fresh batch comes from the one-statement claim, a reclaimed one from the slower path.
+    runner.RunWorker._claim_next = stopping(runner.RunWorker._claim_next)
+    runner.RunWorker._claim = stopping(runner.RunWorker._claim)
 '''
 
 
