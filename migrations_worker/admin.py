@@ -2,8 +2,9 @@
 
 The runs list shows a live progress bar, status, rows/s, ETA and hold reasons (updated in place
 from the status API, no reload); a run's page shows its progress, a chart of batch size and
-duration over time, its errors with their batches, its batches (filterable by status) and its
-status-change log.
+duration over time, the keys it quarantined (bad rows set aside, open or accepted), its errors
+with their batches, its batches (filterable by status) and its status-change log. Quarantined
+keys also have a list of their own, across runs.
 
 Only staff holding `migrations_worker.operate_jobrun` see and may use pause/resume/cancel/retry,
 each behind a confirmation page; every other staff user with view permission gets the same pages
