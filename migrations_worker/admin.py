@@ -2,8 +2,9 @@
 
 The runs list shows a live progress bar, status, rows/s, ETA and hold reasons (updated in place
 from the status API, no reload); a run's page shows its progress, a chart of batch size and
-duration over time, its errors with their batches, its batches (filterable by status) and its
-status-change log.
+duration over time, the keys it quarantined (bad rows set aside, open or accepted), its errors
+with their batches, its batches (filterable by status) and its status-change log. Quarantined
+keys also have a list of their own, across runs.
 
 Only staff holding `migrations_worker.operate_jobrun` see and may use pause/resume/cancel/retry,
 each behind a confirmation page; every other staff user with view permission gets the same pages
@@ -30,7 +31,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from . import control, dispatch
 from .exceptions import MigrationsWorkerError
-from .models import BatchStatus, JobBatch, JobRun, RunStatus
+from .models import BatchStatus, JobBatch, JobRun, QuarantinedKey, Resolution, RunStatus
 from .progress import format_duration, progress_of
 from .views import run_payload
 
@@ -41,11 +42,13 @@ OPERATOR_PERMISSIONS = (
     ("migrations_worker", "view_jobrun"),
     ("migrations_worker", "view_jobbatch"),
     ("migrations_worker", "view_jobrunevent"),
+    ("migrations_worker", "view_quarantinedkey"),
     ("django_celery_results", "view_taskresult"),
     ("django_celery_results", "view_groupresult"),
 )
 OPERATORS_GROUP = "job operators"
 BATCHES_SHOWN = 200
+QUARANTINED_SHOWN = 200
 CHART_POINTS = 600
 S = RunStatus
 
@@ -362,6 +365,8 @@ class JobRunAdmin(ReadOnlyAdmin):
             "batches_total": batches.count(),
             "batches_shown_max": BATCHES_SHOWN,
             "batch_errors": list(run.batches.exclude(error="").order_by("start_key")[:50]),
+            "quarantined": list(run.quarantined.order_by("key", "id")[:QUARANTINED_SHOWN]),
+            "quarantined_open": run.quarantined.filter(resolution=Resolution.OPEN).count(),
             "events": list(run.events.order_by("-id")[:200]),
             "chart": batch_chart(run),
             "flower_url": getattr(settings, "MW_FLOWER_URL", ""),
@@ -437,3 +442,20 @@ class JobBatchAdmin(ReadOnlyAdmin):
     def run_link(self, batch: JobBatch) -> SafeString:
         url = reverse("admin:migrations_worker_jobrun_change", args=[batch.run_id])
         return format_html('<a href="{}">{}</a>', url, batch.run)
+
+
+@admin.register(QuarantinedKey)
+class QuarantinedKeyAdmin(ReadOnlyAdmin):
+    """Every key a run set aside, across runs: what to fix, or what was accepted and by whom.
+    Accepting is the CLI's (`backfill quarantine JOB --accept`), a decision made per run."""
+
+    list_display = ("key", "run_link", "resolution", "attempts", "sqlstate", "created_at",
+                    "resolved_by", "error")
+    list_filter = ("resolution", "run__job_name", "sqlstate")
+    list_select_related = ("run",)
+    search_fields = ("error",)
+
+    @admin.display(description="run", ordering="run")
+    def run_link(self, key: QuarantinedKey) -> SafeString:
+        url = reverse("admin:migrations_worker_jobrun_change", args=[key.run_id])
+        return format_html('<a href="{}">{}</a>', url, key.run)

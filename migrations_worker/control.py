@@ -9,10 +9,10 @@ import logging
 
 from django.db import IntegrityError, connection, transaction
 
-from . import batching
-from .exceptions import AlreadyActive, InvalidTuning
+from . import batching, quarantine, runner
+from .exceptions import AlreadyActive, InvalidInput, InvalidTuning
 from .job import UndoJob, get_job, job_classes
-from .models import ACTIVE_STATUSES, JobRun, RunStatus
+from .models import ACTIVE_STATUSES, BatchStatus, JobRun, RunStatus
 from .states import record, transition
 from .throttle import Tuning, site_defaults
 
@@ -126,3 +126,30 @@ def cancel(run: JobRun, *, actor: str) -> JobRun:
     if run.status in (RunStatus.RUNNING, RunStatus.PAUSING):
         return transition(run.pk, RunStatus.CANCELLING, actor=actor, verb="cancel")
     return transition(run.pk, RunStatus.CANCELLED, actor=actor, verb="cancel")
+
+
+def accept_quarantined(run: JobRun, *, actor: str, keys: list[int] | None = None) -> JobRun:
+    """Let the run finish without its open quarantined keys (or only `keys`), as an operator
+    decides for rows that cannot or need not be fixed. A run that failed only because of them,
+    its walk over, is verified here and now (rows left in accepted keys do not count against
+    it); one still walking goes on, and one that failed for more keeps waiting for a retry."""
+    with transaction.atomic():
+        run = JobRun.objects.select_for_update().get(pk=run.pk)
+        open_now = set(quarantine.open_keys(run.pk).values_list("key", flat=True))
+        unknown = sorted(set(keys or ()) - open_now)
+        if unknown:
+            raise InvalidInput(f"run #{run.pk} of {run.job_name} has no open quarantined key "
+                               f"{', '.join(map(str, unknown))}; `backfill quarantine "
+                               f"{run.job_name}` lists them")
+        if not open_now:
+            raise InvalidInput(f"run #{run.pk} of {run.job_name} has no open quarantined key")
+        marked = quarantine.accept(run, actor, keys)
+        shown = ", ".join(map(str, marked[:20])) + (" ..." if len(marked) > 20 else "")
+        record(run, run.status, run.status, actor,
+               f"accepted {len(marked)} quarantined key(s): {shown}")
+        walk_over = (run.status == RunStatus.FAILED and run.caught_up
+                     and not run.batches.exclude(status__in=[BatchStatus.SUCCEEDED,
+                                                             BatchStatus.QUARANTINED]).exists())
+    if walk_over:
+        runner.conclude(run, get_job(run.job_name), actor)
+    return JobRun.objects.get(pk=run.pk)

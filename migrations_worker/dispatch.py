@@ -15,7 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from kombu.utils.url import maybe_sanitize_url
 
-from . import batching, control, runner
+from . import batching, control, quarantine, runner
 from .celery import app
 from .exceptions import AlreadyActive, BrokerUnavailable, InvalidTransition
 from .job import get_job
@@ -97,8 +97,9 @@ def resume(run: JobRun, *, actor: str) -> JobRun:
 def retry(run: JobRun, *, actor: str) -> JobRun:
     """Continue a failed run where it stopped.
 
-    A run fails in one of two ways, and retry undoes each: a batch ran out of attempts (its
-    failed batches go back in the queue), or every batch succeeded but the verification still
+    A run fails in one of three ways, and retry undoes each: a batch ran out of attempts (its
+    failed batches go back in the queue), keys were quarantined (walked again: the operator
+    fixed the rows), or every batch succeeded but the verification still
     found rows to do (rows written meanwhile by code that bypassed the job's expand step): then
     the batches over the keys the job says still need it, or the whole range, are walked again
     (batches are idempotent), followed by a fresh catch-up pass and the verification."""
@@ -121,9 +122,10 @@ def requeue_for_retry(run: JobRun) -> str:
     runner.fold(run.pk)
     failed = run.batches.filter(status=BatchStatus.FAILED)
     reset = failed.update(status=BatchStatus.PENDING, attempts=0, retry_after=None, lease_until=None)
+    keys = quarantine.requeue(run)
     JobRun.objects.filter(pk=run.pk).update(error="", caught_up=False)
-    if reset:
-        return f"retry: {reset} failed batch(es) requeued"
+    if reset or keys:
+        return f"retry: {reset} failed batch(es) and {keys} quarantined key(s) requeued"
     job = get_job(run.job_name)
     with connection.cursor() as cursor:
         keys = job.remaining_key_range(cursor)

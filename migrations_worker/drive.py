@@ -57,7 +57,8 @@ OPERATOR_FIX: dict[str, Callable[[str], str]] = {
     RunStatus.PAUSED: lambda job: f"it was paused by an operator; resume it with `backfill resume {job}`",
     RunStatus.PAUSING: lambda job: f"it is being paused; resume it with `backfill resume {job}`",
     RunStatus.CANCELLING: lambda job: f"it is being cancelled; start it again with `backfill start {job}`",
-    RunStatus.FAILED: lambda job: f"fix the cause, then `backfill retry {job}`",
+    RunStatus.FAILED: lambda job: (f"fix the cause, then `backfill retry {job}` (keys it set "
+                                   f"aside: `backfill quarantine {job}`)"),
     RunStatus.CANCELLED: lambda job: f"it was cancelled; start it again with `backfill start {job}`",
 }
 

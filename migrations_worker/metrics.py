@@ -7,8 +7,8 @@ the text format or OpenMetrics as the scraper's Accept header asks, behind the s
 authentication.
 
 Every metric is one entry of `FAMILIES`: a name, a kind, its help, its labels and a function
-from the scrape's `Snapshot` to its samples. A new one is one more entry, reading its own
-table through the snapshot's runs.
+from the scrape's `Snapshot` to its samples. A new one is one more entry, reading its own table
+through the snapshot's runs (as the quarantined keys and undo runs do).
 """
 
 from __future__ import annotations
@@ -24,7 +24,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from .job import UndoJob, job_classes
-from .models import ACTIVE_STATUSES, BatchStatus, JobBatch, JobRun, JobRunEvent, RunStatus
+from .models import (
+    ACTIVE_STATUSES,
+    BatchStatus,
+    JobBatch,
+    JobRun,
+    JobRunEvent,
+    QuarantinedKey,
+    Resolution,
+    RunStatus,
+)
 from .progress import Progress, eta_errors, progress_of
 from .throttle import REASON_CHECKS, check_of
 
@@ -87,6 +96,16 @@ class Snapshot:
                     .annotate(n=Count("id")).order_by("job_name", "status"))
 
     @cached_property
+    def quarantined(self) -> dict[int, dict[str, int]]:
+        """Each latest run's quarantined keys by resolution (open, accepted, retried)."""
+        counts = {run.pk: {state.value: 0 for state in Resolution} for run in self.latest}
+        rows = (QuarantinedKey.objects.filter(run_id__in=list(counts))
+                .values("run_id", "resolution").annotate(n=Count("id")).order_by())
+        for row in rows:
+            counts[row["run_id"]][row["resolution"]] = row["n"]
+        return counts
+
+    @cached_property
     def runs_by_status(self) -> dict[str, int]:
         counts = {status.value: 0 for status in RunStatus}
         for row in JobRun.objects.values("status").annotate(n=Count("id")).order_by():
@@ -125,6 +144,12 @@ def _batches(snapshot: Snapshot) -> Iterable[Sample]:
     for run in snapshot.latest:
         for status, n in sorted(snapshot.batches[run.pk].items()):
             yield labels(run, status), float(n)
+
+
+def _quarantined(snapshot: Snapshot) -> Iterable[Sample]:
+    for run in snapshot.latest:
+        for state, n in sorted(snapshot.quarantined[run.pk].items()):
+            yield labels(run, state), float(n)
 
 
 def _holding(snapshot: Snapshot) -> Iterable[Sample]:
@@ -217,6 +242,8 @@ FAMILIES: tuple[Family, ...] = (
            "(active runs)", RUN, each_run(_heartbeat_age)),
     Family("mw_run_batches", GAUGE, "batches of the latest run by status", (*RUN, "status"),
            _batches),
+    Family("mw_run_quarantined_keys", GAUGE, "keys the latest run set aside, by state (open: "
+           "the run cannot finish; accepted; retried)", (*RUN, "state"), _quarantined),
     Family("mw_run_eta_error_ratio", GAUGE, "a finished run's ETA at each checkpoint (10, 50 "
            "percent) against its actual end: (predicted - actual) / actual seconds left",
            (*RUN, "checkpoint"), _eta_error("error_ratio")),

@@ -1,5 +1,5 @@
-"""Progress tables: a row per job run, a row per batch, a log of status changes, and the ETA each
-run showed at its checkpoints.
+"""Progress tables: a row per job run, a row per batch, a log of status changes, the ETA each
+run showed at its checkpoints, and the keys a run set aside.
 
 Everything an operator or a crashed worker needs to pick a job up again lives here, in the same
 PostgreSQL database as the data, so a batch's effect and its bookkeeping commit together.
@@ -38,6 +38,9 @@ class BatchStatus(models.TextChoices):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    # One key whose every attempt failed for a reason other than a busy database: set aside
+    # (a QuarantinedKey says why) while the run goes on.
+    QUARANTINED = "quarantined"
 
 
 def percent_done(rows_done: int, estimated_total: int) -> float:
@@ -158,7 +161,7 @@ class JobRunEvent(models.Model):
 
 class JobRunCheckpoint(models.Model):
     """The ETA a run showed as it passed a checkpoint (10%, 50%), to hold against its actual end
-    (`eta`). Taken by the batch that passes it, in that batch's transaction.
+    (`eta`). Taken by the fold of batch figures into the run that passes it.
 
     A table of its own rather than a column of JobRun: every engine query reads JobRun, so a new
     column would break the engine wherever its code runs ahead of its schema (a migration that
@@ -180,3 +183,35 @@ class JobRunCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return f"run #{self.run_id} at {self.checkpoint}%: ETA {self.eta_seconds:.0f}s"
+
+
+class Resolution(models.TextChoices):
+    OPEN = "open"  # waits for an operator: the run cannot finish, its gate stays shut
+    ACCEPTED = "accepted"  # an operator let the run finish without this key
+    RETRIED = "retried"  # requeued by `backfill retry` (a new row if it fails again)
+
+
+class QuarantinedKey(models.Model):
+    """A key of a run whose batch failed on every attempt for a reason other than a busy
+    database (a bad row, a constraint the job's change breaks): set aside, so the rest of the
+    run goes on and the operator learns exactly which row, with the error and its SQLSTATE."""
+
+    run = models.ForeignKey(JobRun, on_delete=models.CASCADE, related_name="quarantined")
+    batch = models.ForeignKey(JobBatch, on_delete=models.CASCADE, related_name="quarantined")
+    key = models.BigIntegerField()
+    error = models.TextField()
+    sqlstate = models.CharField(max_length=5, blank=True, default="")
+    attempts = models.PositiveIntegerField()
+    resolution = models.CharField(max_length=20, choices=Resolution.choices,
+                                  default=Resolution.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["run_id", "key", "id"]
+        indexes = [models.Index(fields=["run", "resolution"], name="mw_quarantine_run_res_idx")]
+        verbose_name = "quarantined key"
+
+    def __str__(self) -> str:
+        return f"run #{self.run_id} key {self.key} ({self.resolution})"

@@ -36,7 +36,7 @@ from django.utils import timezone
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from . import batching, pg, progress, throttle
+from . import batching, pg, progress, quarantine, throttle
 from .job import BatchResult, Job, get_job
 from .models import BatchStatus, JobBatch, JobRun, RunStatus
 from .states import record, transition
@@ -132,10 +132,11 @@ FROM run LEFT JOIN moved ON true LEFT JOIN batch ON true
 """
 
 # A batch's transaction: the claim re-checked and row-locked for its duration (a worker that
-# lost its claim finds nothing), then, with the job's change, its outcome.
+# lost its claim finds nothing: the batch was claimed again, or cut in two), then, with the
+# job's change, its outcome.
 FENCE = """
 SELECT id FROM migrations_worker_jobbatch
-WHERE id = %s AND status = 'running' AND attempts = %s FOR UPDATE
+WHERE id = %s AND status = 'running' AND attempts = %s AND end_key = %s FOR UPDATE
 """
 SUCCEEDED = """
 UPDATE migrations_worker_jobbatch
@@ -388,7 +389,7 @@ class RunWorker:
             with transaction.atomic(), connection.cursor() as cursor:
                 with pg.timeouts(cursor, lock_timeout_ms=self.tuning.lock_timeout_ms,
                                  statement_timeout_ms=self.tuning.statement_timeout_ms):
-                    cursor.execute(FENCE, [claim.batch_id, claim.attempt])
+                    cursor.execute(FENCE, [claim.batch_id, claim.attempt, claim.end])
                     if cursor.fetchone() is None:
                         log.info(
                             "run=%s batch=%s fenced: claimed again elsewhere",
@@ -421,11 +422,15 @@ class RunWorker:
 
     def _record_failure(self, claim: Claim, exc: Exception, seconds: float,
                         waited: bool = False) -> None:
-        """Put the batch back for another attempt, or fail it (and the run) when it is out of
-        attempts. A `waited` failure (see `transient`) is not an attempt: an application
-        transaction holding a row lock the batch needs, or a restart of the server, must put
-        the batch off, not fail the run; the attempt number goes back to what it was, so a
-        worker that lost its claim stays fenced (claims only ever move past it)."""
+        """Put the batch back for another attempt, split it, or set its key aside.
+
+        A `waited` failure (see `transient`) is not an attempt: an application transaction
+        holding a row lock the batch needs, or a restart of the server, must put the batch off,
+        not fail the run; the attempt number goes back to what it was, so a worker that lost
+        its claim stays fenced (claims only ever move past it). Any other failure is the work
+        being wrong for some row: a batch of several keys is cut in two at once (quarantine.py)
+        until the failing key stands alone, and that key, after `max_attempts`, is quarantined
+        while the run goes on. A batch with no key left that still fails fails the run."""
         error = f"{type(exc).__name__}: {exc}".strip()
         log.warning(
             "run=%s job=%s batch=(%s,%s] attempt=%s %s after %.0fms: %s",
@@ -441,7 +446,8 @@ class RunWorker:
         with transaction.atomic():
             batch = (
                 JobBatch.objects.select_for_update()
-                .filter(pk=claim.batch_id, status=BatchStatus.RUNNING, attempts=claim.attempt)
+                .filter(pk=claim.batch_id, status=BatchStatus.RUNNING, attempts=claim.attempt,
+                        end_key=claim.end)
                 .first()
             )
             if batch is None:
@@ -457,8 +463,18 @@ class RunWorker:
                 batch.save(update_fields=["status", "attempts", "error", "duration_ms",
                                           "lease_until", "retry_after"])
                 return
+            count, middle = quarantine.keys_in(self.job, batch.start_key, batch.end_key)
+            if count > 1:
+                second = quarantine.split(batch, middle, count)
+                log.info("run=%s job=%s batch=(%s,%s] split at %s to find the failing key(s)",
+                         self.run_id, self.job.name, claim.start, claim.end, second.start_key)
+                return
             if batch.attempts >= self.tuning.max_attempts:
-                self._give_up(batch, error)
+                if count == 1:
+                    self._quarantine(batch, middle, error, pg.sqlstate(exc))
+                else:  # it fails with no row at all: the job, not the data
+                    self._give_up(batch, f"{error} (with no row in its range: no bad row to set "
+                                         f"aside, the job itself fails)")
                 return
             batch.status = BatchStatus.PENDING
             backoff = self.tuning.retry_backoff_seconds * 2 ** (batch.attempts - 1)
@@ -466,6 +482,17 @@ class RunWorker:
             batch.save(
                 update_fields=["status", "error", "duration_ms", "lease_until", "retry_after"]
             )
+
+    def _quarantine(self, batch: JobBatch, key: int, error: str, sqlstate: str) -> None:
+        """Set the one key aside and go on; pause the run when that is one key too many."""
+        if quarantine.set_aside(batch, key, error, sqlstate) is None:
+            return  # accepted earlier in this run
+        run = JobRun.objects.get(pk=self.run_id)
+        record(run, run.status, run.status, self.name,
+               f"key {key} quarantined after {batch.attempts} attempt(s): {error}")
+        reason = quarantine.over_budget(run, self.tuning)
+        if reason and run.status == RunStatus.RUNNING:
+            transition(self.run_id, RunStatus.PAUSING, actor=self.name, message=reason)
 
     def _give_up(self, batch: JobBatch, error: str) -> None:
         """A batch out of attempts fails, and with it the run, with the error for the operator."""
@@ -517,24 +544,42 @@ class RunWorker:
                         record(run, run.status, run.status, self.name, message)
                         return Outcome(CONTINUE)
                     run.save(update_fields=["caught_up", "updated_at"])
-                remaining = self.job.count_remaining(cursor)
-            if remaining:
-                message = (f"verification failed: {remaining} row(s) still need {run.job_name}; "
-                           f"`backfill retry {run.job_name}` walks the keys they are in again")
-                transition(self.run_id, RunStatus.FAILED, actor=self.name, message=message)
-                return Outcome(DONE, status=RunStatus.FAILED)
-            transition(
-                self.run_id,
-                RunStatus.FINISHED,
-                actor=self.name,
-                message=(
-                    f"verified: 0 rows left; {run.rows_done} row(s) "
-                    f"in {run.batches_done} batch(es)"
-                ),
-                hold_reason="",
-                hold_until=None,
-            )
-        return Outcome(DONE, status=RunStatus.FINISHED)
+            status = conclude(run, self.job, self.name)
+        return Outcome(DONE, status=status)
+
+
+def conclude(run: JobRun, job: Job, actor: str) -> str:
+    """The last word on a run whose walk is over, returning the status it ends in: failed while
+    a quarantined key is open; else the job's verification decides, where rows left in keys an
+    operator accepted do not count against it. A run that failed already (an operator accepted
+    its keys since) stays failed with the new reason, or finishes."""
+    still_open = quarantine.open_keys(run.pk)
+    if still_open.exists():
+        return _settle_as(run, RunStatus.FAILED, actor,
+                          quarantine.blocking_message(run.job_name, still_open))
+    with connection.cursor() as cursor:
+        remaining = job.count_remaining(cursor)
+    accepted = quarantine.accepted_count(run.pk)
+    if remaining > accepted:
+        return _settle_as(run, RunStatus.FAILED, actor,
+                          f"verification failed: {remaining} row(s) still need {run.job_name}; "
+                          f"`backfill retry {run.job_name}` walks the keys they are in again")
+    left = (f"{remaining} row(s) left, no more than the {accepted} accepted quarantined key(s)"
+            if remaining else "0 rows left")
+    return _settle_as(run, RunStatus.FINISHED, actor,
+                      f"verified: {left}; {run.rows_done} row(s) in {run.batches_done} batch(es)")
+
+
+def _settle_as(run: JobRun, status: str, actor: str, message: str) -> str:
+    current = JobRun.objects.get(pk=run.pk).status
+    if current == status == RunStatus.FAILED:
+        JobRun.objects.filter(pk=run.pk).update(error=message, updated_at=timezone.now())
+        record(run, current, status, actor, message)
+    elif status == RunStatus.FINISHED:
+        transition(run.pk, status, actor=actor, message=message, hold_reason="", hold_until=None)
+    else:
+        transition(run.pk, status, actor=actor, message=message)
+    return status
 
 
 def fold(run_id: int) -> None:

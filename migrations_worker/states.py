@@ -39,6 +39,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     S.FAILED: {
         S.RUNNING,  # retried: failed batches requeued, or the range walked again
+        S.FINISHED,  # its only failure was quarantined keys, which an operator accepted
         S.CANCELLED,  # given up by an operator
     },
     S.CANCELLED: set(),  # terminal: a new run starts the job again

@@ -39,6 +39,10 @@ class Tuning:
     # standby's last report (every wal_receiver_status_interval, 10 s by default), so keep it
     # well above the WAL of a few batches.
     max_replica_lag_bytes: int = 1024**3
+    # Keys a run may set aside (quarantine.py) before it pauses: this many, or this share of
+    # the rows done if that is more.
+    quarantine_allowance: int = 10
+    quarantine_rate: float = 0.001
 
     @classmethod
     def resolve(cls, *layers: dict) -> Tuning:
@@ -98,6 +102,8 @@ LIMITS: dict[str, tuple[type, float, float, bool]] = {
     "max_transaction_seconds": (float, 0, 365 * DAY, True),
     "max_replica_lag_seconds": (float, 0, 365 * DAY, True),
     "max_replica_lag_bytes": (int, 1, 2**62, False),
+    "quarantine_allowance": (int, 0, MAX_ROWS, False),
+    "quarantine_rate": (float, 0, 1, False),
 }
 
 

@@ -3,6 +3,7 @@ and the admin's live progress bars.
 
     GET /ops/runs.json            every run, newest first (?job=NAME, ?status=a,b, ?active=1)
     GET /ops/runs/<id>.json       one run, with its batch counts, latest batches and status log
+                                  (every run says how many keys it set aside, how many still open)
     GET /ops/metrics              the same figures for Prometheus (latest run of each job, runs
                                   by status, holds by check, ETA errors): `metrics`
 
@@ -21,7 +22,7 @@ from datetime import datetime
 from functools import wraps
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -30,7 +31,15 @@ from django.views.decorators.http import require_safe
 from prometheus_client.exposition import choose_encoder
 
 from . import metrics as progress_metrics
-from .models import ACTIVE_STATUSES, BatchStatus, JobBatch, JobRun, RunStatus
+from .models import (
+    ACTIVE_STATUSES,
+    BatchStatus,
+    JobBatch,
+    JobRun,
+    QuarantinedKey,
+    Resolution,
+    RunStatus,
+)
 from .progress import eta_errors, progress_of
 
 VIEW_PERMISSION = "migrations_worker.view_jobrun"
@@ -89,7 +98,20 @@ def batch_counts(run_ids: Iterable[int]) -> dict[int, dict[str, int]]:
     return counts
 
 
-def run_payload(run: JobRun, batches: dict[str, int] | None = None) -> dict:
+def quarantined_counts(run_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+    """Each run's quarantined keys: how many are open (the run cannot finish), how many in all,
+    in one query."""
+    counts: dict[int, dict[str, int]] = defaultdict(lambda: {"open": 0, "total": 0})
+    rows = (QuarantinedKey.objects.filter(run_id__in=list(run_ids)).values("run_id")
+            .annotate(total=Count("id"), open=Count("id", filter=Q(resolution=Resolution.OPEN)))
+            .order_by())
+    for row in rows:
+        counts[row["run_id"]] = {"open": row["open"], "total": row["total"]}
+    return counts
+
+
+def run_payload(run: JobRun, batches: dict[str, int] | None = None,
+                quarantined: dict[str, int] | None = None) -> dict:
     """One run as the API, the admin's live view and `demo_report` see it."""
     p = progress_of(run)
     now = timezone.now()
@@ -113,6 +135,8 @@ def run_payload(run: JobRun, batches: dict[str, int] | None = None) -> dict:
         "batch_size": p.batch_size,
         "batches_done": run.batches_done,
         "batches": batches if batches is not None else batch_counts([run.pk])[run.pk],
+        "quarantined_keys": (quarantined if quarantined is not None
+                             else quarantined_counts([run.pk])[run.pk]),
         "workers": run.workers,
         "hold_reason": p.hold_reason,
         "hold_until": _iso(run.hold_until) if p.hold_reason else None,
@@ -144,9 +168,10 @@ def _filtered_runs(request: HttpRequest):
 def runs_json(request: HttpRequest) -> JsonResponse:
     runs = list(_filtered_runs(request))
     counts = batch_counts(r.pk for r in runs)
+    quarantined = quarantined_counts(r.pk for r in runs)
     return JsonResponse({
         "generated_at": timezone.now().isoformat(),
-        "runs": [run_payload(run, counts[run.pk]) for run in runs],
+        "runs": [run_payload(run, counts[run.pk], quarantined[run.pk]) for run in runs],
     })
 
 

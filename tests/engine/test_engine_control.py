@@ -179,14 +179,18 @@ def test_admin_operator_cancels_a_paused_run_and_retries_a_failed_one(client):
     failed = JobRun.objects.get(job_name=JOB)
     assert failed.status == RunStatus.FAILED
     page = client.get(url)
-    assert b"injected failure at key 150" in page.content  # the error, on the runs list
+    # The error, on the runs list: the key the run set aside, and why.
+    assert b"1 quarantined key(s) left open: key 150 (RuntimeError: injected failure at key 150)" in (
+        page.content)
 
     Knob.objects.all().delete()
     client.post(url, {"action": "retry_runs", "_selected_action": [failed.pk], "post": "yes"},
                 follow=True)
     failed.refresh_from_db()
     assert failed.status == RunStatus.RUNNING
-    assert failed.batches.filter(status="pending", attempts=0).count() == 1
+    requeued = failed.batches.get(status="pending", attempts=0)  # the quarantined key's batch
+    assert (requeued.start_key, requeued.end_key) == (149, 150)
+    assert not failed.batches.filter(status="quarantined").exists()
 
     client.post(url, {"action": "pause_runs", "_selected_action": [failed.pk], "post": "yes"},
                 follow=True)

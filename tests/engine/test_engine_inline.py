@@ -7,8 +7,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from migrations_worker import control
-from migrations_worker.models import BatchStatus, JobRun, RunStatus
+from migrations_worker import control, runner
+from migrations_worker.models import BatchStatus, JobRun, QuarantinedKey, Resolution, RunStatus
 from tests.engine_app.models import Knob, Widget
 from tests.engine_app.support import JOB, make_widgets, touches_histogram
 
@@ -108,7 +108,10 @@ def test_retry_after_a_failed_verification_walks_the_keys_it_names_and_finishes_
     assert touches_histogram() == {1: 501}  # the one row walked, none of the others again
 
 
-def test_failing_batch_is_retried_then_fails_the_run_and_retry_continues_from_it():
+def test_a_failing_key_is_cut_down_to_and_quarantined_after_its_attempts_and_retry_walks_it_again():
+    """The batch holding the failing key is cut in two until the key stands alone; that one-key
+    batch fails its 3 attempts and is quarantined, every other row is done, and the run fails at
+    the end of its walk naming the key. Fixed, a retry walks that key only, and the run finishes."""
     make_widgets(1_000)
     Knob.objects.create(name="fail_at", value=450)
     with pytest.raises(CommandError) as failed:
@@ -116,11 +119,17 @@ def test_failing_batch_is_retried_then_fails_the_run_and_retry_continues_from_it
     assert failed.value.returncode == 4
     run = JobRun.objects.get(job_name=JOB)
     assert run.status == RunStatus.FAILED
-    bad = run.batches.get(status=BatchStatus.FAILED)
-    assert bad.start_key < 450 <= bad.end_key
-    assert bad.attempts == 3
+    bad = run.batches.get(status=BatchStatus.QUARANTINED)
+    assert (bad.start_key, bad.end_key, bad.attempts) == (449, 450, 3)
     assert "injected failure at key 450" in bad.error
-    assert "injected failure at key 450" in run.error
+    assert set(run.batches.exclude(pk=bad.pk).values_list("status", flat=True)) == {
+        BatchStatus.SUCCEEDED}
+    key = QuarantinedKey.objects.get(run=run)
+    assert (key.key, key.attempts, key.resolution) == (450, 3, Resolution.OPEN)
+    assert "RuntimeError: injected failure at key 450" in key.error
+    assert run.error.startswith("1 quarantined key(s) left open: key 450 (RuntimeError: "
+                                "injected failure at key 450)")
+    assert touches_histogram() == {1: 999, 0: 1}
     assert not Widget.objects.filter(id=450, touches__gt=0).exists()
 
     Knob.objects.filter(name="fail_at").delete()
@@ -129,3 +138,36 @@ def test_failing_batch_is_retried_then_fails_the_run_and_retry_continues_from_it
     run.refresh_from_db()
     assert run.status == RunStatus.FINISHED
     assert touches_histogram() == {1: 1_000}
+    assert run.batches.get(end_key=450).status == BatchStatus.SUCCEEDED
+    assert QuarantinedKey.objects.get(run=run).resolution == Resolution.RETRIED
+
+
+def test_a_batch_that_fails_with_no_row_in_its_range_fails_the_run_there_is_no_key_to_set_aside():
+    """Rows deleted between the claim and the batch, and the job still fails there: no key can
+    stand for the failure (it is the job's, not a row's), so after its attempts the batch fails,
+    and the run with it, saying so."""
+    make_widgets(300)
+    run = control.create_run(JOB, options={"batch_size": 100, "min_batch_size": 100,
+                                           "max_batch_size": 100, "retry_backoff_seconds": 0})
+    JobRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING)
+    worker = runner.RunWorker(run.pk, name="test")
+    claim = worker._claim_next()
+    assert (claim.start, claim.end) == (0, 100)
+    Widget.objects.filter(id__lte=100).delete()
+    Knob.objects.create(name="fail_at", value=50)
+
+    for attempt in (1, 2, 3):
+        assert claim.attempt == attempt and (claim.start, claim.end) == (0, 100)  # never cut
+        worker._process(claim)
+        if attempt < 3:
+            claim = worker._claim()
+    batch = run.batches.get(pk=claim.batch_id)
+    assert (batch.status, batch.attempts) == (BatchStatus.FAILED, 3)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert run.error == ("batch (0, 100] failed after 3 attempt(s): RuntimeError: injected failure "
+                         "at key 50 (with no row in its range: no bad row to set aside, the job "
+                         "itself fails)")
+    assert batch.error in run.error
+    assert not QuarantinedKey.objects.filter(run=run).exists()
+    assert touches_histogram() == {0: 200}  # nothing else was walked

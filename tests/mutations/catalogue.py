@@ -1,7 +1,7 @@
 """Every breakage the mutation check applies, and the test that must catch it.
 
 One entry per way a reviewer could break the code (or plant what must not be committed), in
-sections by the item of issue #14 it proves. To add one: a unique name, the tracked file, an
+sections by the issue (and item) it proves. To add one: a unique name, the tracked file, an
 exact `old` text that occurs once there, the `new` text, the pytest node id that must fail, and
 why; tests/mutations/test_catalogue.py checks the first four, `python -m tests.mutations NAME`
 the last. Secret values are made when this module is imported, so none is committed here.
@@ -28,6 +28,7 @@ MASKING = f"{SECURITY}::test_a_worker_run_through_faults_logs_neither_the_databa
 FIXED_MODELS = ("tests/jobs/test_fixed_models.py::"
                 "test_each_fixed_model_soft_deletes_keeps_the_row_and_restores_it")
 CLAIM_FENCE = "tests/engine/test_claim_fence.py"
+QUARANTINE = "tests/engine/test_quarantine.py"
 GATE = "tests/deploy/test_migrate_online.py::test_wait_goes_on_past_the_gate_once_the_workers_finish_the_job"
 EXACTLY_ONCE = ("tests/engine/test_exactly_once.py::"
                 "test_a_batchs_rows_commit_in_the_transaction_that_records_the_batch_done")
@@ -204,20 +205,20 @@ MUTATIONS: list[Mutation] = [
         f"{FIXED_MODELS}[Industry]", "the test covered 5 of the 7 fixed models"),
     Mutation(
         "claim fence: no re-check before the commit", "migrations_worker/runner.py",
-        "WHERE id = %s AND status = 'running' AND attempts = %s FOR UPDATE\n",
-        "WHERE id = %s AND attempts > 0 * %s FOR UPDATE\n",
+        "WHERE id = %s AND status = 'running' AND attempts = %s AND end_key = %s FOR UPDATE\n",
+        "WHERE id = %s AND attempts > 0 * %s AND 0 * %s = 0 FOR UPDATE\n",
         f"{CLAIM_FENCE}::test_a_worker_stalled_past_its_lease_after_its_claim_is_fenced_and_the_batch_applied_once",
         "a worker that lost its claim applies its batch again"),
     Mutation(
         "claim fence: the attempt not re-checked", "migrations_worker/runner.py",
-        "WHERE id = %s AND status = 'running' AND attempts = %s FOR UPDATE\n",
-        "WHERE id = %s AND status = 'running' AND %s > 0 FOR UPDATE\n",
+        "WHERE id = %s AND status = 'running' AND attempts = %s AND end_key = %s FOR UPDATE\n",
+        "WHERE id = %s AND status = 'running' AND %s > 0 AND end_key = %s FOR UPDATE\n",
         f"{CLAIM_FENCE}::test_a_worker_stalled_past_its_lease_after_its_claim_is_fenced_and_the_batch_applied_once",
         "a stale claim beats the current one to the batch"),
     Mutation(
         "claim: no row lock while the batch runs", "migrations_worker/runner.py",
-        "WHERE id = %s AND status = 'running' AND attempts = %s FOR UPDATE\n",
-        "WHERE id = %s AND status = 'running' AND attempts = %s\n",
+        "WHERE id = %s AND status = 'running' AND attempts = %s AND end_key = %s FOR UPDATE\n",
+        "WHERE id = %s AND status = 'running' AND attempts = %s AND end_key = %s\n",
         f"{CLAIM_FENCE}::test_a_worker_slowed_past_its_lease_inside_its_batch_keeps_it_and_applies_it_once",
         "a slow batch past its lease is reclaimed while it runs"),
     Mutation(
@@ -236,6 +237,33 @@ MUTATIONS: list[Mutation] = [
         '"lock_timeout_ms": self.concurrent_lock_timeout_ms if concurrent else attempt.lock_timeout_ms,',
         '"lock_timeout_ms": self.concurrent_lock_timeout_ms if concurrent else None,',
         DDL_LOCKS, "the ALTER queues behind the holder, and every writer behind it"),
+
+    # -- issue #15: bad rows set aside -------------------------------------------------------------
+    Mutation(
+        "quarantine: the fence does not check the batch's end", "migrations_worker/runner.py",
+        "WHERE id = %s AND status = 'running' AND attempts = %s AND end_key = %s FOR UPDATE\n",
+        "WHERE id = %s AND status = 'running' AND attempts = %s AND 0 * %s = 0 FOR UPDATE\n",
+        f"{QUARANTINE}::test_a_stale_claim_on_a_batch_since_cut_in_two_is_fenced",
+        "a worker that claimed a whole range before it was cut applies it over the half "
+        "another worker claimed afresh"),
+    Mutation(
+        "quarantine: no split, the whole batch set aside at once", "migrations_worker/runner.py",
+        "            if count > 1:\n"
+        "                second = quarantine.split(batch, middle, count)\n",
+        "            if count > 1 and batch.attempts >= self.tuning.max_attempts:\n"
+        "                self._quarantine(batch, middle, error, pg.sqlstate(exc))\n"
+        "                return\n"
+        "            if False:\n"
+        "                second = quarantine.split(batch, middle, count)\n",
+        f"{QUARANTINE}::test_one_bad_row_in_a_large_run_is_quarantined_alone_and_every_other_row_"
+        "done_once",
+        "a thousand good rows left undone for one bad one, under a key that is not the bad row"),
+    Mutation(
+        "quarantine: the budget ignored", "migrations_worker/runner.py",
+        "        reason = quarantine.over_budget(run, self.tuning)\n",
+        "        reason = \"\"\n",
+        f"{QUARANTINE}::test_past_its_budget_a_run_pauses_and_accepted_keys_let_it_finish",
+        "a bug that fails every row quarantines the whole table instead of pausing the run"),
 
     # -- item 1: exactly once, seen where it happens ----------------------------------------------
     Mutation(

@@ -122,7 +122,9 @@ def test_the_runs_list_shows_a_hold_reason_while_it_lasts(client, viewer):
     assert "on hold: transaction open for 700s (pid 4242)" in client.get(RUNS).content.decode()
 
 
-def test_the_run_page_filters_batches_by_status_and_lists_errors_with_their_batch(client, viewer):
+def test_the_run_page_shows_the_quarantined_key_filters_batches_by_status_and_lists_errors(
+    client, viewer
+):
     from django.core.management import call_command
     from django.core.management.base import CommandError
 
@@ -137,15 +139,35 @@ def test_the_run_page_filters_batches_by_status_and_lists_errors_with_their_batc
     run = JobRun.objects.get(job_name=JOB)
     url = reverse("admin:migrations_worker_jobrun_change", args=[run.pk])
 
+    # The three batches of 100, the middle one cut six times (at 150, 125, 138, 144, 147, 149)
+    # down to key 150 alone.
     everything = client.get(url).content.decode()
-    assert everything.count('class="mw-batch mw-batch-') == run.batches.count() == 3
-    errors = everything[everything.index('id="mw-errors"'):everything.index('id="mw-batches"')]
-    assert "(100, 200]" in errors and "RuntimeError: injected failure at key 150" in errors
-    assert '<svg class="mw-chart"' in everything
+    assert everything.count('class="mw-batch mw-batch-') == run.batches.count() == 9
     assert "errornote" not in everything
+    assert '<svg class="mw-chart"' in everything
+    quarantine = everything[everything.index('id="mw-quarantine"'):]
+    quarantine = quarantine[:quarantine.index("</fieldset>")]
+    assert "Quarantined keys (1 open of 1)" in quarantine
+    assert re.search(r'<tr class="mw-quarantine-open"><td>150</td><td>open</td>\s*<td>3</td>',
+                     quarantine)
+    assert "RuntimeError: injected failure at key 150" in quarantine
+    assert f"backfill quarantine {JOB} --accept" in quarantine
+    # Errors: the quarantined batch, and the pieces of the cut range, which keep the error
+    # their range failed with although they succeeded since.
+    errors = everything[everything.index('id="mw-errors"'):]
+    errors = errors[:errors.index("</fieldset>")]
+    assert "Errors (7 batches)" in errors
+    assert re.search(r"\(149, 150\]</td>\s*<td><span class=\"mw-status mw-status-quarantined\">",
+                     errors)
+    assert errors.count("mw-status-succeeded") == 6
+    assert errors.count("RuntimeError: injected failure at key 150") == 7
+    assert "(0, 100]" not in errors and "(200, 300]" not in errors
 
+    set_aside = client.get(url, {"batch_status": "quarantined"}).content.decode()
+    assert set_aside.count('class="mw-batch mw-batch-quarantined"') == 1
+    assert "(149, 150]" in set_aside
+    assert 'class="mw-batch mw-batch-succeeded"' not in set_aside
     failed = client.get(url, {"batch_status": "failed"}).content.decode()
-    assert failed.count('class="mw-batch mw-batch-failed"') == 1
-    assert 'class="mw-batch mw-batch-succeeded"' not in failed
+    assert 'class="mw-batch mw-batch-' not in failed and "No failed batches." in failed
     succeeded = client.get(url, {"batch_status": "succeeded"}).content.decode()
-    assert succeeded.count('class="mw-batch mw-batch-succeeded"') == 2
+    assert succeeded.count('class="mw-batch mw-batch-succeeded"') == 8

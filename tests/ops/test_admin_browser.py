@@ -183,7 +183,7 @@ def test_operator_watches_a_running_job_move_then_pauses_and_resumes_it(
     assert steps == ["pausing", "running", "cancelling"]
 
 
-def test_operator_sees_a_failed_batch_with_its_error_and_a_retry_button(page, live_server):
+def test_operator_sees_the_quarantined_key_with_its_error_and_a_retry_button(page, live_server):
     make_widgets(300)
     Knob.objects.create(name="fail_at", value=150)
     with pytest.raises(CommandError):
@@ -193,21 +193,31 @@ def test_operator_sees_a_failed_batch_with_its_error_and_a_retry_button(page, li
 
     log_in(page, live_server, "operator")
     row = page.inner_text(f'#result_list tr:has([data-mw-run="{run.pk}"])')
-    assert "failed" in row and "injected failure at key 150" in row
+    assert "failed" in row and "1 quarantined key(s) left open: key 150" in row
+    assert "injected failure at key 150" in row
     shot(page, "operator-runs-list-failed")
 
     page.goto(f"{live_server.url}{RUNS}{run.pk}/change/")
     assert page.locator(".errornote").count() == 0  # a read-only page has no form errors
+    quarantined = page.inner_text("#mw-quarantine")
+    assert "Quarantined keys (1 open of 1)" in quarantined
+    assert "RuntimeError: injected failure at key 150" in quarantined
+    assert f"backfill quarantine {JOB} --accept" in quarantined
+    key_rows = page.locator("#mw-quarantine tbody tr")
+    assert key_rows.count() == 1
+    assert key_rows.first.inner_text().split("\t")[:3] == ["150", "open", "3"]
     errors = page.inner_text("#mw-errors")
-    assert "(100, 300]" in errors and "RuntimeError: injected failure at key 150" in errors
+    assert "(149, 150]" in errors and "RuntimeError: injected failure at key 150" in errors
     assert page.locator("a.mw-control-retry").inner_text().lower() == "retry failed batches"
-    page.click('[data-batch-filter="failed"]')
-    page.wait_for_url("**batch_status=failed")
+    page.click('[data-batch-filter="quarantined"]')
+    page.wait_for_url("**batch_status=quarantined")
     batch_rows = page.locator("#mw-batches tbody tr")
     assert batch_rows.count() == 1
+    assert batch_rows.first.inner_text().startswith("(149, 150]")
     assert "injected failure at key 150" in batch_rows.first.inner_text()
-    assert "failed" in page.inner_text("#mw-events")
-    shot(page, "operator-run-page-failed-batch")
+    events = page.inner_text("#mw-events")
+    assert "key 150 quarantined after 3 attempt(s)" in events and "failed" in events
+    shot(page, "operator-run-page-quarantined-key")
 
 
 def test_staff_without_the_operator_permission_sees_runs_but_no_actions(page, live_server):

@@ -21,7 +21,7 @@ from django.urls import reverse
 from migrations_worker import control, dispatch
 from migrations_worker.checks import database_problem, version_problem
 from migrations_worker.deploy_lock import DEPLOY_LOCK_KEY
-from migrations_worker.models import BatchStatus, JobRun, JobRunEvent, RunStatus
+from migrations_worker.models import BatchStatus, JobRun, JobRunEvent, Resolution, RunStatus
 from tests.conftest import ROOT
 from tests.engine_app.support import GATED, JOB, applied, make_widgets
 
@@ -165,8 +165,11 @@ def test_resume_and_retry_with_the_broker_down_say_so_and_leave_the_run_as_it_wa
     result = manage("backfill", "retry", JOB, env=DOWN_BROKER)
     assert result.returncode == 6, result.stderr
     assert "cannot reach the Celery broker" in result.stderr
-    assert snapshot() == before  # the failed batches were not requeued half-way
-    assert JobRun.objects.get(job_name=JOB).batches.filter(status=BatchStatus.FAILED).count() == 1
+    assert snapshot() == before  # the quarantined key was not requeued half-way
+    failed = JobRun.objects.get(job_name=JOB)
+    assert list(failed.batches.filter(status=BatchStatus.QUARANTINED)
+                .values_list("start_key", "end_key")) == [(149, 150)]
+    assert list(failed.quarantined.values_list("key", "resolution")) == [(150, Resolution.OPEN)]
 
     control.cancel(JobRun.objects.get(job_name=JOB), actor="test")
     paused = control.pause(control.create_run(JOB), actor="test")

@@ -104,7 +104,9 @@ def test_runs_json_lists_every_run_newest_first_with_state_and_progress(client, 
     assert done["status"] == "finished" and done["active"] is False
     assert done["percent"] == 100.0
     assert (done["rows_done"], done["estimated_total"]) == (300, 300)
-    assert done["batches"] == {"pending": 0, "running": 0, "succeeded": 3, "failed": 0}
+    assert done["batches"] == {"pending": 0, "running": 0, "succeeded": 3, "failed": 0,
+                               "quarantined": 0}
+    assert done["quarantined_keys"] == {"open": 0, "total": 0}
     assert done["report"] == {"widgets_touched": 300}
     assert done["eta_seconds"] == 0.0 and "rows_per_second" in done
     assert done["admin_url"] == f"/admin/migrations_worker/jobrun/{finished.pk}/change/"
@@ -122,6 +124,31 @@ def test_runs_json_filters_by_job_status_and_activity(client, finished_and_pendi
     assert ids("status=finished,failed") == [finished.pk]
     assert ids("job=no_such_job") == []
     assert set(ids(f"job={JOB}")) == {finished.pk, pending.pk}
+
+
+def test_a_runs_quarantined_keys_are_counted_open_and_in_all(client):
+    from django.core.management.base import CommandError
+
+    from tests.engine_app.models import Knob
+
+    make_widgets(300)
+    control.create_run(JOB, options=FIXED_100)
+    Knob.objects.create(name="fail_at", value=150)
+    with pytest.raises(CommandError):
+        call_command("backfill", "run", JOB)
+    run = JobRun.objects.get(job_name=JOB)
+    client.force_login(staff())
+
+    def seen() -> tuple[dict, dict, dict]:
+        (listed,) = [r for r in client.get("/ops/runs.json").json()["runs"] if r["id"] == run.pk]
+        one = client.get(f"/ops/runs/{run.pk}.json").json()
+        return listed["quarantined_keys"], one["quarantined_keys"], one["batches"]
+
+    assert seen() == ({"open": 1, "total": 1}, {"open": 1, "total": 1},
+                      {"pending": 0, "running": 0, "succeeded": 8, "failed": 0, "quarantined": 1})
+    call_command("backfill", "quarantine", JOB, "--accept")
+    assert JobRun.objects.get(pk=run.pk).status == "finished"
+    assert seen()[:2] == ({"open": 0, "total": 1}, {"open": 0, "total": 1})
 
 
 def test_one_runs_json_adds_its_latest_batches_and_status_log(client, finished_and_pending):

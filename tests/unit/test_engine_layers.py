@@ -18,7 +18,7 @@ ENGINE = Path(__file__).resolve().parents[2] / "migrations_worker"
 LAYERS: list[tuple[str, ...]] = [
     ("__init__", "exceptions", "models", "celery", "eta"),
     ("pg", "states", "job", "batching", "progress"),
-    ("throttle",),
+    ("throttle", "quarantine"),
     ("runner",),
     ("control", "undo"),
     ("dispatch", "drive"),

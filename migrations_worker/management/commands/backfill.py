@@ -1,8 +1,9 @@
 """`manage.py backfill`: the operator's console for data jobs.
 
 Exit codes are those of every operator command (README, "Exit codes"): 2 bad input (unknown
-job, bad number), 3 conflict (already running, wrong state for the action, an undo the schema
-refuses), 4 the run failed or was cancelled, 5 timed out waiting, 6 the broker is unreachable.
+job, bad number, no such quarantined key), 3 conflict (already running, wrong state for the
+action, an undo the schema refuses), 4 the run failed or was cancelled, 5 timed out waiting, 6
+the broker is unreachable.
 
 `backfill undo NAME` puts back what NAME did: it records what to put back (`--group`, or all)
 and runs NAME's undo job, a job like any other (`migrations_worker.undo`).
@@ -25,7 +26,7 @@ from migrations_worker.exceptions import InvalidInput, InvalidTransition, JobFai
 from migrations_worker.job import UndoJob, get_job, job_classes, undo_job_for
 from migrations_worker.management.arguments import positive_int, seconds
 from migrations_worker.management.base import EngineCommand
-from migrations_worker.models import JobRun, RunStatus
+from migrations_worker.models import JobRun, QuarantinedKey, RunStatus
 from migrations_worker.progress import one_line, progress_of
 
 TERMINAL = (RunStatus.FINISHED, RunStatus.CANCELLED, RunStatus.FAILED)
@@ -36,6 +37,12 @@ CONTROLS = {
     "cancel": (control.cancel, ""),
     "retry": (dispatch.retry, ": failed batches requeued"),
 }
+
+
+def quarantined_row(q: QuarantinedKey) -> dict:
+    return {"key": q.key, "state": q.resolution, "attempts": q.attempts, "sqlstate": q.sqlstate,
+            "error": q.error, "at": q.created_at.isoformat(),
+            "resolved_by": q.resolved_by or None}
 
 
 OPTION_FLAG = ("--option",)
@@ -92,6 +99,14 @@ class Command(EngineCommand):
         back.add_argument("--batch-size", type=positive_int)
         back.add_argument("--workers", type=positive_int, default=1, help="parallel lanes")
         back.add_argument(*OPTION_FLAG, **OPTION_ARGUMENT)
+        keys = sub.add_parser("quarantine", help="the keys the latest run of NAME set aside; "
+                              "--accept lets it finish without them")
+        keys.add_argument("name")
+        keys.add_argument("--accept", action="store_true",
+                          help="accept the open keys (or only --key ...): the run may finish")
+        keys.add_argument("--key", type=int, action="append", dest="keys", metavar="KEY",
+                          help="with --accept: only this key (repeatable)")
+        keys.add_argument("--json", action="store_true", help="machine-readable output")
         wait = sub.add_parser("wait", help="wait until the named jobs' runs are finished")
         wait.add_argument("names", nargs="+", metavar="NAME")
         wait.add_argument("--timeout", type=seconds, default=None, help="seconds; exit 5 after")
@@ -239,6 +254,24 @@ class Command(EngineCommand):
             lines = job.findings(cursor, run.created_at) if isinstance(job, UndoJob) else []
         for line in lines:
             self.console.print(f"  {line}")
+
+    def do_quarantine(self, options) -> None:
+        (run,) = self._runs(options["name"])
+        if options["keys"] and not options["accept"]:
+            raise InvalidInput("--key chooses keys to accept: use it with --accept")
+        if options["accept"]:
+            run = control.accept_quarantined(run, actor=self.actor, keys=options["keys"])
+        rows = list(run.quarantined.order_by("key", "id"))
+        if options["json"]:
+            self.stdout.write(json.dumps({"run": run.pk, "job": run.job_name, "status": run.status,
+                                          "keys": [quarantined_row(q) for q in rows]}))
+            return
+        table = Table("key", "state", "attempts", "SQLSTATE", "at", "error", box=None)
+        for q in rows:
+            table.add_row(str(q.key), q.resolution, str(q.attempts), q.sqlstate or "-",
+                          f"{q.created_at:%Y-%m-%d %H:%M:%S}", q.error[:120])
+        self.console.print(table if rows else f"{run.job_name} #{run.pk}: no key quarantined")
+        self.console.print(one_line(progress_of(run)), markup=False)
 
     def do_wait(self, options) -> None:
         names = options["names"]
