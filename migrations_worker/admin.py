@@ -110,9 +110,9 @@ CONTROLS = {
                 (S.PENDING, S.RUNNING, S.PAUSING, S.PAUSED, S.FAILED),
                 "a finished, cancelled or cancelling run cannot be cancelled"),
         Control("retry", "Retry failed batches", dispatch.retry, "failed batches requeued",
-                "Failed batches go back in the queue with fresh attempts (a run whose verification "
-                "failed walks its range again), and the run continues where it stopped. Fix the "
-                "cause of the error first.",
+                "Failed batches and open quarantined keys go back in the queue with fresh attempts "
+                "(a run whose verification failed walks its range again), and the run continues "
+                "where it stopped. Fix the cause of the error first.",
                 (S.FAILED,), "only a failed run can be retried"),
     )
 }
