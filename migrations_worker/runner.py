@@ -529,6 +529,10 @@ class RunWorker:
                 )
                 delay = max(0.05, (soonest - timezone.now()).total_seconds())
                 return Outcome(WAIT, delay=min(delay, 1.0), status=run.status)
+            # A batch that committed between the fold above and that check is counted now: no
+            # batch is open any more, so this fold sees every one (the run's totals are final).
+            fold(self.run_id)
+            run.refresh_from_db()
             with connection.cursor() as cursor:
                 if not run.caught_up:
                     run.caught_up = True

@@ -6,9 +6,10 @@ The test job adds 1 to each widget it covers, so a batch applied twice shows as 
 """
 
 import signal
+import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
 
 from migrations_worker import control, dispatch, runner
 from migrations_worker.models import BatchStatus, JobBatch, JobRun, RunStatus
@@ -86,3 +87,36 @@ def test_a_worker_killed_after_its_batch_wrote_and_before_it_committed_leaves_no
     assert touches_histogram() == {1: 2_000}
     batch.refresh_from_db()
     assert (batch.status, batch.attempts) == (BatchStatus.SUCCEEDED, 2)
+
+
+def test_a_batch_that_commits_while_the_last_worker_concludes_counts_in_the_runs_totals(monkeypatch):
+    """A worker slowed past its lease keeps its batch (the row lock) and commits it while the
+    last other worker, out of keys, concludes the run: the run's totals must include it (CI
+    once saw a run finish with 200 of 300 rows counted)."""
+    make_widgets(200)
+    run = control.create_run(JOB, options={"batch_size": 100, "max_batch_size": 100})
+    JobRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING)
+    slow, last = runner.RunWorker(run.pk, name="slow"), runner.RunWorker(run.pk, name="last")
+    held = slow._claim_next()
+    last._process(last._claim_next())
+    assert last._claim_next() is None  # no fresh keys left: the last worker concludes
+
+    def slow_batch_commits():
+        slow._process(held)
+        connections.close_all()
+
+    real_fold, folds = runner.fold, []
+
+    def fold_then_the_slow_batch_commits(run_id: int) -> None:
+        real_fold(run_id)
+        if not folds:  # right after the conclusion's first fold
+            folds.append(run_id)
+            committer = threading.Thread(target=slow_batch_commits)
+            committer.start()
+            committer.join()
+
+    monkeypatch.setattr(runner, "fold", fold_then_the_slow_batch_commits)
+    assert last._finalize().status == RunStatus.FINISHED
+    run.refresh_from_db()
+    assert (run.rows_done, run.batches_done) == (200, 2)
+    assert touches_histogram() == {1: 200}

@@ -272,6 +272,14 @@ MUTATIONS: list[Mutation] = [
         "                    result = self.job.process_batch(cursor, claim.start, claim.end)\n"
         "                    cursor.execute('COMMIT')\n",
         EXACTLY_ONCE, "a kill between the two commits leaves data done and the batch to do again"),
+    Mutation(
+        "totals: the run concludes on a fold taken before its last batch committed",
+        "migrations_worker/runner.py",
+        "            fold(self.run_id)\n            run.refresh_from_db()\n",
+        "",
+        "tests/engine/test_exactly_once.py::"
+        "test_a_batch_that_commits_while_the_last_worker_concludes_counts_in_the_runs_totals",
+        "a run finished with a batch's rows left out of its totals (CI's claim-fence failure)"),
 
     # -- item 2 and 3: nothing lost, by absolute invariants and an independent oracle ------------
     Mutation(
