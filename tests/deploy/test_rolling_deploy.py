@@ -69,6 +69,23 @@ class Traffic:
         return json.loads(self.output.read_text())
 
 
+@pytest.fixture
+def releases(seeded, tmp_path):
+    """Starts a release's load; whatever is still running when the test ends (an assertion
+    failed before it was stopped) is killed, so no load outlives its test."""
+    started: list[Traffic] = []
+
+    def start(release: str) -> Traffic:
+        started.append(Traffic(seeded, release, tmp_path))
+        return started[-1]
+
+    yield start
+    for traffic in started:
+        if traffic.process.poll() is None:
+            traffic.process.kill()
+            traffic.process.wait(timeout=10)
+
+
 def stage(db: ScratchDatabase, name: str) -> str:
     result = db.manage("migrate_online", "--stage", name, "--wait", "--timeout", "300", "--poll", "0.3",
                        timeout=400, check=False)
@@ -78,7 +95,7 @@ def stage(db: ScratchDatabase, name: str) -> str:
 
 @pytest.mark.slow
 def test_both_releases_write_through_a_staged_deploy_without_an_error_and_nothing_is_lost(
-    seeded, workers, tmp_path
+    seeded, workers, releases
 ):
     db = seeded
     with db.connect() as conn, conn.cursor() as cursor:
@@ -88,11 +105,11 @@ def test_both_releases_write_through_a_staged_deploy_without_an_error_and_nothin
     workers.worker("w2")
     workers.beat()
 
-    previous = Traffic(db, "previous", tmp_path)
+    previous = releases("previous")
     time.sleep(1.0)  # the previous release is serving before the deploy starts
     pre = stage(db, "pre")
     merging = db.scalar("SELECT count(*) FROM assets_duplicatetickergroup WHERE merged_at IS NULL")
-    new = Traffic(db, "new", tmp_path)  # the rollout: both releases side by side
+    new = releases("new")  # the rollout: both releases side by side
     time.sleep(3.0)
     old = previous.stop()
     post = stage(db, "post")
