@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -202,12 +202,16 @@ class GroupUndo:
             self.counts["rows_moved_back"] += 1
             self.counts["rows_inserted_again"] += len(split.summed)
 
-    def move_back(self, rows: list[Archived]) -> None:
-        by_table: dict[str, list[Archived]] = defaultdict(list)
+    def by_table(self, rows: list[Archived]) -> Iterator[tuple[str, list[Archived], dict]]:
+        """The rows grouped by their table, each group with its table's rows as they are now."""
+        grouped: dict[str, list[Archived]] = defaultdict(list)
         for row in rows:
-            by_table[row.table].append(row)
-        for table, table_rows in by_table.items():
-            now = self.current(table, [r.row_id for r in table_rows])
+            grouped[row.table].append(row)
+        for table, table_rows in grouped.items():
+            yield table, table_rows, self.current(table, [r.row_id for r in table_rows])
+
+    def move_back(self, rows: list[Archived]) -> None:
+        for table, table_rows, now in self.by_table(rows):
             for row in table_rows:
                 why = still_as_merged(now.get(row.row_id), self.survivor)
                 if why:
@@ -219,11 +223,7 @@ class GroupUndo:
                 self.counts["rows_moved_back"] += 1
 
     def insert_again(self, rows: list[Archived]) -> None:
-        by_table: dict[str, list[Archived]] = defaultdict(list)
-        for row in rows:
-            by_table[row.table].append(row)
-        for table, table_rows in by_table.items():
-            back = self.current(table, [r.row_id for r in table_rows])
+        for table, table_rows, back in self.by_table(rows):
             for row in table_rows:
                 if row.row_id in back:
                     self.keep(row, "written again since the merge (its id is taken)")
