@@ -4,7 +4,7 @@ the new release alone; with 2 workers, beat and the bench's live load on every t
 alters, from the seeded legacy database of a scale.
 
 What it reports: each stage's time, each job's rows/s, each release's latency and errors (from
-`release_traffic`'s own figures), peak RSS of the workers and of each deploy step, the database
+`demo_load`'s own figures), peak RSS of the workers and of each deploy step, the database
 size at the end, and, per migration and per DDL step, the longest a statement of the live load
 waited behind the deploy's locks (matched from the lock sampler to the statement's own latency).
 """
@@ -112,18 +112,29 @@ class StampedProcess:
         return migrations
 
 
+def release_argv(release: str, output: Path, stop_file: Path, pause: float) -> list[str]:
+    """One release's traffic (`demo_load`), without its own lock sampler: the bench samples
+    lock waits itself and matches them to the live load's statements."""
+    return [sys.executable, "manage.py", "demo_load", "--release", release,
+            "--output", str(output), "--stop-file", str(stop_file), "--pause", str(pause),
+            "--sample", "0"]
+
+
+def stage_argv(name: str) -> list[str]:
+    return [sys.executable, "manage.py", "migrate_online", "--stage", name, "--wait",
+            "--poll", "0.5"]
+
+
 class Release:
-    """One release's `release_traffic` process: started, stopped by its stop file, read back."""
+    """One release's `demo_load` process: started, stopped by its stop file, read back."""
 
     def __init__(self, database: str, release: str, logs: Path, pause: float):
         self.output = logs / f"release_{release}.json"
         self.stop_file = logs / f"stop_{release}"
         self.stop_file.unlink(missing_ok=True)
-        self.process = Process(f"release_{release}", [
-            sys.executable, "manage.py", "release_traffic", "--release", release,
-            "--output", str(self.output), "--stop-file", str(self.stop_file),
-            "--pause", str(pause),
-        ], django_env(database, application=f"bench-release-{release}"), logs)
+        self.process = Process(
+            f"release_{release}", release_argv(release, self.output, self.stop_file, pause),
+            django_env(database, application=f"bench-release-{release}"), logs)
         self.started = time.time()
 
     def stop(self) -> dict:
@@ -131,15 +142,14 @@ class Release:
         if self.process.popen.wait(timeout=120) != 0:
             raise RuntimeError(f"{self.process.name} failed:\n{self.process.log_tail()}")
         summary = json.loads(self.output.read_text())
-        return {k: v for k, v in summary.items() if k not in ("texts", "rows", "holdings", "links")} | {
-            "seconds": time.time() - self.started}
+        kept = {k: v for k, v in summary.items()
+                if k not in ("texts", "rows", "holdings", "links", "lock_wait")}
+        return kept | {"seconds": time.time() - self.started}
 
 
 def stage(database: str, name: str, logs: Path, memory: MemorySampler, label: str) -> dict:
     env = django_env(database, application=APP_DEPLOY, log_level="INFO")
-    process = StampedProcess(f"deploy_{label}_{name}", [
-        sys.executable, "manage.py", "migrate_online", "--stage", name, "--wait",
-        "--poll", "0.5"], env, logs)
+    process = StampedProcess(f"deploy_{label}_{name}", stage_argv(name), env, logs)
     memory.watch(f"deploy_{name}", process.pid)
     started = time.time()
     code = process.wait(timeout=4 * 3600)

@@ -525,7 +525,7 @@ def markdown(results: dict) -> str:
                 "`--stage post --wait`, then the new release alone; 2 workers and beat; the live "
                 f"load at {settings['rate'] * 2:.0f} statements/s on 4 connections writes to every "
                 "table the deploy alters. A release's latency is that of its own operations "
-                "(Django ORM calls, `release_traffic`).", "",
+                "(Django ORM calls, `demo_load`).", "",
                 *deploy_table(deploys), "",
                 "Each job in the deploy, and how good its ETA was: the ETA it showed at 10% and "
                 "at 50% against the time that was really left ((predicted - actual) / actual; "

@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rollout", type=float, default=5.0,
                         help="seconds both releases run side by side between the stages")
     parser.add_argument("--release-pause", type=float, default=0.05,
-                        help="seconds between a release's operations (release_traffic --pause)")
+                        help="seconds between a release's operations (demo_load --pause)")
     parser.add_argument("--rebuild", action="store_true", help="re-seed the template databases")
     parser.add_argument("--keep", action="store_true", help="keep each contender's database")
     parser.add_argument("--out", type=Path, default=None, help="default bench/results/<scale>")
