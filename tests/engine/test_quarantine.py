@@ -178,6 +178,26 @@ def test_past_its_budget_a_run_pauses_and_accepted_keys_let_it_finish(bad_rows, 
     assert touches_histogram() == {1: 997, 0: 3}
 
 
+def test_accepting_some_keys_of_a_failed_run_keeps_them_accepted_and_exits_4_while_it_stays_failed(
+        bad_rows):
+    make_widgets(1_000)
+    bad_rows(200, 600)
+    with pytest.raises(CommandError):
+        call_command("backfill", "run", JOB, "--batch-size", "100")
+    run = JobRun.objects.get(job_name=JOB)
+    assert run.status == RunStatus.FAILED
+
+    with pytest.raises(CommandError, match=f"{JOB} run #{run.pk} is still failed: .*600") as still:
+        call_command("backfill", "quarantine", JOB, "--accept", "--key", "200")
+    assert still.value.returncode == 4
+    assert [(key, state) for key, _, _, state in quarantined(run)] == [
+        (200, Resolution.ACCEPTED), (600, Resolution.OPEN)]
+
+    call_command("backfill", "quarantine", JOB, "--accept", "--key", "600")  # exits 0: finished
+    run.refresh_from_db()
+    assert run.status == RunStatus.FINISHED
+
+
 def test_a_stale_claim_on_a_batch_since_cut_in_two_is_fenced(bad_rows):
     """The cut changes the batch's end, and the fence checks it: a worker that claimed the whole
     range and stalled must not apply it over a first half someone else claims afresh."""

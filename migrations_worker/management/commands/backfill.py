@@ -265,13 +265,17 @@ class Command(EngineCommand):
         if options["json"]:
             self.stdout.write(json.dumps({"run": run.pk, "job": run.job_name, "status": run.status,
                                           "keys": [quarantined_row(q) for q in rows]}))
-            return
-        table = Table("key", "state", "attempts", "SQLSTATE", "at", "error", box=None)
-        for q in rows:
-            table.add_row(str(q.key), q.resolution, str(q.attempts), q.sqlstate or "-",
-                          f"{q.created_at:%Y-%m-%d %H:%M:%S}", q.error[:120])
-        self.console.print(table if rows else f"{run.job_name} #{run.pk}: no key quarantined")
-        self.console.print(one_line(progress_of(run)), markup=False)
+        else:
+            table = Table("key", "state", "attempts", "SQLSTATE", "at", "error", box=None)
+            for q in rows:
+                table.add_row(str(q.key), q.resolution, str(q.attempts), q.sqlstate or "-",
+                              f"{q.created_at:%Y-%m-%d %H:%M:%S}", q.error[:120])
+            self.console.print(table if rows else f"{run.job_name} #{run.pk}: no key quarantined")
+            self.console.print(one_line(progress_of(run)), markup=False)
+        if options["accept"] and run.status == RunStatus.FAILED:
+            # The keys stay accepted; a script that accepted and moved on must still hear that
+            # the run did not finish (keys left open, or it failed for another reason too).
+            raise JobFailed(f"{run.job_name} run #{run.pk} is still failed: {run.error}")
 
     def do_wait(self, options) -> None:
         names = options["names"]
