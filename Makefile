@@ -8,10 +8,10 @@ SCALE ?= medium
 
 .PHONY: demo test venv services services-down lint lint-migrations browser flower bench mutations
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml engine/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e './engine[lint]' -e '.[dev]'
 	touch $@
 
 venv: $(VENV)/.installed

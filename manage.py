@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Django's command-line entry point; puts the backend's source folder on the import path."""
+"""Django's command-line entry point; puts the engine and the backend's source folders on the import path
+(this checkout's, before any installed copy)."""
 
 import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT / "apps" / "backend" / "src"))
+sys.path[:0] = [str(ROOT / "engine"), str(ROOT / "apps" / "backend" / "src")]
 
 
 def main() -> None:

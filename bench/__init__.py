@@ -8,9 +8,9 @@ Not part of the test suite: it takes minutes and its figures depend on the machi
 import sys
 from pathlib import Path
 
-# The repository and the apps' source (where the data jobs a contender reuses live), on the path
+# The repository, the engine and the apps' source (where the data jobs a contender reuses live), on the path
 # before any bench module imports from them, as manage.py does for the apps.
 _ROOT = Path(__file__).resolve().parents[1]
-for _path in (str(_ROOT), str(_ROOT / "apps" / "backend" / "src")):
+for _path in (str(_ROOT), str(_ROOT / "engine"), str(_ROOT / "apps" / "backend" / "src")):
     if _path not in sys.path:
         sys.path.insert(0, _path)

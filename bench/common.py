@@ -69,7 +69,7 @@ def django_env(database: str, *, broker: str = BROKER_URL, application: str = AP
         "DEBUG": "0",
         "DB_APPLICATION_NAME": application,
         "LOG_LEVEL": log_level,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(SRC)]),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "engine"), str(SRC)]),
         "PYTHONUNBUFFERED": "1",
     }
 

@@ -41,7 +41,7 @@ from bench.databases import Templates, manage
 from bench.load import MemorySampler
 from investments.jobs.alerts_uuid import ASSIGN_UUIDS, COPY_TO_TRIGGERS
 from investments.jobs.alerts_uuid import REMAINING as ALERTS_REMAINING
-from migrations_worker import eta
+from migrations_worker.runs import eta
 
 CELERY = [sys.executable, "-m", "celery"]
 

@@ -65,7 +65,7 @@ def _marker(scale: str) -> str:
     """Changes whenever what a template contains could change."""
     digest = hashlib.sha256(scale.encode())
     files = sorted(SRC.glob("*/migrations/*.py"))
-    files += sorted((ROOT / "migrations_worker" / "migrations").glob("*.py"))
+    files += sorted((ROOT / "engine" / "migrations_worker" / "migrations").glob("*.py"))
     files += [SRC / "seed" / "dataset.py", SRC / "seed" / "reference.py", Path(__file__)]
     for path in files:
         digest.update(path.name.encode())

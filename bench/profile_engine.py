@@ -40,9 +40,9 @@ django.setup()
 from django.db import connection, transaction  # noqa: E402
 
 from bench import single_sql  # noqa: E402
-from migrations_worker import control, runner  # noqa: E402
 from migrations_worker.models import JobBatch, JobRun, RunStatus  # noqa: E402
-from migrations_worker.states import transition  # noqa: E402
+from migrations_worker.runs import control, runner  # noqa: E402
+from migrations_worker.runs.states import transition  # noqa: E402
 
 JOB = "alerts_uuid"
 COPY = "bench_profile_copy"

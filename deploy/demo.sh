@@ -55,6 +55,8 @@ secret() { "$PY" -c 'import secrets; print(secrets.token_urlsafe(12))'; }
 deploy/services.sh up
 while IFS= read -r line; do export "${line?}"; done < <(deploy/services.sh env)
 export DJANGO_SETTINGS_MODULE=config.settings.dev
+# The backend's apps and settings, for processes not started through manage.py (celery, flower).
+export PYTHONPATH="$ROOT/apps/backend/src${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1  # progress lines as they happen, also through a pipe (make demo | tee)
 # Beat re-sends a run whose workers went quiet after this long: after a Ctrl-C, the rerun's
 # workers pick the jobs up within about this many seconds.

@@ -27,5 +27,6 @@ if [ -z "${FLOWER_BASIC_AUTH:-}" ] || [[ "$FLOWER_BASIC_AUTH" != *:?* ]]; then
 fi
 export FLOWER_BASIC_AUTH
 export DJANGO_SETTINGS_MODULE=${DJANGO_SETTINGS_MODULE:-config.settings.dev}
+export PYTHONPATH="$ROOT/apps/backend/src${PYTHONPATH:+:$PYTHONPATH}"
 echo "[flower] http://$ADDRESS:$PORT/ (basic auth user: ${FLOWER_BASIC_AUTH%%:*})"
 exec "$PY" -m celery -A migrations_worker flower --address="$ADDRESS" --port="$PORT"

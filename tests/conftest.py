@@ -56,7 +56,7 @@ def celery_env(test_database_url) -> dict[str, str]:
         "DATABASE_URL": test_database_url,
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "TEST_REDIS_URL": settings.CELERY_BROKER_URL,
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'apps' / 'backend' / 'src'}",
+        "PYTHONPATH": os.pathsep.join(map(str, (ROOT, ROOT / "engine", ROOT / "apps" / "backend" / "src"))),
     }
 
 

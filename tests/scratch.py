@@ -33,7 +33,7 @@ class Database:
             "DATABASE_URL": url,
             "DJANGO_SETTINGS_MODULE": SETTINGS,
             "TEST_REDIS_URL": broker_url,
-            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'apps' / 'backend' / 'src'}",
+            "PYTHONPATH": os.pathsep.join(map(str, (ROOT, ROOT / "engine", ROOT / "apps/backend/src"))),
             **env,
         }
 

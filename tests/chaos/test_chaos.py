@@ -137,8 +137,8 @@ def test_a_batch_held_up_by_an_application_row_lock_waits_for_it_instead_of_fail
     import psycopg
     from django.core.management import call_command
 
-    from migrations_worker import control
     from migrations_worker.models import JobRun
+    from migrations_worker.runs import control
     from tests.engine_app.support import make_widgets, touches_histogram
 
     make_widgets(1_000)
@@ -174,8 +174,8 @@ def test_a_job_that_finishes_while_the_deploy_reads_its_gate_is_not_started_a_se
     from django.core.management import call_command
     from rich.console import Console
 
+    from migrations_worker.deploy.executor import OnlineExecutor, Pass
     from migrations_worker.exceptions import JobNotFinished
-    from migrations_worker.executor import OnlineExecutor, Pass
     from migrations_worker.management.commands.migrate_online import Command
     from migrations_worker.models import JobRun
     from tests.engine_app.support import make_widgets

@@ -401,7 +401,7 @@ def test_dockerignore_keeps_local_state_and_secrets_out_but_not_the_code():
     ]
     for excluded in (".venv", ".local", ".env", ".git"):
         assert excluded in patterns, f"{excluded} would be sent to the Docker daemon"
-    for needed in ("manage.py", "pyproject.toml", "apps", "migrations_worker", "deploy"):
+    for needed in ("manage.py", "pyproject.toml", "apps", "engine", "deploy"):
         assert not any(Path(needed).match(pattern) for pattern in patterns), needed
 
 

@@ -15,11 +15,11 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
-from migrations_worker import control, runner
-from migrations_worker import plan as cost_plan
+from migrations_worker.deploy import plan as cost_plan
 from migrations_worker.models import JobRun, RunStatus
-from migrations_worker.progress import sampled_rate
-from migrations_worker.states import transition
+from migrations_worker.runs import control, runner
+from migrations_worker.runs.progress import sampled_rate
+from migrations_worker.runs.states import transition
 from tests.conftest import ROOT
 from tests.engine_app.models import Knob
 from tests.engine_app.support import (

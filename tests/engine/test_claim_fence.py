@@ -21,9 +21,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from migrations_worker import dispatch
 from migrations_worker.celery import app
 from migrations_worker.models import BatchStatus, JobBatch, JobRun, RunStatus
+from migrations_worker.runs import dispatch
 from tests.engine_app.models import Knob
 from tests.engine_app.support import JOB, make_widgets, touches_histogram
 from tests.workers import Processes, flush_broker, wait_until

@@ -1,4 +1,4 @@
-"""Lock discipline of schema changes (migrations_worker/operations/ddl.py) against real PostgreSQL: a DDL
+"""Lock discipline of schema changes (`operations/ddl.py`) against real PostgreSQL: a DDL
 statement asks for its lock under a short lock_timeout, gives up, backs off and asks again following
 its timing table (operations/lock_retry.py), and never fails on anything but the lock.
 
@@ -26,7 +26,7 @@ from migrations_worker.operations.ddl import (
     run_step,
 )
 from migrations_worker.operations.lock_retry import LockRetry
-from migrations_worker.throttle import Tuning, health_hold_reason
+from migrations_worker.runs.throttle import Tuning, health_hold_reason
 from tests.workers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)

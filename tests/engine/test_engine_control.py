@@ -5,9 +5,9 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
-from migrations_worker import control
 from migrations_worker.exceptions import AlreadyActive
 from migrations_worker.models import JobRun, JobRunEvent, RunStatus
+from migrations_worker.runs import control
 from tests.engine_app.support import JOB, make_widgets
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,8 +7,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from migrations_worker import control, runner
 from migrations_worker.models import BatchStatus, JobRun, QuarantinedKey, Resolution, RunStatus
+from migrations_worker.runs import control, runner
 from tests.engine_app.models import Knob, Widget
 from tests.engine_app.support import JOB, make_widgets, touches_histogram
 

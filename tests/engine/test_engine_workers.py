@@ -8,8 +8,8 @@ import time
 import pytest
 from django.db import connection
 
-from migrations_worker import dispatch
 from migrations_worker.models import BatchStatus, JobRun, RunStatus
+from migrations_worker.runs import dispatch
 from tests.engine_app.models import Knob
 from tests.engine_app.support import JOB, make_widgets, touches_histogram
 from tests.workers import wait_until

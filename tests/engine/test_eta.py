@@ -11,9 +11,9 @@ from django.utils import timezone
 
 from bench import report as bench_report
 from bench.contenders import eta_errors as bench_eta_errors
-from migrations_worker import control, dispatch, runner
 from migrations_worker.models import BatchStatus, JobBatch, JobRun, JobRunCheckpoint, RunStatus
-from migrations_worker.progress import eta_errors
+from migrations_worker.runs import control, dispatch, runner
+from migrations_worker.runs.progress import eta_errors
 from tests.engine_app.models import Knob
 from tests.engine_app.support import JOB, make_widgets, touches_histogram
 from tests.scratch import ScratchDatabase

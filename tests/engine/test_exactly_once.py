@@ -11,8 +11,8 @@ import threading
 import pytest
 from django.db import connection, connections
 
-from migrations_worker import control, dispatch, runner
 from migrations_worker.models import BatchStatus, JobBatch, JobRun, RunStatus
+from migrations_worker.runs import control, dispatch, runner
 from tests.engine_app.models import Knob
 from tests.engine_app.support import JOB, make_widgets, touches_histogram
 from tests.workers import wait_until

@@ -19,9 +19,10 @@ from django.urls import reverse
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from migrations_worker import control, dispatch, gates, metrics, quarantine, runner
 from migrations_worker.exceptions import JobNotFinished
 from migrations_worker.models import BatchStatus, JobBatch, JobRun, QuarantinedKey, Resolution, RunStatus
+from migrations_worker.ops import metrics
+from migrations_worker.runs import control, dispatch, gates, quarantine, runner
 from tests.engine_app.support import JOB, make_widgets, touches_histogram
 from tests.workers import wait_until
 

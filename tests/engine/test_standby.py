@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from migrations_worker import control, runner, throttle
 from migrations_worker.models import JobRun
+from migrations_worker.runs import control, runner, throttle
 from tests.engine.standby import primary_with_standby
 from tests.engine_app.support import JOB, make_widgets, scratch_broker_url
 from tests.scratch import Database

@@ -121,19 +121,19 @@ MUTATIONS: list[Mutation] = [
 
     # -- item 6: SQL built unsafely where the check did not look ------------------------------
     Mutation(
-        "sql: q = '...'; q += t; cursor.execute(q)", "migrations_worker/batching.py",
+        "sql: q = '...'; q += t; cursor.execute(q)", "engine/migrations_worker/runs/batching.py",
         '    cursor.execute(\n        sql.SQL("SELECT max({k}) FROM {t}").format(k=sql.Identifier(key), '
         't=sql.Identifier(table))\n    )\n',
         '    query = "SELECT max(id) FROM "\n    query += table\n    cursor.execute(query)\n',
         SQL_SAFE, "augmented assignment was not followed"),
     Mutation(
-        "sql: .raw() of an f-string", "migrations_worker/control.py",
+        "sql: .raw() of an f-string", "engine/migrations_worker/runs/control.py",
         '    return JobRun.objects.filter(job_name=job_name).order_by("-id").first()\n',
         '    return next(iter(JobRun.objects.raw(f"SELECT * FROM migrations_worker_jobrun WHERE '
         "job_name = '{job_name}' ORDER BY id DESC LIMIT 1\")), None)\n",
         SQL_SAFE, ".raw() was not looked at"),
     Mutation(
-        "sql: RawSQL of an f-string", "migrations_worker/admin.py",
+        "sql: RawSQL of an f-string", "engine/migrations_worker/admin.py",
         'annotate(n=Count("id"))',
         'annotate(n=RawSQL(f"SELECT count(*) FROM migrations_worker_jobbatch WHERE run_id = {run.pk}", []))',
         SQL_SAFE, "RawSQL was not looked at"),
@@ -158,7 +158,7 @@ MUTATIONS: list[Mutation] = [
         "{settings.FILLFACTOR})\"],\n",
         SQL_SAFE, "SafeSQL steps were not looked at where the migration writes them"),
     Mutation(
-        "sql: an f-string beside an exempted line", "migrations_worker/operations/ddl.py",
+        "sql: an f-string beside an exempted line", "engine/migrations_worker/operations/ddl.py",
         "            for statement in statements:\n                cursor.execute(statement)\n",
         "            cursor.execute(f\"SET application_name = '{description}'\")\n"
         "            for statement in statements:\n                cursor.execute(statement)\n",
@@ -177,17 +177,17 @@ MUTATIONS: list[Mutation] = [
 
     # -- item 7: the smaller holes ---------------------------------------------------------------
     Mutation(
-        "masking: broker unreachable exits 3", "migrations_worker/exceptions.py",
+        "masking: broker unreachable exits 3", "engine/migrations_worker/exceptions.py",
         "class BrokerUnavailable(MigrationsWorkerError):\n    exit_code = ExitCode.BROKER_UNAVAILABLE\n",
         "class BrokerUnavailable(MigrationsWorkerError):\n    exit_code = ExitCode.CONFLICT\n",
         MASKING, "the test accepted exit 3, which returns before the message it protects"),
     Mutation(
-        "masking: the broker URL printed unmasked", "migrations_worker/dispatch.py",
+        "masking: the broker URL printed unmasked", "engine/migrations_worker/runs/dispatch.py",
         "{maybe_sanitize_url(app.conf.broker_url)}",
         "{app.conf.broker_url}",
         MASKING, "the password in the broker-unreachable message"),
     Mutation(
-        "admin: a hostile selection answers 500", "migrations_worker/admin.py",
+        "admin: a hostile selection answers 500", "engine/migrations_worker/admin.py",
         "        if refused:\n",
         "        if False:\n",
         "tests/ops/test_bad_input.py::"
@@ -204,50 +204,50 @@ MUTATIONS: list[Mutation] = [
         "class Industry(TimeStampedModel):",
         f"{FIXED_MODELS}[Industry]", "the test covered 5 of the 7 fixed models"),
     Mutation(
-        "claim fence: no re-check before the commit", "migrations_worker/runner.py",
+        "claim fence: no re-check before the commit", "engine/migrations_worker/runs/runner.py",
         "WHERE id = %s AND status = 'running' AND attempts = %s AND end_key = %s FOR UPDATE\n",
         "WHERE id = %s AND attempts > 0 * %s AND 0 * %s = 0 FOR UPDATE\n",
         f"{CLAIM_FENCE}::test_a_worker_stalled_past_its_lease_after_its_claim_is_fenced_and_the_batch_applied_once",
         "a worker that lost its claim applies its batch again"),
     Mutation(
-        "claim fence: the attempt not re-checked", "migrations_worker/runner.py",
+        "claim fence: the attempt not re-checked", "engine/migrations_worker/runs/runner.py",
         "WHERE id = %s AND status = 'running' AND attempts = %s AND end_key = %s FOR UPDATE\n",
         "WHERE id = %s AND status = 'running' AND %s > 0 AND end_key = %s FOR UPDATE\n",
         f"{CLAIM_FENCE}::test_a_worker_stalled_past_its_lease_after_its_claim_is_fenced_and_the_batch_applied_once",
         "a stale claim beats the current one to the batch"),
     Mutation(
-        "claim: no row lock while the batch runs", "migrations_worker/runner.py",
+        "claim: no row lock while the batch runs", "engine/migrations_worker/runs/runner.py",
         "WHERE id = %s AND status = 'running' AND attempts = %s AND end_key = %s FOR UPDATE\n",
         "WHERE id = %s AND status = 'running' AND attempts = %s AND end_key = %s\n",
         f"{CLAIM_FENCE}::test_a_worker_slowed_past_its_lease_inside_its_batch_keeps_it_and_applies_it_once",
         "a slow batch past its lease is reclaimed while it runs"),
     Mutation(
         "gate: waits silently inside the migration instead of stopping at it",
-        "migrations_worker/gates.py",
+        "engine/migrations_worker/runs/gates.py",
         "    raise gate.refusal(needed_by)\n",
         "    drive.wait_for([job_name])\n",
         GATE, "the test only checked that the names appear (this passes it), not 'waits for' first"),
     Mutation(
-        "gate: finishes a big remainder inline instead of waiting", "migrations_worker/gates.py",
+        "gate: finishes a big remainder inline instead of waiting", "engine/migrations_worker/runs/gates.py",
         "    return Gate(job_name, GateState.CLOSED, run or latest, remaining)\n",
         "    return Gate(job_name, GateState.INLINE, run or latest, remaining)\n",
         GATE, "the deploy step, not the workers, would do the job under the deploy lock"),
     Mutation(
-        "ddl: no lock_timeout on a step", "migrations_worker/operations/lock_retry.py",
+        "ddl: no lock_timeout on a step", "engine/migrations_worker/operations/lock_retry.py",
         '"lock_timeout_ms": self.concurrent_lock_timeout_ms if concurrent else attempt.lock_timeout_ms,',
         '"lock_timeout_ms": self.concurrent_lock_timeout_ms if concurrent else None,',
         DDL_LOCKS, "the ALTER queues behind the holder, and every writer behind it"),
 
     # -- issue #15: bad rows set aside -------------------------------------------------------------
     Mutation(
-        "quarantine: the fence does not check the batch's end", "migrations_worker/runner.py",
+        "quarantine: the fence does not check the batch's end", "engine/migrations_worker/runs/runner.py",
         "WHERE id = %s AND status = 'running' AND attempts = %s AND end_key = %s FOR UPDATE\n",
         "WHERE id = %s AND status = 'running' AND attempts = %s AND 0 * %s = 0 FOR UPDATE\n",
         f"{QUARANTINE}::test_a_stale_claim_on_a_batch_since_cut_in_two_is_fenced",
         "a worker that claimed a whole range before it was cut applies it over the half "
         "another worker claimed afresh"),
     Mutation(
-        "quarantine: no split, the whole batch set aside at once", "migrations_worker/runner.py",
+        "quarantine: no split, the whole batch set aside at once", "engine/migrations_worker/runs/runner.py",
         "            if count > 1:\n"
         "                second = quarantine.split(batch, middle, count)\n",
         "            if count > 1 and batch.attempts >= self.tuning.max_attempts:\n"
@@ -259,7 +259,7 @@ MUTATIONS: list[Mutation] = [
         "done_once",
         "a thousand good rows left undone for one bad one, under a key that is not the bad row"),
     Mutation(
-        "quarantine: the budget ignored", "migrations_worker/runner.py",
+        "quarantine: the budget ignored", "engine/migrations_worker/runs/runner.py",
         "        reason = quarantine.over_budget(run, self.tuning)\n",
         "        reason = \"\"\n",
         f"{QUARANTINE}::test_past_its_budget_a_run_pauses_and_accepted_keys_let_it_finish",
@@ -267,14 +267,15 @@ MUTATIONS: list[Mutation] = [
 
     # -- item 1: exactly once, seen where it happens ----------------------------------------------
     Mutation(
-        "exactly once: the batch's data commits before its progress", "migrations_worker/runner.py",
+        "exactly once: the batch's data commits before its progress",
+        "engine/migrations_worker/runs/runner.py",
         "                    result = self.job.process_batch(cursor, claim.start, claim.end)\n",
         "                    result = self.job.process_batch(cursor, claim.start, claim.end)\n"
         "                    cursor.execute('COMMIT')\n",
         EXACTLY_ONCE, "a kill between the two commits leaves data done and the batch to do again"),
     Mutation(
         "totals: the run concludes on a fold taken before its last batch committed",
-        "migrations_worker/runner.py",
+        "engine/migrations_worker/runs/runner.py",
         "            fold(self.run_id)\n            run.refresh_from_db()\n",
         "",
         "tests/engine/test_exactly_once.py::"

@@ -9,9 +9,9 @@ from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 from django.utils import timezone
 
-from migrations_worker import control
 from migrations_worker.admin import OPERATE, ensure_operator
 from migrations_worker.models import JobRun, RunStatus
+from migrations_worker.runs import control
 from tests.engine_app.support import JOB, make_widgets
 
 pytestmark = pytest.mark.django_db(transaction=True)

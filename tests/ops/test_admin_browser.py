@@ -18,9 +18,9 @@ from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from migrations_worker import control, dispatch
 from migrations_worker.admin import ensure_operator
 from migrations_worker.models import JobRun, RunStatus
+from migrations_worker.runs import control, dispatch
 from tests.conftest import ROOT
 from tests.engine_app.models import Knob
 from tests.engine_app.support import JOB, make_widgets

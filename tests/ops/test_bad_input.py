@@ -18,10 +18,10 @@ from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.urls import reverse
 
-from migrations_worker import control, dispatch
 from migrations_worker.checks import database_problem, version_problem
-from migrations_worker.deploy_lock import DEPLOY_LOCK_KEY
+from migrations_worker.deploy.lock import DEPLOY_LOCK_KEY
 from migrations_worker.models import BatchStatus, JobRun, JobRunEvent, Resolution, RunStatus
+from migrations_worker.runs import control, dispatch
 from tests.conftest import ROOT
 from tests.engine_app.support import GATED, JOB, applied, make_widgets
 
@@ -308,7 +308,7 @@ def sqlite_settings(tmp_path):
         f"'NAME': {str(tmp_path / 'db.sqlite3')!r}}}}}\n"
     )
     return {"DJANGO_SETTINGS_MODULE": "sqlite_settings",
-            "PYTHONPATH": f"{tmp_path}:{ROOT}:{ROOT / 'apps' / 'backend' / 'src'}"}
+            "PYTHONPATH": f"{tmp_path}:{ROOT}:{ROOT / 'engine'}:{ROOT / 'apps' / 'backend' / 'src'}"}
 
 
 @pytest.mark.parametrize("command", [["migrate_online"], ["migrate_online", "--wait"],

@@ -40,8 +40,8 @@ from detect_secrets.settings import Settings
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
-from migrations_worker import control
 from migrations_worker.models import BatchStatus, JobRun, RunStatus
+from migrations_worker.runs import control
 from tests.chaos.database import engine_database
 from tests.chaos.services import PasswordRedis, PrivatePostgres, traversable_tmpdir
 from tests.chaos.sql_safety import Finding, ModuleCheck, exempt
@@ -407,15 +407,15 @@ NOT_INPUT_0015 = ("the reverse re-creates what 0010 and 0012 made from their own
 # (file, the text of the line): why the SQL written there, which the checker cannot follow or
 # which is formatted, is safe. Each must match exactly one finding.
 SQL_EXCEPTIONS = {
-    ("migrations_worker/operations/ddl.py", "cursor.execute(statement)"):
+    ("engine/migrations_worker/operations/ddl.py", "cursor.execute(statement)"):
         "run_step runs the statements of a SafeSQL step (checked where the migration writes them) "
         "or of CreateIndexConcurrently (built with psycopg.sql); never input",
-    ("migrations_worker/operations/ddl.py", "schema_editor.execute(statement)"):
+    ("engine/migrations_worker/operations/ddl.py", "schema_editor.execute(statement)"):
         "Django's own deferred DDL (schema editor Statement objects, names quoted by Django)",
-    ("migrations_worker/runner.py", "cursor.execute(self._claim_sql, {"):
+    ("engine/migrations_worker/runs/runner.py", "cursor.execute(self._claim_sql, {"):
         "built once per worker in RunWorker.__init__ from the constants CLAIM, FOLDED and "
         "RUN_TOTALS, the job's key and table through sql.Identifier; values are parameters",
-    ("migrations_worker/management/base.py", "return super().execute(*args, **options)"):
+    ("engine/migrations_worker/management/base.py", "return super().execute(*args, **options)"):
         "Django's BaseCommand.execute (running the command), not a database cursor's",
     ("apps/backend/src/seed/dataset.py",
      "(label, sql.SQL(_expand(template)).format(**_IDENTIFIERS)) for label, template in STEPS"):
@@ -436,7 +436,7 @@ SQL_EXCEPTIONS = {
     (MIGRATION_0015, "[REDIRECT.MERGED_AWAY],"): NOT_INPUT_0015,
     (MIGRATION_0015, "[REDIRECT.MERGE_AGAIN],"): NOT_INPUT_0015,
     (MIGRATION_0015, "[GUARD.FUNCTION],"): NOT_INPUT_0015,
-    ("migrations_worker/operations/reverse.py", "cursor.execute(self.query)"):
+    ("engine/migrations_worker/operations/reverse.py", "cursor.execute(self.query)"):
         "RefuseReverseWhile's query is a literal `SELECT count(*)` written in the migration that "
         "declares it (tests/unit/test_reverse_policy.py reads each one), never input",
 }

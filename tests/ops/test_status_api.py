@@ -13,10 +13,10 @@ from django.utils import timezone
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families
 
-from migrations_worker import control, runner, states
-from migrations_worker import metrics as metrics_module
 from migrations_worker.models import JobRun
-from migrations_worker.progress import eta_errors
+from migrations_worker.ops import metrics as metrics_module
+from migrations_worker.runs import control, runner, states
+from migrations_worker.runs.progress import eta_errors
 from tests.engine_app.support import JOB, make_widgets
 
 pytestmark = pytest.mark.django_db(transaction=True)

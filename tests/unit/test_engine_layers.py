@@ -1,8 +1,11 @@
-"""The engine's imports go one way, and it names no domain app or table.
+"""The engine's imports go one way, room by room, and it names no domain app or table.
 
-Read from the source (no imports run): each module of `migrations_worker` has a layer, and a
-module may import only modules of its own layer or below, at module level. A function-level
-import of an engine module would hide a cycle; the only one allowed is in `AppConfig.ready`.
+Read from the source (no imports run). The engine is grouped into rooms: the core (models, the job
+API, SQL text), `runs/` (a run's life), `operations/` (what migration files import) and the Celery
+tasks, `deploy/` and `lint/` (the deploy step and the migration linter), `ops/` (what operators
+read), and Django's entry modules (admin, commands, apps). Each module has a layer; a module may
+import only modules of its own layer or below, at module level. A function-level import of an
+engine module would hide a cycle; the only one allowed is in `AppConfig.ready`.
 """
 
 import ast
@@ -11,28 +14,49 @@ from pathlib import Path
 
 import pytest
 
-ENGINE = Path(__file__).resolve().parents[2] / "migrations_worker"
+ENGINE = Path(__file__).resolve().parents[2] / "engine" / "migrations_worker"
+# Sub-packages whose modules are layered one by one; any other package (operations, lint,
+# management) is one unit.
+ROOMS = ("runs", "deploy", "ops")
 
-# Lowest first: models/states/job -> batching/throttle/runner -> control -> dispatch -> tasks ->
-# operations/commands/admin (STYLE.md, "Imports go one way").
+# Lowest first, room by room (STYLE.md, "Imports go one way").
 LAYERS: list[tuple[str, ...]] = [
-    ("__init__", "exceptions", "models", "celery", "eta"),
-    ("pg", "states", "job", "batching", "progress"),
-    ("throttle", "quarantine"),
-    ("runner",),
-    ("control", "undo"),
-    ("dispatch", "drive"),
-    ("tasks", "gates"),
-    ("operations", "deploy_lock", "deploy_checks"),
-    ("executor", "checks", "lint", "views", "urls", "locks", "plan", "metrics"),
+    # the core: what every room stands on
+    ("__init__", "exceptions", "models", "celery"),
+    ("pg", "job", "sqltext"),
+    # runs/: a run's life
+    ("runs", "runs.states", "runs.batching", "runs.eta"),
+    ("runs.progress", "runs.throttle"),
+    ("runs.quarantine",),
+    ("runs.runner",),
+    ("runs.control", "runs.undo"),
+    ("runs.dispatch", "runs.drive"),
+    ("runs.gates",),
+    # what migration files import, and the Celery tasks
+    ("operations", "tasks"),
+    # deploy/ and lint/: the deploy step and the migration linter
+    ("deploy", "lint", "deploy.lock", "deploy.checks", "deploy.locks"),
+    ("deploy.executor", "checks"),
+    ("deploy.plan",),
+    # ops/: what operators and machines read
+    ("ops", "ops.metrics"),
+    ("ops.status", "urls"),
+    # Django's entry modules
     ("admin", "management", "apps"),
 ]
 RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
 
 
+def unit(parts: list[str]) -> str:
+    """The layered unit of a dotted path inside the engine: `runs.runner`, `lint`, `job`."""
+    if parts[0] in ROOMS and len(parts) > 1 and parts[1] != "__init__":
+        return f"{parts[0]}.{parts[1]}"
+    return parts[0]
+
+
 def top_module(path: Path) -> str:
-    """The engine module (or package) a file belongs to: `lint/render.py` -> `lint`."""
-    return path.relative_to(ENGINE).parts[0].removesuffix(".py")
+    """The unit a file belongs to: `runs/runner.py` -> `runs.runner`, `lint/render.py` -> `lint`."""
+    return unit([part.removesuffix(".py") for part in path.relative_to(ENGINE).parts])
 
 
 def engine_files() -> list[Path]:
@@ -40,18 +64,19 @@ def engine_files() -> list[Path]:
 
 
 def imported_engine_modules(path: Path, node: ast.AST) -> list[str]:
-    """The top-level engine modules an import statement names, relative or absolute."""
-    package = path.relative_to(ENGINE).parent.parts
+    """The engine units an import statement names, relative or absolute."""
     if isinstance(node, ast.ImportFrom) and node.level:
-        parts = list(package[: len(package) - (node.level - 1)]) + (node.module or "").split(".")
-        parts = [part for part in parts if part]
-        return [parts[0]] if parts else [alias.name for alias in node.names]
-    if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("migrations_worker"):
-        parts = node.module.split(".")[1:]
-        return [parts[0]] if parts else [alias.name for alias in node.names]
-    if isinstance(node, ast.Import):
-        return [a.name.split(".")[1] for a in node.names if a.name.startswith("migrations_worker.")]
-    return []
+        package = list(path.relative_to(ENGINE).parent.parts)
+        base = package[: len(package) - (node.level - 1)] + [p for p in (node.module or "").split(".") if p]
+    elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("migrations_worker"):
+        base = node.module.split(".")[1:]
+    elif isinstance(node, ast.Import):
+        return [unit(a.name.split(".")[1:]) for a in node.names if a.name.startswith("migrations_worker.")]
+    else:
+        return []
+    if base and (base[0] not in ROOMS or len(base) > 1):
+        return [unit(base)]
+    return [unit([*base, alias.name]) for alias in node.names]
 
 
 def module_level_imports(path: Path) -> list[str]:
@@ -121,8 +146,9 @@ def test_the_engine_names_no_domain_app_or_table():
 def test_the_layer_check_sees_a_higher_import_and_a_nested_one(tmp_path, monkeypatch):
     """The checks above can fail: a low module importing a high one is caught."""
     fake = ENGINE / "job.py"
-    source = fake.read_text() + "\nfrom .dispatch import start\n\ndef f():\n    from . import runner\n"
+    source = (fake.read_text() + "\nfrom .runs.dispatch import start\n"
+              + "\ndef f():\n    from .runs import runner\n")
     monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: source if self == fake
                         else Path.open(self).read())
-    assert "dispatch" in module_level_imports(fake)
+    assert "runs.dispatch" in module_level_imports(fake)
     assert [name for name, _ in nested_imports(fake)] == ["f"]

@@ -3,7 +3,7 @@ the error of each once the run has finished. Plain values, no database."""
 
 from datetime import UTC, datetime, timedelta
 
-from migrations_worker import eta
+from migrations_worker.runs import eta
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -2,7 +2,7 @@
 alters or references, and the safe NOT NULL sequence that squawk, reading one statement at a
 time, cannot see."""
 
-from migrations_worker.lint.sql import RECOGNISED_SAFE_PATTERNS, Statement, split_statements
+from migrations_worker.sqltext import RECOGNISED_SAFE_PATTERNS, Statement, split_statements
 
 CHECKED = ("ALTER TABLE t ADD CONSTRAINT t_c_nn CHECK (c IS NOT NULL) NOT VALID;\n"
            "ALTER TABLE t VALIDATE CONSTRAINT t_c_nn;\n")

@@ -3,8 +3,8 @@ how the plan groups statements into steps (`plan._steps`): from SQL text, no dat
 
 import pytest
 
-from migrations_worker import locks, plan
-from migrations_worker.locks import Hold, Mode
+from migrations_worker.deploy import locks, plan
+from migrations_worker.deploy.locks import Hold, Mode
 
 AE, SUE, SRE = Mode.ACCESS_EXCLUSIVE, Mode.SHARE_UPDATE_EXCLUSIVE, Mode.SHARE_ROW_EXCLUSIVE
 

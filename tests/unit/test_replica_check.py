@@ -6,7 +6,7 @@ import pytest
 
 from migrations_worker.checks import expected_standbys_are_well_formed
 from migrations_worker.exceptions import InvalidTuning
-from migrations_worker.throttle import Expected, Standby, Tuning, replica_hold_reason
+from migrations_worker.runs.throttle import Expected, Standby, Tuning, replica_hold_reason
 
 LIMITS = Tuning(max_replica_lag_seconds=30.0, max_replica_lag_bytes=1024**3)
 

@@ -1,5 +1,5 @@
 """Every migration of the project can be taken back, or refuses saying why, before it undoes
-anything (`migrations_worker/operations/reverse.py`): read from the migration files, no database.
+anything (`engine/migrations_worker/operations/reverse.py`): read from the migration files, no database.
 `tests/deploy/test_migration_reverses.py` runs the reverses on a seeded database."""
 
 import pytest

@@ -105,7 +105,7 @@ STATIC_ROOT = os.environ.get("STATIC_ROOT", str(PROJECT_DIR / ".local" / "static
 
 REDIS_URL = os.environ.get("REDIS_URL", LOCAL_REDIS_URL)
 
-# Celery: see migrations_worker/celery.py for the task-level guarantees.
+# Celery: see engine/migrations_worker/celery.py for the task-level guarantees.
 CELERY_BROKER_URL = REDIS_URL
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True

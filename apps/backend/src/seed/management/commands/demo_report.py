@@ -25,9 +25,9 @@ from django.db.migrations.recorder import MigrationRecorder
 from rich.console import Console
 from rich.table import Table
 
-from migrations_worker.executor import gates_of, label
+from migrations_worker.deploy.executor import gates_of, label
 from migrations_worker.models import JobRun, RunStatus
-from migrations_worker.progress import format_duration
+from migrations_worker.runs.progress import format_duration
 from seed.releases import verify_writes
 
 RELEASE_TITLES = {"previous": "The previous release (legacy models)",

@@ -1,0 +1,241 @@
+"""`manage.py migrate_online`: the deploy step's `migrate`, gated by the data jobs and staged.
+
+    migrate_online [--stage pre]    apply the pre-deploy migrations the gates allow, stop cleanly
+                                    at the gates; post-deploy migrations are left for later
+    migrate_online --stage post     after the rollout: the post-deploy migrations (refused while a
+                                    pre-deploy one is unapplied)
+    migrate_online --stage all      everything in order: a new or development database, where no
+                                    previous release runs
+    migrate_online --wait [--timeout S]
+                                    ... and wait for each gate's job with live progress, going on
+                                    past each gate as its job finishes
+    migrate_online --check          change nothing; exit 8 if migrations or jobs are pending (of
+                                    every stage, or of --stage)
+    migrate_online --plan [--json]  print the unapplied migrations with each one's stage and gate,
+                                    every statement's lock, table (rows, size) and rough duration,
+                                    and each data job's estimated duration (`plan`)
+    migrate_online --wait-for-db S  wait until the database accepts connections
+    migrate_online --preflight [--min-age S] [--session-wait S] [--strict]
+                                    warn about (or wait out) sessions that would stall DDL
+    migrate_online --postflight     fail if any index is INVALID or any constraint unvalidated
+
+Why `pre` is the default: the step a pipeline runs before (or while) rolling out a release must
+never break the release still serving traffic, and a forgotten flag must fail safe: without
+`--stage` nothing that needs the new release everywhere runs. The contract stage is a separate,
+explicit step after the rollout (`deploy/deploy.sh post`).
+
+The work is done by `migrations_worker.executor` (the apply loop and its gates) and
+`deploy_lock` (one deploy at a time); this command parses, calls and prints. Exit codes are
+those of every operator command (README, "Exit codes"): a deploy stopped cleanly at a gate whose
+job is still running exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from django.db.migrations.migration import Migration
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+
+from migrations_worker import pg
+from migrations_worker.checks import require_supported_database
+from migrations_worker.deploy import checks as deploy_checks
+from migrations_worker.deploy import lock as deploy_lock
+from migrations_worker.deploy import plan
+from migrations_worker.deploy.executor import OnlineExecutor, Pass, label
+from migrations_worker.exceptions import InvalidInput, Pending, TimedOut, UnsafeDatabase
+from migrations_worker.management.arguments import positive_seconds, seconds
+from migrations_worker.management.base import EngineCommand
+from migrations_worker.models import JobRun
+from migrations_worker.operations import Stage
+from migrations_worker.operations.stage import stage_of
+from migrations_worker.runs.gates import Gate
+from migrations_worker.runs.progress import one_line, progress_of
+
+STAGES = {"pre": Stage.PRE, "post": Stage.POST, "all": None}
+
+
+class Command(EngineCommand):
+    help = "Apply migrations online: enqueue data jobs, stop (or wait) at the gates they guard."
+    requires_system_checks = []  # `migrate` runs its own; a deploy must not fail on a warning
+
+    def add_arguments(self, parser) -> None:
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument("--check", action="store_true",
+                          help="change nothing; exit 8 if migrations or jobs are pending")
+        mode.add_argument("--plan", action="store_true",
+                          help="print the unapplied migrations: gates, every statement's lock, "
+                               "table size and duration, each data job's estimated duration")
+        mode.add_argument("--wait", action="store_true",
+                          help="wait at each gate for its job, with live progress")
+        mode.add_argument("--preflight", action="store_true",
+                          help="report sessions that would stall DDL, then exit")
+        mode.add_argument("--postflight", action="store_true",
+                          help="fail if an index is INVALID or a constraint unvalidated")
+        mode.add_argument("--wait-for-db", type=seconds, metavar="SECONDS",
+                          help="wait until the database accepts connections, then exit")
+        parser.add_argument("--stage", choices=STAGES, default=None,
+                            help="pre: before the rollout (the default when applying); post: after "
+                                 "it; all: every migration in order (no previous release running). "
+                                 "With --plan / --check: only that stage (default: every stage)")
+        parser.add_argument("--json", action="store_true",
+                            help="with --plan: the plan as JSON, for pipelines")
+        parser.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
+                            help="with --wait: give up (exit 5) after this long")
+        parser.add_argument("--poll", type=positive_seconds, default=2.0, metavar="SECONDS",
+                            help="with --wait: how often to read the jobs' progress")
+        parser.add_argument("--min-age", type=seconds, default=deploy_checks.DEFAULT_MIN_AGE_SECONDS,
+                            metavar="SECONDS",
+                            help="with --preflight: a transaction older than this may stall DDL")
+        parser.add_argument("--session-wait", type=seconds, default=0.0, metavar="SECONDS",
+                            help="with --preflight: wait this long for such sessions to end")
+        parser.add_argument("--strict", action="store_true",
+                            help="with --preflight: exit 7 if such sessions are still there")
+        parser.add_argument("--lock-wait", type=seconds, default=deploy_lock.DEFAULT_WAIT_SECONDS,
+                            metavar="SECONDS",
+                            help="wait this long for another migrate_online to end (default "
+                                 f"{deploy_lock.DEFAULT_WAIT_SECONDS:.0f}s) before refusing to start")
+
+    def handle(self, *args, **options) -> None:
+        self.console = Console(file=self.stdout, highlight=False, soft_wrap=True)
+        self.verbosity = options["verbosity"]
+        self.bar: Progress | None = None
+        self.executor = OnlineExecutor(self, verbosity=self.verbosity)
+        if options["wait_for_db"] is not None:
+            return self.wait_for_db(options["wait_for_db"])
+        if options["preflight"]:
+            return self.preflight(options)
+        if options["postflight"]:
+            return self.postflight()
+        shown = STAGES[options["stage"] or "all"]
+        if options["json"] and not options["plan"]:
+            raise InvalidInput("--json goes with --plan")
+        if options["plan"]:
+            return self.show_plan(shown, as_json=options["json"])
+        if options["check"]:
+            return self.check(shown)
+        require_supported_database()
+        try:
+            self.executor.deploy(stage=STAGES[options["stage"] or "pre"], wait=options["wait"],
+                                 timeout=options["timeout"], poll=options["poll"],
+                                 lock_wait=options["lock_wait"])
+        finally:
+            if self.bar is not None:
+                self.bar.stop()
+
+    # -- the executor's reporter -------------------------------------------------------------
+
+    def migration(self, action: str, migration: Migration | None = None, fake: bool = False) -> None:
+        if self.verbosity < 1:
+            return
+        if action == "apply_start":
+            self.stdout.write(f"  applying {label(migration)}...", ending="")
+            self.stdout.flush()
+        elif action == "apply_success":
+            self.stdout.write(self.style.SUCCESS(" OK"))
+
+    def note(self, text: str, warning: bool = False) -> None:
+        self.console.print(f"[yellow]warning:[/] {text}" if warning else text)
+
+    def stopped_at_gates(self, result: Pass) -> None:
+        if result.applied:
+            self.console.print(f"applied {len(result.applied)} migration(s)")
+        self.console.print(f"[bold]pending:[/] {len(result.gated)} migration(s) wait for data jobs"
+                           + (f", {len(result.held)} more depend on them" if result.held else ""))
+        for migration, job in result.gated.items():
+            self.console.print(f"  {migration} waits for job {job}\n    {result.progress[job]}")
+        for job in result.jobs:
+            self.console.print(f"  watch it:  python manage.py backfill status {job} --watch")
+            self.console.print(f"  finish it in the foreground:  python manage.py backfill run {job}")
+        for migration, parent in result.held.items():
+            self.console.print(f"  {migration} (needs {parent})")
+        self.console.print("  then:  python manage.py migrate_online   (or --wait to wait here)")
+
+    def waiting(self, runs: dict[str, JobRun | None]) -> None:
+        """Live bars on a terminal; a line every ten seconds in a log."""
+        if self.bar is None:
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                TextColumn("{task.fields[detail]}"), console=self.console)
+            self.bar.start()
+            self.tasks: dict[str, int] = {}
+            self.last_line = 0.0
+        for job, run in runs.items():
+            if job not in self.tasks:
+                self.tasks[job] = self.bar.add_task(job, total=100, detail="")
+            if run is not None:
+                p = progress_of(run)
+                self.bar.update(self.tasks[job], completed=p.percent, detail=(
+                    f"{p.status}, {p.rows_done:,}/~{p.estimated_total:,} rows, ETA {p.eta}"
+                    + (f", on hold: {p.hold_reason}" if p.hold_reason else "")))
+        if not self.console.is_terminal and time.monotonic() - self.last_line >= 10:
+            self.last_line = time.monotonic()
+            for run in runs.values():
+                if run is not None:
+                    self.stdout.write(f"  waiting: {one_line(progress_of(run))}")
+
+    # -- read-only views ----------------------------------------------------------------------
+
+    def show_plan(self, stage: Stage | None, as_json: bool = False) -> None:
+        found = plan.build(stage)
+        if as_json:
+            self.stdout.write(json.dumps(found.as_dict(), indent=2))
+            return
+        if not found.migrations:
+            self.console.print("migrate_online: no unapplied migrations"
+                               + (f" in the {stage}-deploy stage" if stage else ""))
+            return
+        self.console.print(f"{len(found.migrations)} unapplied migration(s), in order:")
+        for line in plan.text_lines(found):
+            self.console.print(line, markup=False)
+
+    def check(self, stage: Stage | None) -> None:
+        executor = self.executor.loader_executor()
+        pending = [m for m in self.executor.unapplied(executor) if stage in (None, stage_of(m))]
+        runs = self.executor.pending_runs(executor, stage)
+        seen: dict[str, Gate] = {}
+        for migration in pending:
+            lines = self.executor.gate_lines(migration, seen)
+            self.console.print(f"pending {stage_of(migration)}-deploy migration {label(migration)}"
+                               + "".join(f"\n    {line}" for line in lines))
+        for run in runs:
+            self.console.print(f"pending job {one_line(progress_of(run))}")
+        if pending or runs:
+            raise Pending(f"{len(pending)} migration(s) and {len(runs)} job(s) pending")
+        self.console.print("migrate_online --check: nothing pending")
+
+    # -- around the migration -------------------------------------------------------------------
+
+    def wait_for_db(self, timeout: float) -> None:
+        error = pg.wait_for_database(timeout)
+        if error:
+            raise TimedOut(f"database not reachable after {timeout:.0f}s: {error}")
+        self.console.print("database is up")
+
+    def preflight(self, options) -> None:
+        min_age = options["min_age"]
+        sessions = deploy_checks.blocking_sessions(min_age)
+        for session in sessions:
+            self.note(f"a session would stall DDL: {session.describe()}", warning=True)
+        if sessions and options["session_wait"] > 0:
+            self.console.print(f"waiting up to {options['session_wait']:.0f}s for them to end...")
+            sessions = deploy_checks.wait_for_quiet(min_age, options["session_wait"])
+        if not sessions:
+            self.console.print(f"preflight: no session in a transaction older than {min_age:.0f}s")
+            return
+        message = (
+            f"{len(sessions)} session(s) still hold transactions older than {min_age:.0f}s; "
+            "DDL on the tables they touched will wait out lock_timeout and retry. Ask their owners "
+            "to finish, or end them with SELECT pg_terminate_backend(pid)."
+        )
+        if options["strict"]:
+            raise UnsafeDatabase(message)
+        self.note(message, warning=True)
+
+    def postflight(self) -> None:
+        problems = deploy_checks.schema_problems()
+        if problems:
+            raise UnsafeDatabase("the schema was left half-migrated:\n" + "\n".join(
+                f"  {problem.describe()}" for problem in problems))
+        self.console.print("postflight: every index is valid and every constraint validated")

@@ -1,0 +1,1 @@
+"""What operators and machines read: the status API and the metrics."""

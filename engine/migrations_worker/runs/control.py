@@ -1,0 +1,155 @@
+"""Operator actions that need no worker: validate a request, create a run, pause or cancel it.
+The CLI, the admin and the migration operations all go through here (and through `dispatch`
+for what must reach the workers), so every path validates the same way and logs the same
+events."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import IntegrityError, connection, transaction
+
+from ..exceptions import AlreadyActive, InvalidInput, InvalidTuning
+from ..job import UndoJob, get_job, job_classes
+from ..models import ACTIVE_STATUSES, BatchStatus, JobRun, RunStatus
+from . import batching, quarantine, runner
+from .states import record, transition
+from .throttle import Tuning, site_defaults
+
+log = logging.getLogger("migrations_worker.control")
+
+MAX_WORKERS = 32
+
+
+def validate_batch_size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTuning(f"batch size must be a whole number, not {value!r}")
+    if value <= 0:
+        raise InvalidTuning(f"batch size must be positive, got {value}")
+    return value
+
+
+def active_run(job_name: str) -> JobRun | None:
+    return JobRun.objects.filter(job_name=job_name, status__in=ACTIVE_STATUSES).first()
+
+
+def latest_run(job_name: str) -> JobRun | None:
+    return JobRun.objects.filter(job_name=job_name).order_by("-id").first()
+
+
+def undone_since(run: JobRun) -> bool:
+    """Whether a run of an undo of `run`'s job was created after it: the work `run` finished may
+    have been put back, so "finished" no longer settles the job without its verification."""
+    undoes = [c.name for c in job_classes() if issubclass(c, UndoJob) and c.undoes == run.job_name]
+    return JobRun.objects.filter(job_name__in=undoes, pk__gt=run.pk).exists()
+
+
+def validated(
+    job_name: str, *, batch_size: int | None = None, workers: int = 1, options: dict | None = None
+) -> tuple[dict, Tuning]:
+    """A run's options and tuning, or InvalidInput saying what is wrong with them."""
+    job = get_job(job_name)
+    options = dict(options or {})
+    if batch_size is not None:
+        options["batch_size"] = validate_batch_size(batch_size)
+    if "batch_size" in options:  # "above the job's maximum" says more than "out of range"
+        limits = Tuning.resolve(site_defaults(), job.defaults,
+                                {k: v for k, v in options.items() if k != "batch_size"})
+        requested = validate_batch_size(options["batch_size"])
+        if requested > limits.max_batch_size:
+            raise InvalidTuning(
+                f"batch size {requested} is above this job's maximum {limits.max_batch_size}")
+    tuning = Tuning.resolve(site_defaults(), job.defaults, options)
+    validate_batch_size(tuning.batch_size)
+    if tuning.batch_size > tuning.max_batch_size:
+        raise InvalidTuning(
+            f"batch size {tuning.batch_size} is above this job's maximum {tuning.max_batch_size}"
+        )
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
+        raise InvalidTuning(f"workers must be between 1 and {MAX_WORKERS}, got {workers!r}")
+    return options, tuning
+
+
+def create_run(
+    job_name: str,
+    *,
+    batch_size: int | None = None,
+    workers: int = 1,
+    options: dict | None = None,
+    actor: str = "",
+) -> JobRun:
+    """A pending run with its key bounds frozen now; rows inserted later are caught up at the end."""
+    job = get_job(job_name)
+    options, tuning = validated(job_name, batch_size=batch_size, workers=workers, options=options)
+    existing = active_run(job_name)
+    if existing is not None:
+        raise AlreadyActive(_already_active_message(existing))
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                low, high = batching.key_bounds(cursor, job.table, job.key)
+                total = job.estimate_total(cursor, low, high)
+            run = JobRun.objects.create(
+                job_name=job_name,
+                batch_size=tuning.batch_size,
+                workers=workers,
+                options=options,
+                min_key=low,
+                max_key=high,
+                cursor=None if low is None else low - 1,
+                estimated_total=total,
+            )
+            record(run, "", RunStatus.PENDING, actor, f"keys frozen at [{low}, {high}]")
+    except IntegrityError:
+        # Another start won the race between our check and our insert.
+        raise AlreadyActive(_already_active_message(active_run(job_name))) from None
+    return run
+
+
+def _already_active_message(run: JobRun | None) -> str:
+    if run is None:
+        return "another run of this job was started at the same time"
+    hint = {
+        RunStatus.FAILED: "retry it with `backfill retry` or cancel it",
+        RunStatus.PAUSED: "resume it with `backfill resume` or cancel it",
+    }.get(run.status, "watch it with `backfill status`, or cancel it first")
+    return f"{run.job_name} already has run #{run.pk} ({run.status}); {hint}"
+
+
+def pause(run: JobRun, *, actor: str) -> JobRun:
+    if run.status == RunStatus.PENDING:
+        return transition(run.pk, RunStatus.PAUSED, actor=actor, verb="pause")
+    return transition(run.pk, RunStatus.PAUSING, actor=actor, verb="pause")
+
+
+def cancel(run: JobRun, *, actor: str) -> JobRun:
+    if run.status in (RunStatus.RUNNING, RunStatus.PAUSING):
+        return transition(run.pk, RunStatus.CANCELLING, actor=actor, verb="cancel")
+    return transition(run.pk, RunStatus.CANCELLED, actor=actor, verb="cancel")
+
+
+def accept_quarantined(run: JobRun, *, actor: str, keys: list[int] | None = None) -> JobRun:
+    """Let the run finish without its open quarantined keys (or only `keys`), as an operator
+    decides for rows that cannot or need not be fixed. A run that failed only because of them,
+    its walk over, is verified here and now (rows left in accepted keys do not count against
+    it); one still walking goes on, and one that failed for more keeps waiting for a retry."""
+    with transaction.atomic():
+        run = JobRun.objects.select_for_update().get(pk=run.pk)
+        open_now = set(quarantine.open_keys(run.pk).values_list("key", flat=True))
+        unknown = sorted(set(keys or ()) - open_now)
+        if unknown:
+            raise InvalidInput(f"run #{run.pk} of {run.job_name} has no open quarantined key "
+                               f"{', '.join(map(str, unknown))}; `backfill quarantine "
+                               f"{run.job_name}` lists them")
+        if not open_now:
+            raise InvalidInput(f"run #{run.pk} of {run.job_name} has no open quarantined key")
+        marked = quarantine.accept(run, actor, keys)
+        shown = ", ".join(map(str, marked[:20])) + (" ..." if len(marked) > 20 else "")
+        record(run, run.status, run.status, actor,
+               f"accepted {len(marked)} quarantined key(s): {shown}")
+        walk_over = (run.status == RunStatus.FAILED and run.caught_up
+                     and not run.batches.exclude(status__in=[BatchStatus.SUCCEEDED,
+                                                             BatchStatus.QUARANTINED]).exists())
+    if walk_over:
+        runner.conclude(run, get_job(run.job_name), actor)
+    return JobRun.objects.get(pk=run.pk)

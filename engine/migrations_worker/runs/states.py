@@ -1,0 +1,82 @@
+"""The run state machine: which status may follow which, and the log of every change."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from ..exceptions import InvalidTransition
+from ..models import JobRun, JobRunEvent, RunStatus
+
+log = logging.getLogger("migrations_worker.states")
+S = RunStatus
+ALLOWED: dict[str, set[str]] = {
+    S.PENDING: {
+        S.RUNNING,  # dispatched to workers, or worked inline (`backfill run`, a gate)
+        S.PAUSED,  # paused before any worker took it
+        S.CANCELLED,  # cancelled before any worker took it
+    },
+    S.RUNNING: {
+        S.PAUSING,  # an operator asked to pause: workers stop between batches
+        S.CANCELLING,  # an operator asked to cancel: workers stop between batches
+        S.FAILED,  # a batch ran out of attempts, or the verification found rows left
+        S.FINISHED,  # every batch done and the verification found nothing left
+    },
+    S.PAUSING: {
+        S.PAUSED,  # a worker settled the request between batches
+        S.RUNNING,  # resumed before a worker settled it
+        S.CANCELLING,  # cancelled while pausing
+        S.FAILED,  # the batch in flight ran out of attempts
+    },
+    S.PAUSED: {
+        S.RUNNING,  # resumed
+        S.CANCELLED,  # cancelled while no worker holds it
+    },
+    S.CANCELLING: {
+        S.CANCELLED,  # a worker settled the request between batches
+    },
+    S.FAILED: {
+        S.RUNNING,  # retried: failed batches requeued, or the range walked again
+        S.FINISHED,  # its only failure was quarantined keys, which an operator accepted
+        S.CANCELLED,  # given up by an operator
+    },
+    S.CANCELLED: set(),  # terminal: a new run starts the job again
+    S.FINISHED: set(),  # terminal
+}
+
+
+def record(run: JobRun, from_status: str, to_status: str, actor: str, message: str = "") -> None:
+    """Log a status change (or a notable event) to the run's history and to the log stream."""
+    JobRunEvent.objects.create(
+        run=run, from_status=from_status, to_status=to_status, actor=actor, message=message
+    )
+    log.info(
+        "run=%s job=%s status=%s from=%s actor=%s message=%r",
+        run.pk, run.job_name, to_status, from_status or "-", actor or "-", message,
+    )
+
+
+def transition(
+    run_id: int, to: str, *, actor: str, message: str = "", verb: str | None = None, **changes
+) -> JobRun:
+    """Move a run to `to` under its row lock, or raise InvalidTransition saying why not."""
+    with transaction.atomic():
+        run = JobRun.objects.select_for_update().get(pk=run_id)
+        if to not in ALLOWED[run.status]:
+            raise InvalidTransition(
+                f"run #{run.pk} of {run.job_name} is {run.status}; cannot {verb or to} it"
+            )
+        from_status = run.status
+        run.status = to
+        now = timezone.now()
+        if to in (S.FINISHED, S.CANCELLED, S.FAILED):
+            run.finished_at = now
+        if to == S.FAILED and message:
+            run.error = message
+        for name, value in changes.items():
+            setattr(run, name, value)
+        run.save()
+        record(run, from_status, to, actor, message)
+        return run

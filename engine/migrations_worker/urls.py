@@ -1,0 +1,12 @@
+"""The status API's URLs, mounted by the project (config.urls puts them under /ops/)."""
+
+from django.urls import path
+
+from .ops import status
+
+app_name = "mw_ops"
+urlpatterns = [
+    path("runs.json", status.runs_json, name="runs"),
+    path("runs/<int:run_id>.json", status.run_json, name="run"),
+    path("metrics", status.metrics, name="metrics"),
+]
