@@ -12,6 +12,11 @@
 #       the primary as STANDBY_NAME (application_name, default local_standby). `export
 #       MW_EXPECTED_STANDBYS=local_standby` and runs hold while it lags or is gone.
 #
+#   deploy/services.sh second up|down|status|env
+#       a second, independent PostgreSQL server (.local/postgres2, port SECOND_PG_PORT, default
+#       PG_PORT+2), for databases that live on another server than the first (targets, fleets);
+#       `env` prints its SECOND_DATABASE_URL (database SECOND_PG_DB, default investments2).
+#
 # When DATABASE_URL or REDIS_URL is already set, that service is taken as provided and left
 # alone. Binaries come from the machine; as root, missing ones are installed with apt.
 set -euo pipefail
@@ -27,6 +32,9 @@ REDIS_DIR=$LOCAL/redis
 STANDBY_PORT=${STANDBY_PORT:-$((PG_PORT + 1))}
 STANDBY_NAME=${STANDBY_NAME:-local_standby}
 STANDBY_DATA=$LOCAL/standby
+SECOND_PG_PORT=${SECOND_PG_PORT:-$((PG_PORT + 2))}
+SECOND_PG_DB=${SECOND_PG_DB:-investments2}
+SECOND_DATA=$LOCAL/postgres2
 
 say() { printf '[services] %s\n' "$*"; }
 die() { printf '[services] error: %s\n' "$*" >&2; exit 2; }
@@ -59,37 +67,49 @@ as_pg() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-pg_running() { as_pg "$(pg_bindir)/pg_ctl" -D "$PG_DATA" status >/dev/null 2>&1; }
+server_running() { [ -s "$1/PG_VERSION" ] && as_pg "$(pg_bindir)/pg_ctl" -D "$1" status >/dev/null 2>&1; }
+pg_running() { server_running "$PG_DATA"; }
 redis_running() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; }
 
-pg_up() {
-  local bin; bin=$(pg_bindir)
+# A PostgreSQL server on loopback: DATA PORT DATABASE (initialised on first use, the database
+# created if missing). Both servers of this script start the same way.
+server_up() {
+  local data=$1 port=$2 db=$3 bin; bin=$(pg_bindir)
   mkdir -p "$LOCAL"
   if [ "$(id -u)" -eq 0 ]; then
     id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
     # -m 0700: install -d also resets the mode of an existing directory, and PostgreSQL refuses
     # to start on a data directory with group/other access.
-    install -d -m 0700 -o postgres -g postgres "$PG_DATA"
+    install -d -m 0700 -o postgres -g postgres "$data"
     install -d -o postgres -g postgres "$PG_RUN"
   else
-    mkdir -p "$PG_DATA" "$PG_RUN"
+    mkdir -p "$data" "$PG_RUN"
   fi
-  if [ ! -s "$PG_DATA/PG_VERSION" ]; then
-    say "initialising PostgreSQL in $PG_DATA"
-    as_pg "$bin/initdb" -D "$PG_DATA" -U postgres --auth=trust --encoding=UTF8 --no-locale >/dev/null
+  if [ ! -s "$data/PG_VERSION" ]; then
+    say "initialising PostgreSQL in $data"
+    as_pg "$bin/initdb" -D "$data" -U postgres --auth=trust --encoding=UTF8 --no-locale >/dev/null
   fi
-  if pg_running; then
-    say "PostgreSQL already running on 127.0.0.1:$PG_PORT"
+  if server_running "$data"; then
+    say "PostgreSQL already running on 127.0.0.1:$port"
   else
-    as_pg "$bin/pg_ctl" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 60 start -o \
-      "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_RUN -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null
-    say "PostgreSQL up on 127.0.0.1:$PG_PORT (log: $PG_DATA/server.log)"
+    as_pg "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start -o \
+      "-p $port -c listen_addresses=127.0.0.1 -k $PG_RUN -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null
+    say "PostgreSQL up on 127.0.0.1:$port (log: $data/server.log)"
   fi
-  if ! "$bin/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -Atqc "SELECT 1 FROM pg_database WHERE datname='$PG_DB'" postgres | grep -q 1; then
-    "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres "$PG_DB"
-    say "created database $PG_DB"
+  if ! "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -Atqc "SELECT 1 FROM pg_database WHERE datname='$db'" postgres | grep -q 1; then
+    "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres "$db"
+    say "created database $db"
   fi
 }
+
+server_down() {
+  if pg_bindir >/dev/null && server_running "$1"; then
+    as_pg "$(pg_bindir)/pg_ctl" -D "$1" -m fast -w stop >/dev/null
+    say "$2 stopped"
+  fi
+}
+
+pg_up() { server_up "$PG_DATA" "$PG_PORT" "$PG_DB"; }
 
 redis_up() {
   mkdir -p "$REDIS_DIR"
@@ -112,10 +132,8 @@ cmd_up() {
 
 cmd_down() {
   standby_down
-  if [ -z "${DATABASE_URL:-}" ] && [ -s "$PG_DATA/PG_VERSION" ] && pg_bindir >/dev/null && pg_running; then
-    as_pg "$(pg_bindir)/pg_ctl" -D "$PG_DATA" -m fast -w stop >/dev/null
-    say "PostgreSQL stopped"
-  fi
+  server_down "$SECOND_DATA" "second PostgreSQL"
+  if [ -z "${DATABASE_URL:-}" ]; then server_down "$PG_DATA" "PostgreSQL"; fi
   if [ -z "${REDIS_URL:-}" ] && command -v redis-cli >/dev/null 2>&1 && redis_running; then
     redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
     say "Redis stopped"
@@ -140,6 +158,9 @@ cmd_status() {
   fi
   if [ -z "${DATABASE_URL:-}" ] && [ -s "$STANDBY_DATA/PG_VERSION" ]; then
     standby_status || rc=1
+  fi
+  if [ -s "$SECOND_DATA/PG_VERSION" ]; then
+    second_status || rc=1
   fi
   return $rc
 }
@@ -230,11 +251,39 @@ cmd_standby() {
   esac
 }
 
+# -- the second server ------------------------------------------------------------------------
+
+second_up() {
+  [ "$SECOND_PG_PORT" != "$PG_PORT" ] && [ "$SECOND_PG_PORT" != "$STANDBY_PORT" ] ||
+    die "SECOND_PG_PORT ($SECOND_PG_PORT) must differ from PG_PORT ($PG_PORT) and STANDBY_PORT ($STANDBY_PORT)"
+  ensure_binaries
+  server_up "$SECOND_DATA" "$SECOND_PG_PORT" "$SECOND_PG_DB"
+}
+
+second_status() {
+  if server_running "$SECOND_DATA"; then
+    say "second postgres: running on 127.0.0.1:$SECOND_PG_PORT"
+  else
+    say "second postgres: stopped"; return 1
+  fi
+}
+
+cmd_second() {
+  case "${1:-}" in
+    up) second_up ;;
+    down) server_down "$SECOND_DATA" "second PostgreSQL" ;;
+    status) second_status ;;
+    env) echo "SECOND_DATABASE_URL=postgres://postgres@127.0.0.1:$SECOND_PG_PORT/$SECOND_PG_DB" ;;
+    *) echo "usage: $0 second up|down|status|env" >&2; exit 2 ;;
+  esac
+}
+
 case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
   standby) cmd_standby "${2:-}" ;;
-  *) echo "usage: $0 up|down|status|env|standby up|down|status" >&2; exit 2 ;;
+  second) cmd_second "${2:-}" ;;
+  *) echo "usage: $0 up|down|status|env|standby up|down|status|second up|down|status|env" >&2; exit 2 ;;
 esac

@@ -88,6 +88,7 @@ def stop_leftovers(services: Services) -> None:
     """Last resort when `down` failed: stop the processes this test's instance wrote pid files
     for (and only those)."""
     for pid_file in (services.local / "standby" / "postmaster.pid",
+                     services.local / "postgres2" / "postmaster.pid",
                      services.local / "postgres" / "postmaster.pid", services.local / "redis" /
                      "redis.pid"):
         try:
@@ -351,3 +352,45 @@ def test_standby_up_without_the_primary_running_says_to_start_it_first(services)
     assert result.returncode == 2
     assert "start it first (deploy/services.sh up)" in result.stderr
     assert not (services.local / "standby").exists()
+
+
+def test_second_up_starts_another_postgres_server_on_its_own_port_with_its_own_database(services):
+    assert services.run("up").returncode == 0
+    port = free_port()
+    while port in (services.pg_port, services.redis_port):
+        port = free_port()
+    env = {"SECOND_PG_PORT": str(port), "SECOND_PG_DB": "second_db"}
+    result = services.run("second", "up", env=env)
+    assert result.returncode == 0, output(result)
+    assert f"PostgreSQL up on 127.0.0.1:{port}" in result.stdout
+    assert "created database second_db" in result.stdout
+    url = services.run("second", "env", env=env).stdout.strip()
+    assert url == f"SECOND_DATABASE_URL=postgres://postgres@127.0.0.1:{port}/second_db"
+    with psycopg.connect(url.split("=", 1)[1], connect_timeout=5, autocommit=True) as second, \
+            services.pg_connect() as first:
+        ids = [c.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0]
+               for c in (first, second)]
+        assert ids[0] != ids[1], "the second server is a server of its own, not a database of the first"
+        assert Path(second.execute("SHOW data_directory").fetchone()[0]).resolve() == (
+            services.local / "postgres2").resolve()
+    status = services.run("status", env=env)
+    assert status.returncode == 0, output(status)
+    assert f"second postgres: running on 127.0.0.1:{port}" in status.stdout
+    again = services.run("second", "up", env=env)
+    assert again.returncode == 0 and f"PostgreSQL already running on 127.0.0.1:{port}" in again.stdout
+
+    assert services.run("second", "down", env=env).returncode == 0
+    assert not listening(port) and listening(services.pg_port)
+    status = services.run("status", env=env)
+    assert status.returncode == 1 and "second postgres: stopped" in status.stdout
+    # Started again from its own data; `down` stops it with the rest.
+    assert services.run("second", "up", env=env).returncode == 0
+    assert services.run("down", env=env).returncode == 0
+    assert not listening(port) and not listening(services.pg_port)
+
+
+def test_second_up_on_the_first_servers_port_is_refused(services):
+    result = services.run("second", "up", env={"SECOND_PG_PORT": str(services.pg_port)})
+    assert result.returncode == 2
+    assert "SECOND_PG_PORT" in result.stderr and "must differ from PG_PORT" in result.stderr
+    assert not (services.local / "postgres2").exists()
