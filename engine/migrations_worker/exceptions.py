@@ -9,7 +9,9 @@ and `migrate` answer a pipeline the same way. The tree:
     │   ├── UnknownJob                     no job of that name is registered
     │   ├── InvalidTuning                  a batch size, worker count or tuning option
     │   ├── InvalidLockRetry               a DDL lock-retry timing table (settings or operation)
-    │   └── UnsupportedDatabase            not PostgreSQL 13+
+    │   ├── UnsupportedDatabase            not PostgreSQL 13+
+    │   ├── InvalidTargets                 the targets file or its environment override
+    │   └── UnknownTarget                  no target (database) of that name is declared
     ├── Conflict                        3  the request clashes with the state things are in
     │   ├── AlreadyActive                  the job already has a run
     │   ├── InvalidTransition              the run's status does not allow the action
@@ -72,6 +74,14 @@ class InvalidLockRetry(InvalidInput):
 
 
 class UnsupportedDatabase(InvalidInput):
+    pass
+
+
+class InvalidTargets(InvalidInput):
+    pass
+
+
+class UnknownTarget(InvalidInput, LookupError):
     pass
 
 

@@ -23,7 +23,7 @@ ROOMS = ("runs", "deploy", "ops")
 LAYERS: list[tuple[str, ...]] = [
     # the core: what every room stands on
     ("__init__", "exceptions", "models", "celery"),
-    ("pg", "job", "sqltext"),
+    ("pg", "job", "sqltext", "targets"),
     # runs/: a run's life
     ("runs", "runs.states", "runs.batching", "runs.eta"),
     ("runs.progress", "runs.throttle"),
