@@ -27,7 +27,7 @@
 #   DEPLOY_WAIT_TIMEOUT=        give up waiting (exit 5) after this many seconds
 #   PYTHON=python               the interpreter that runs manage.py
 #
-# Exit codes (those of every operator command, README "Exit codes"): 0 the stage is done,
+# Exit codes (those of every operator command, docs/troubleshooting.md "Exit codes"): 0 the stage is done,
 # 1 a migration or the script failed, 2 bad usage, 3 `post` before `pre` finished (or another
 # deploy is running), 4 a gate's job failed (operator: `backfill retry JOB`), 5 timed out,
 # 7 unsafe database state (strict preflight, or postflight), 8 the stage is not finished.

@@ -1,6 +1,6 @@
 """An independent oracle for the data jobs: what the seeded rows must look like after the whole
 online migration, computed in plain Python from a snapshot of the legacy data, by the rules the
-design states (DESIGN.md, the jobs' docstrings), with none of the jobs' code or SQL.
+design states (docs/design.md, the jobs' docstrings), with none of the jobs' code or SQL.
 
 A bug in a job would show in a chaos run and in the undisturbed run of the same code alike; it
 cannot hide from this. Compared by natural keys, on the seeded rows only (rows the application

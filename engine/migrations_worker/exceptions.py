@@ -33,7 +33,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """The exit codes of every operator command (README, "Exit codes")."""
+    """The exit codes of every operator command (docs/troubleshooting.md, "Exit codes")."""
 
     OK = 0
     ERROR = 1

@@ -92,7 +92,7 @@ def strip_literals(sql: str) -> str:
 
 # --- recognised safe sequences -------------------------------------------------------------------
 
-# The design's own way to add NOT NULL (DESIGN.md, fix 5): CHECK (col IS NOT NULL) NOT VALID,
+# The design's own way to add NOT NULL (docs/design.md, fix 5): CHECK (col IS NOT NULL) NOT VALID,
 # VALIDATE, SET NOT NULL (PostgreSQL 12+ then skips the scan), DROP the now redundant check.
 # Squawk reads each statement alone and flags the last two; these recognise the sequence.
 _ALTER = rf"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<table>{_QUALIFIED})\s+"

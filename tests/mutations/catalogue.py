@@ -65,10 +65,10 @@ MUTATIONS: list[Mutation] = [
         "      POSTGRES_PASSWORD: " + PASSWORD + "\n",
         NO_SECRET, "an unquoted YAML value"),
     Mutation(
-        'secret: JSON {"password": ...}', "README.md",
+        'secret: JSON {"password": ...}', "docs/operating.md",
         "## Configuration\n",
         '## Configuration\n\n```json\n{"user": "investments", "password": "' + PASSWORD + '"}\n```\n',
-        NO_SECRET, "a JSON document (here in the README)"),
+        NO_SECRET, "a JSON document (here in the docs)"),
     Mutation(
         "secret: an 11-character password", "apps/backend/src/config/settings/dev.py",
         'DEBUG = env_bool("DEBUG", True)\n',

@@ -1,6 +1,6 @@
 """`manage.py backfill`: the operator's console for data jobs.
 
-Exit codes are those of every operator command (README, "Exit codes"): 2 bad input (unknown
+Exit codes are those of every operator command (docs/troubleshooting.md, "Exit codes"): 2 bad input (unknown
 job, bad number, no such quarantined key), 3 conflict (already running, wrong state for the
 action, an undo the schema refuses), 4 the run failed or was cancelled, 5 timed out waiting, 6
 the broker is unreachable.

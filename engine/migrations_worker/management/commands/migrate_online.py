@@ -26,8 +26,8 @@ explicit step after the rollout (`deploy/deploy.sh post`).
 
 The work is done by `migrations_worker.executor` (the apply loop and its gates) and
 `deploy_lock` (one deploy at a time); this command parses, calls and prints. Exit codes are
-those of every operator command (README, "Exit codes"): a deploy stopped cleanly at a gate whose
-job is still running exits 0.
+those of every operator command (docs/troubleshooting.md, "Exit codes"): a deploy stopped
+cleanly at a gate whose job is still running exits 0.
 """
 
 from __future__ import annotations

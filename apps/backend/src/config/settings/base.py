@@ -133,7 +133,7 @@ MIGRATIONS_WORKER = {
     # The apps whose migrations `manage.py lint_migrations` checks (the engine names none itself).
     "LINT_APPS": ["assets", "portfolios", "investments", "migrations_worker"],
     # The streaming standbys this site has: their application_names ("a,b"), or how many ("2").
-    # One that is not connected, or whose lag cannot be read, holds every run (README, "Standbys").
+    # One that is not connected, or whose lag cannot be read, holds every run (docs/operating.md, "Standbys").
     "STANDBYS": os.environ.get("MW_EXPECTED_STANDBYS", ""),
 }
 # The read-only status API (/ops/runs.json, /ops/metrics) also accepts
