@@ -33,9 +33,11 @@ def run(linted: list[LintedMigration], config: Path) -> None:
     if not with_sql:
         return
     squawk = binary()
-    if squawk is None:
+    problem = ("squawk is not installed" if squawk is None
+               else None if config.is_file() else f"its configuration {config} is missing")
+    if problem:
         for item in with_sql:
-            item.add("squawk-failed", "squawk is not installed")
+            item.add("squawk-failed", problem)
         return
     with tempfile.TemporaryDirectory(prefix="lint-migrations-") as tmp:
         files = {}
