@@ -6,7 +6,10 @@ The jobs are read from the domain apps' `jobs` packages, never listed here: a jo
 """
 
 import inspect
+import os
 import pkgutil
+import subprocess
+import sys
 from importlib import import_module
 from pathlib import Path
 
@@ -15,7 +18,8 @@ from django.apps import apps
 
 from migrations_worker.job import Job, UndoJob, get_job, job_classes, undo_job_for
 
-SOURCES = Path(__file__).resolve().parents[2] / "apps" / "backend" / "src"
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = ROOT / "apps" / "backend" / "src"
 DOMAIN_APPS = [app for app in apps.get_app_configs() if Path(app.path).is_relative_to(SOURCES)]
 
 
@@ -45,7 +49,19 @@ def test_the_domain_apps_have_jobs_to_check():
     assert UNDO_JOBS
 
 
-def test_autodiscovery_registers_every_job_of_the_domain_apps_jobs_packages_and_no_other():
+def test_starting_django_registers_every_job_of_the_domain_apps_jobs_packages():
+    # In a process of its own: this module imports every job module itself, registering them.
+    registered = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); "
+         "from migrations_worker.job import job_names; print(*job_names())"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test",
+             "PYTHONPATH": os.pathsep.join(map(str, (ROOT, ROOT / "engine", SOURCES)))},
+    ).stdout.split()
+    assert set(DOMAIN_JOBS) <= set(registered)
+
+
+def test_every_job_class_of_the_domain_apps_jobs_packages_is_registered_and_no_other():
     domain = {app.name for app in DOMAIN_APPS}
     found = sorted(c.name for c in job_classes() if c.__module__.split(".")[0] in domain)
     assert found == DOMAIN_JOBS

@@ -140,8 +140,15 @@ def table_warnings(app: AppConfig, table: str, key: str, database: str) -> list[
     return found
 
 
+def enqueue_dependencies(parent: tuple[str, str] | None, loader: MigrationLoader) -> str:
+    """The app's latest migration and the engine's (whose tables EnqueueJob writes), one a line."""
+    nodes = ([parent] if parent else []) + loader.graph.leaf_nodes(ENGINE_APP)
+    return "\n".join(f'        ("{label}", "{name}"),' for label, name in nodes)
+
+
 def plan(label: str, name: str, table: str, key: str, tests_dir: Path, database: str) -> Scaffold:
-    """Every file of the new job, or the reason none can be written."""
+    """Every file of the new job, or the reason none can be written (before anything is read
+    from the database, which only adds warnings)."""
     check_job_name(name)
     check_sql_name("table", table)
     check_sql_name("key", key)
@@ -156,24 +163,18 @@ def plan(label: str, name: str, table: str, key: str, tests_dir: Path, database:
     loader = MigrationLoader(None, ignore_no_migrations=True)
     parent = latest_migration(loader, app.label)
     number = (MigrationAutodetector.parse_number(parent[1]) or 0) + 1 if parent else 1
-    enqueue, require = f"{number:04d}_enqueue_{name}", f"{number + 1:04d}_require_{name}"
-    dependencies = [parent] if parent else []
-    dependencies += loader.graph.leaf_nodes(ENGINE_APP)
-    warnings = table_warnings(app, table, key, database)
-    excuse = ""
-    if parent and stage_of(loader.graph.nodes[parent]) == Stage.POST:
-        excuse = Template(POST_PARENT_EXCUSE).substitute(parent=".".join(parent))
-        warnings.append(f"{'.'.join(parent)} is post-deploy: {enqueue} excuses depending on it "
-                        "(LINT_EXCEPTIONS); confirm it shipped in an earlier release")
     values = {"app": app.label, "name": name, "table": table, "key": key,
-              "class_name": class_name(name), "enqueue": enqueue, "require": require}
+              "class_name": class_name(name), "enqueue": f"{number:04d}_enqueue_{name}",
+              "require": f"{number + 1:04d}_require_{name}"}
+    after_post = parent is not None and stage_of(loader.graph.nodes[parent]) == Stage.POST
     module, tests = jobs / f"{name}.py", tests_dir / f"test_{name}.py"
     files = {
         module: render("job.py-tpl", **values),
-        migrations / f"{enqueue}.py": render(
-            "enqueue.py-tpl", **values, lint_exceptions=excuse,
-            dependencies="\n".join(f'        ("{app}", "{migration}"),' for app, migration in dependencies)),
-        migrations / f"{require}.py": render("require.py-tpl", **values),
+        migrations / f"{values['enqueue']}.py": render(
+            "enqueue.py-tpl", **values, dependencies=enqueue_dependencies(parent, loader),
+            lint_exceptions=Template(POST_PARENT_EXCUSE).substitute(parent=".".join(parent))
+            if after_post else ""),
+        migrations / f"{values['require']}.py": render("require.py-tpl", **values),
         tests: render("test.py-tpl", **values),
     }
     if not (jobs / "__init__.py").exists():
@@ -182,4 +183,8 @@ def plan(label: str, name: str, table: str, key: str, tests_dir: Path, database:
     if existing:
         raise JobExists(f"{', '.join(existing)} exist(s) already: startjob never writes over a "
                         "file; choose another name or remove them")
+    warnings = table_warnings(app, table, key, database)
+    if after_post:
+        warnings.append(f"{'.'.join(parent)} is post-deploy: {values['enqueue']} excuses depending "
+                        "on it (LINT_EXCEPTIONS); confirm it shipped in an earlier release")
     return Scaffold(files, module, tests, warnings)
