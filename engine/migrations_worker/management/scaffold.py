@@ -1,9 +1,10 @@
 """What `manage.py startjob` writes, decided and rendered apart from the command that prints it.
 
-A new data job is five pieces: the job module in its app's `jobs` package (which the engine
+A new data job is four files: the job module in its app's `jobs` package (which the engine
 imports by being there), the pre-deploy migration that enqueues it, the post-deploy one that
-waits for it, and a test module whose tests fail until the rules are pinned. Everything is
-checked before anything is written, and nothing is ever written over.
+waits for it, and a test module whose tests fail until the rules are pinned (and the package's
+`__init__` when the app has none). Everything is checked before anything is written, and nothing
+is ever written over.
 """
 
 from __future__ import annotations
