@@ -17,6 +17,8 @@ and `migrate` answer a pipeline the same way. The tree:
     │   ├── InvalidTransition              the run's status does not allow the action
     │   ├── DeployLocked                   another migrate_online holds the deploy lock
     │   ├── StageNotReady                  post-deploy asked for while pre-deploy work is pending
+    │   ├── JobExists                      startjob: the job is registered, or a file it would
+    │   │                                  write is there (it never overwrites one)
     │   └── Irreversible                   a migration's reverse or a job's undo refused: the
     │                                      message says why and what to do instead
     ├── JobFailed                       4  a run failed or was cancelled: an operator must act
@@ -103,6 +105,10 @@ class DeployLocked(Conflict):
 
 class StageNotReady(Conflict):
     pass
+
+
+class JobExists(Conflict):
+    """`startjob` was asked for a job that is registered already, or would write over a file."""
 
 
 class Irreversible(Conflict):

@@ -326,4 +326,21 @@ MUTATIONS: list[Mutation] = [
         "        cursor.execute(sql.SQL(LOCK_ASSETS).format(assets=sql.Identifier(ASSETS)),\n"
         '                       {"start": start, "end": end})\n',
         "", DEADLOCK, "the previous release's save deadlocks with a batch (40P01, CI's demo)"),
+
+    # -- the job scaffold (issue #19) ---------------------------------------------------------
+    Mutation(
+        "startjob: a job module beside the others is never imported",
+        "engine/migrations_worker/apps.py",
+        "        for module in pkgutil.iter_modules(getattr(package, \"__path__\", ())):\n",
+        "        for module in []:\n",
+        "tests/unit/test_job_layout.py::"
+        "test_starting_django_registers_every_job_of_the_domain_apps_jobs_packages",
+        "a scaffolded job would run nowhere until someone added it to a list of imports"),
+    Mutation(
+        "startjob: an existing job module written over",
+        "engine/migrations_worker/management/scaffold.py",
+        "    if existing:\n",
+        "    if False:\n",
+        "tests/deploy/test_startjob.py::test_a_file_that_exists_is_never_written_over",
+        "a second startjob of a name would lose the SQL and rules written into the first"),
 ]

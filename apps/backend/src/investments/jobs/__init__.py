@@ -1,4 +1,3 @@
-"""The data jobs over the investments app's tables; importing registers them (the engine imports
-each app's `jobs` module with `autodiscover_modules("jobs")`)."""
-
-from . import alerts_uuid  # noqa: F401
+"""The data jobs over the investments app's tables, one module each; the engine imports every
+module of an app's `jobs` package (`migrations_worker.apps.import_job_modules`), which registers
+them."""
