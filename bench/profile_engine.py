@@ -80,7 +80,7 @@ class Profile:
     def wrap(self, worker: runner.RunWorker) -> None:
         for method, step in (("_health", "run and health checks"),
                              ("_check_run", "run and health checks"),
-                             ("_claim_next", "claim a batch"), ("_claim", "claim a batch"),
+                             ("_claim_next", "claim a batch"),
                              ("_process", "batch: bookkeeping + commit"),
                              ("_finalize", "catch-up + verification")):
             original = getattr(worker, method)
@@ -112,7 +112,7 @@ def engine(template: str, target: float) -> dict:
         with connection.execute_wrapper(profile.count):
             while True:
                 outcome = worker.work()
-                if outcome.kind in (runner.HOLD, runner.WAIT):
+                if outcome.kind in (runner.Kind.HOLD, runner.Kind.WAIT):
                     time.sleep(outcome.delay)
                     continue
                 break
@@ -152,10 +152,10 @@ def engine_lanes(template: str, target: float, lanes: int) -> float:
                 worker = runner.RunWorker(run.pk, name=f"profile-{number}")
                 while True:
                     outcome = worker.work()
-                    if outcome.kind in (runner.HOLD, runner.WAIT):
+                    if outcome.kind in (runner.Kind.HOLD, runner.Kind.WAIT):
                         time.sleep(outcome.delay)
                         continue
-                    if outcome.kind == runner.DONE:
+                    if outcome.kind == runner.Kind.DONE:
                         finished.append(time.perf_counter())
                     return
             finally:

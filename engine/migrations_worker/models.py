@@ -19,6 +19,13 @@ class RunStatus(models.TextChoices):
     FAILED = "failed"
     FINISHED = "finished"
 
+    @classmethod
+    def terminal(cls) -> tuple["RunStatus", ...]:
+        """Where a run stops: no worker takes it up again unless an operator acts (a failed run
+        can be retried; a cancelled or finished one is over). Entering one ends the run's clock
+        (`finished_at`); status pages show no heartbeat for it, and waiting commands stop."""
+        return (cls.FINISHED, cls.CANCELLED, cls.FAILED)
+
 
 # A job has at most one run in these states at a time (enforced by a partial unique index).
 ACTIVE_STATUSES = (

@@ -39,7 +39,7 @@ def run_slice(self, run_id: int, job_name: str, epoch: int, lane: int) -> dict:
         worker = runner.RunWorker(run_id, epoch=epoch, name=f"{self.request.hostname}/lane{lane}")
         outcome = worker.work(max_seconds=worker.tuning.slice_seconds)
     except JobRun.DoesNotExist:
-        return {"run_id": run_id, "job": job_name, "outcome": "gone"}
+        return {"run_id": run_id, "job": job_name, "outcome": runner.Kind.GONE}
     except DatabaseError as exc:
         if not pg.connection_lost(exc):
             raise
@@ -52,8 +52,8 @@ def run_slice(self, run_id: int, job_name: str, epoch: int, lane: int) -> dict:
         while error := pg.wait_for_database(DATABASE_WAIT_SECONDS):
             log.warning("run=%s job=%s database still down (%s); still waiting",
                         run_id, job_name, error)
-        outcome = runner.Outcome(runner.CONTINUE, delay=0.5, status="database-lost")
-    if outcome.kind in (runner.CONTINUE, runner.HOLD, runner.WAIT):
+        outcome = runner.Outcome(runner.Kind.CONTINUE, delay=0.5, status="database-lost")
+    if outcome.kind in (runner.Kind.CONTINUE, runner.Kind.HOLD, runner.Kind.WAIT):
         try:
             run_slice.apply_async((run_id, job_name, epoch, lane), countdown=outcome.delay)
         except Exception as exc:  # a broker outage: the run's heartbeat goes stale, beat re-sends

@@ -42,9 +42,9 @@ from celery import signals
 
 @signals.task_prerun.connect(weak=False)
 def _stop_after_the_first_claim(**_):
-    from migrations_worker import runner
+    from migrations_worker.runs import runner
 
-    if getattr(runner.RunWorker._claim, "stops", False):
+    if getattr(runner.RunWorker._claim_next, "stops", False):
         return
     stopped = []
 
@@ -59,9 +59,8 @@ def _stop_after_the_first_claim(**_):
         _claim.stops = True
         return _claim
 
-    # A fresh batch comes from the one-statement claim, a reclaimed one from the slower path.
+    # Fresh and reclaimed batches alike come from the one-statement claim.
     runner.RunWorker._claim_next = stopping(runner.RunWorker._claim_next)
-    runner.RunWorker._claim = stopping(runner.RunWorker._claim)
 '''
 
 

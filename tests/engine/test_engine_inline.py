@@ -1,13 +1,15 @@
 """The engine without Celery: the inline runner, batching, verification, failures, bad input."""
 
 import itertools
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
+from django.utils import timezone
 
-from migrations_worker.models import BatchStatus, JobRun, QuarantinedKey, Resolution, RunStatus
+from migrations_worker.models import BatchStatus, JobBatch, JobRun, QuarantinedKey, Resolution, RunStatus
 from migrations_worker.runs import control, runner
 from tests.engine_app.models import Knob, Widget
 from tests.engine_app.support import JOB, make_widgets, touches_histogram
@@ -142,6 +144,33 @@ def test_a_failing_key_is_cut_down_to_and_quarantined_after_its_attempts_and_ret
     assert QuarantinedKey.objects.get(run=run).resolution == Resolution.RETRIED
 
 
+def test_a_batch_whose_worker_vanished_is_claimed_again_and_after_its_last_attempt_fails_the_run():
+    """The one claim statement takes a batch whose lease ran out before any fresh keys, counting
+    an attempt; once its worker has vanished on every attempt it is not claimed again: the batch
+    fails, and the run with it, saying so."""
+    make_widgets(300)
+    run = control.create_run(JOB, options={"batch_size": 100, "min_batch_size": 100,
+                                           "max_batch_size": 100, "max_attempts": 2})
+    JobRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING)
+    worker = runner.RunWorker(run.pk, name="test")
+    first = worker._claim_next()
+    expired = JobBatch.objects.filter(pk=first.batch_id)
+    expired.update(lease_until=timezone.now() - timedelta(seconds=1))  # its worker vanished
+
+    again = worker._claim_next()
+    assert (again.batch_id, again.start, again.end, again.attempt) == (first.batch_id, 0, 100, 2)
+    expired.update(lease_until=timezone.now() - timedelta(seconds=1))  # vanished once more
+    assert worker._claim_next() is None
+
+    batch = expired.get()
+    assert (batch.status, batch.attempts) == (BatchStatus.FAILED, 2)
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert run.error == "batch (0, 100] failed after 2 attempt(s): its worker was lost on every attempt"
+    assert run.batches.count() == 1  # no fresh batch was cut meanwhile
+    assert touches_histogram() == {0: 300}
+
+
 def test_a_batch_that_fails_with_no_row_in_its_range_fails_the_run_there_is_no_key_to_set_aside():
     """Rows deleted between the claim and the batch, and the job still fails there: no key can
     stand for the failure (it is the job's, not a row's), so after its attempts the batch fails,
@@ -160,7 +189,7 @@ def test_a_batch_that_fails_with_no_row_in_its_range_fails_the_run_there_is_no_k
         assert claim.attempt == attempt and (claim.start, claim.end) == (0, 100)  # never cut
         worker._process(claim)
         if attempt < 3:
-            claim = worker._claim()
+            claim = worker._claim_next()
     batch = run.batches.get(pk=claim.batch_id)
     assert (batch.status, batch.attempts) == (BatchStatus.FAILED, 3)
     run.refresh_from_db()

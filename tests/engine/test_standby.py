@@ -298,7 +298,7 @@ def test_a_reason_longer_than_the_hold_column_is_cut_and_the_run_held_not_crashe
     run = control.create_run(JOB)
     JobRun.objects.filter(pk=run.pk).update(status="running")
     outcome = runner.RunWorker(run.pk, name="test").work()
-    assert outcome.kind == runner.HOLD
+    assert outcome.kind == runner.Kind.HOLD
     reason = JobRun.objects.get(pk=run.pk).hold_reason
     assert len(reason) == throttle.MAX_REASON_CHARS and reason.endswith("...")
     assert reason.startswith("expected standby 'replica_00' is not connected")

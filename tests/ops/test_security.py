@@ -412,8 +412,8 @@ SQL_EXCEPTIONS = {
         "or of CreateIndexConcurrently (built with psycopg.sql); never input",
     ("engine/migrations_worker/operations/ddl.py", "schema_editor.execute(statement)"):
         "Django's own deferred DDL (schema editor Statement objects, names quoted by Django)",
-    ("engine/migrations_worker/runs/runner.py", "cursor.execute(self._claim_sql, {"):
-        "built once per worker in RunWorker.__init__ from the constants CLAIM, FOLDED and "
+    ("engine/migrations_worker/runs/claim.py", "cursor.execute(self.sql, {"):
+        "built once per worker in Claimer.__init__ from the constants CLAIM, FOLDED and "
         "RUN_TOTALS, the job's key and table through sql.Identifier; values are parameters",
     ("engine/migrations_worker/management/base.py", "return super().execute(*args, **options)"):
         "Django's BaseCommand.execute (running the command), not a database cursor's",

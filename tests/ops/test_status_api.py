@@ -303,7 +303,7 @@ def test_each_batch_and_each_status_change_and_hold_is_one_log_line_naming_the_r
         time.sleep(0.5)
         caplog.clear()
         outcome = runner.RunWorker(held.pk, name="test-worker").work()
-    assert outcome.kind == runner.HOLD
+    assert outcome.kind == runner.Kind.HOLD
     hold_line = next(r.getMessage() for r in caplog.records if "on hold" in r.getMessage())
     assert f"run={held.pk} job={JOB} status=running" in hold_line
     assert "on hold: transaction open for" in hold_line

@@ -27,7 +27,8 @@ LAYERS: list[tuple[str, ...]] = [
     # runs/: a run's life
     ("runs", "runs.states", "runs.batching", "runs.eta"),
     ("runs.progress", "runs.throttle"),
-    ("runs.quarantine",),
+    ("runs.quarantine", "runs.totals"),
+    ("runs.claim", "runs.verdict"),
     ("runs.runner",),
     ("runs.control", "runs.undo"),
     ("runs.dispatch", "runs.drive"),

@@ -37,7 +37,6 @@ from ..models import (
 from ..runs.progress import Progress, eta_errors, progress_of
 from ..runs.throttle import REASON_CHECKS, check_of
 
-TERMINAL_STATUSES = (RunStatus.FINISHED, RunStatus.CANCELLED, RunStatus.FAILED)
 HOLD_PREFIX = "on hold: "  # how the runner logs a hold (JobRunEvent.message)
 
 Sample = tuple[tuple[str, ...], float]
@@ -135,7 +134,7 @@ def _info(snapshot: Snapshot) -> Iterable[Sample]:
 
 
 def _heartbeat_age(run: JobRun, p: Progress) -> float | None:
-    if run.heartbeat_at is None or run.status in TERMINAL_STATUSES:
+    if run.heartbeat_at is None or run.status in RunStatus.terminal():
         return None
     return round((timezone.now() - run.heartbeat_at).total_seconds(), 1)
 

@@ -35,7 +35,6 @@ from ..runs.progress import eta_errors, progress_of
 from . import metrics as progress_metrics
 
 VIEW_PERMISSION = "migrations_worker.view_jobrun"
-TERMINAL_STATUSES = (RunStatus.FINISHED, RunStatus.CANCELLED, RunStatus.FAILED)
 
 
 def bearer_token_ok(request: HttpRequest) -> bool:
@@ -140,7 +139,7 @@ def run_payload(run: JobRun, batches: dict[str, int] | None = None,
         "finished_at": _iso(run.finished_at),
         "heartbeat_at": _iso(run.heartbeat_at),
         "heartbeat_age_seconds": round((now - run.heartbeat_at).total_seconds(), 1)
-        if run.heartbeat_at and run.status not in TERMINAL_STATUSES else None,
+        if run.heartbeat_at and run.status not in RunStatus.terminal() else None,
         "admin_url": reverse("admin:migrations_worker_jobrun_change", args=[run.pk]),
     }
 

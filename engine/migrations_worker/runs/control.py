@@ -6,13 +6,14 @@ events."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from django.db import IntegrityError, connection, transaction
 
 from ..exceptions import AlreadyActive, InvalidInput, InvalidTuning
-from ..job import UndoJob, get_job, job_classes
+from ..job import Job, UndoJob, get_job, job_classes
 from ..models import ACTIVE_STATUSES, BatchStatus, JobRun, RunStatus
-from . import batching, quarantine, runner
+from . import batching, quarantine, verdict
 from .states import record, transition
 from .throttle import Tuning, site_defaults
 
@@ -44,10 +45,20 @@ def undone_since(run: JobRun) -> bool:
     return JobRun.objects.filter(job_name__in=undoes, pk__gt=run.pk).exists()
 
 
+@dataclass(frozen=True)
+class RunRequest:
+    """A request for a run, checked: its job found in the registry and its options valid."""
+
+    job: Job
+    options: dict
+    tuning: Tuning
+    workers: int
+
+
 def validated(
     job_name: str, *, batch_size: int | None = None, workers: int = 1, options: dict | None = None
-) -> tuple[dict, Tuning]:
-    """A run's options and tuning, or InvalidInput saying what is wrong with them."""
+) -> RunRequest:
+    """The run asked for, or InvalidInput saying what is wrong with the request."""
     job = get_job(job_name)
     options = dict(options or {})
     if batch_size is not None:
@@ -67,7 +78,7 @@ def validated(
         )
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
         raise InvalidTuning(f"workers must be between 1 and {MAX_WORKERS}, got {workers!r}")
-    return options, tuning
+    return RunRequest(job, options, tuning, workers)
 
 
 def create_run(
@@ -79,8 +90,13 @@ def create_run(
     actor: str = "",
 ) -> JobRun:
     """A pending run with its key bounds frozen now; rows inserted later are caught up at the end."""
-    job = get_job(job_name)
-    options, tuning = validated(job_name, batch_size=batch_size, workers=workers, options=options)
+    request = validated(job_name, batch_size=batch_size, workers=workers, options=options)
+    return create(request, actor=actor)
+
+
+def create(request: RunRequest, *, actor: str = "") -> JobRun:
+    """The run `request` asks for (see create_run), from a request checked once upstream."""
+    job, job_name = request.job, request.job.name
     existing = active_run(job_name)
     if existing is not None:
         raise AlreadyActive(_already_active_message(existing))
@@ -91,9 +107,9 @@ def create_run(
                 total = job.estimate_total(cursor, low, high)
             run = JobRun.objects.create(
                 job_name=job_name,
-                batch_size=tuning.batch_size,
-                workers=workers,
-                options=options,
+                batch_size=request.tuning.batch_size,
+                workers=request.workers,
+                options=request.options,
                 min_key=low,
                 max_key=high,
                 cursor=None if low is None else low - 1,
@@ -151,5 +167,5 @@ def accept_quarantined(run: JobRun, *, actor: str, keys: list[int] | None = None
                      and not run.batches.exclude(status__in=[BatchStatus.SUCCEEDED,
                                                              BatchStatus.QUARANTINED]).exists())
     if walk_over:
-        runner.conclude(run, get_job(run.job_name), actor)
+        verdict.conclude(run, get_job(run.job_name), actor)
     return JobRun.objects.get(pk=run.pk)

@@ -19,12 +19,15 @@ from ..celery import app
 from ..exceptions import AlreadyActive, BrokerUnavailable, InvalidTransition
 from ..job import get_job
 from ..models import BatchStatus, JobBatch, JobRun, RunStatus
-from . import batching, control, quarantine, runner
-from .states import record
+from . import batching, control, quarantine
+from .states import enter, record
+from .totals import fold
 
 log = logging.getLogger("migrations_worker.dispatch")
 
 RUN_SLICE = "migrations_worker.run_slice"
+# The statuses a dispatch leaves as they are: workers settle a pause or a cancel themselves.
+WITH_WORKERS = (RunStatus.RUNNING, RunStatus.PAUSING, RunStatus.CANCELLING)
 
 
 def ensure_broker(timeout: float = 3.0) -> None:
@@ -60,17 +63,17 @@ def dispatch_run(run_id: int, *, actor: str, message: str = "dispatched to worke
         run = JobRun.objects.select_for_update().get(pk=run_id)
         if expected and run.status not in expected:
             raise InvalidTransition(f"run #{run.pk} of {run.job_name} is {run.status}; {refusal}")
-        from_status = run.status
-        if run.status in (RunStatus.PENDING, RunStatus.PAUSED, RunStatus.FAILED):
-            run.status = RunStatus.RUNNING
-        elif run.status not in (RunStatus.RUNNING, RunStatus.PAUSING, RunStatus.CANCELLING):
-            raise InvalidTransition(f"run #{run.pk} of {run.job_name} is {run.status}")
-        run.dispatch_epoch += 1
-        run.started_at = run.started_at or timezone.now()
-        run.heartbeat_at = timezone.now()
-        run.finished_at = None
-        run.save()
-        record(run, from_status, run.status, actor, f"{message} (epoch {run.dispatch_epoch})")
+        now = timezone.now()
+        epoch = {"dispatch_epoch": run.dispatch_epoch + 1, "started_at": run.started_at or now,
+                 "heartbeat_at": now, "finished_at": None}
+        message = f"{message} (epoch {run.dispatch_epoch + 1})"
+        if run.status in WITH_WORKERS:  # no change of status: only the epoch moves on
+            for name, value in epoch.items():
+                setattr(run, name, value)
+            run.save()
+            record(run, run.status, run.status, actor, message)
+        else:
+            enter(run, RunStatus.RUNNING, actor=actor, message=message, verb="dispatch", **epoch)
         transaction.on_commit(lambda: send_lanes(run))
     return run
 
@@ -79,9 +82,9 @@ def start(job_name: str, *, actor: str = "", **request) -> JobRun:
     """Create a run (`control.create_run` takes `request`) and hand it to the workers. Nothing
     is created if the broker is down; bad input is reported as such whether or not the broker
     is up: it is checked first."""
-    control.validated(job_name, **request)
+    checked = control.validated(job_name, **request)
     ensure_broker()
-    run = control.create_run(job_name, actor=actor, **request)
+    run = control.create(checked, actor=actor)
     return dispatch_run(run.pk, actor=actor)
 
 
@@ -119,7 +122,7 @@ def retry(run: JobRun, *, actor: str) -> JobRun:
 def requeue_for_retry(run: JobRun) -> str:
     """Put back what a failed run must do again; returns what will happen, for the log. What
     succeeded so far is counted in the run's totals first: a batch walked again starts over."""
-    runner.fold(run.pk)
+    fold(run.pk)
     failed = run.batches.filter(status=BatchStatus.FAILED)
     reset = failed.update(status=BatchStatus.PENDING, attempts=0, retry_after=None, lease_until=None)
     keys = quarantine.requeue(run)
@@ -173,13 +176,14 @@ def enqueue(job_name: str, *, actor: str, message: str, **request) -> Enqueued:
     if run is not None and run.status != RunStatus.PENDING:
         return Enqueued(run)
     if run is None:
+        checked = control.validated(job_name, **request)
         latest = control.latest_run(job_name)
         if latest is not None and latest.status == RunStatus.FINISHED:
             with connection.cursor() as cursor:
-                if not get_job(job_name).count_remaining(cursor):
+                if not checked.job.count_remaining(cursor):
                     return Enqueued(latest)
         try:
-            run = control.create_run(job_name, actor=actor, **request)
+            run = control.create(checked, actor=actor)
         except AlreadyActive:  # someone else started it just now
             return Enqueued(control.active_run(job_name))
     try:

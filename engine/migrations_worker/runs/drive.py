@@ -47,7 +47,7 @@ def run_inline(job_name: str, *, actor: str, worker_name: str, message: str,
     worker = runner.RunWorker(run.pk, name=worker_name)
     while True:
         outcome = worker.work(on_batch=on_batch)
-        if outcome.kind not in (runner.HOLD, runner.WAIT):
+        if outcome.kind not in (runner.Kind.HOLD, runner.Kind.WAIT):
             return JobRun.objects.get(pk=run.pk)
         time.sleep(outcome.delay)
 

@@ -93,7 +93,7 @@ def one_line(p: Progress) -> str:
 
 
 def passed(run_id: int, rows_before: int, rows_after: int | None, estimated_total: int) -> None:
-    """A fold (runner.FOLD, or the one inside runner.CLAIM) took the run's rows from
+    """A fold (totals.FOLD, or the one inside claim.CLAIM) took the run's rows from
     `rows_before` to `rows_after`: take the checkpoints it passed. A fold is one statement that
     adds each batch once, so exactly one fold passes each checkpoint, whichever way the run is
     worked (Celery slices, `backfill run`, a gate finishing inline) and however many workers
@@ -112,7 +112,7 @@ def passed(run_id: int, rows_before: int, rows_after: int | None, estimated_tota
 def take_checkpoints(run: JobRun, marks: list[int]) -> None:
     """Keep the ETA the run shows now at `marks`. In a savepoint, and never raising: the ETA is
     a report on the run, and a checkpoint that cannot be written must not cost the fold it
-    rides on (nor the transaction around it, in `runner._finalize`)."""
+    rides on (nor the transaction around it, in `runner.RunWorker._finalize`)."""
     p = progress_of(run)
     if p.eta_seconds is None:
         return

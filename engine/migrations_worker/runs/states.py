@@ -64,19 +64,27 @@ def transition(
     """Move a run to `to` under its row lock, or raise InvalidTransition saying why not."""
     with transaction.atomic():
         run = JobRun.objects.select_for_update().get(pk=run_id)
-        if to not in ALLOWED[run.status]:
-            raise InvalidTransition(
-                f"run #{run.pk} of {run.job_name} is {run.status}; cannot {verb or to} it"
-            )
-        from_status = run.status
-        run.status = to
-        now = timezone.now()
-        if to in (S.FINISHED, S.CANCELLED, S.FAILED):
-            run.finished_at = now
-        if to == S.FAILED and message:
-            run.error = message
-        for name, value in changes.items():
-            setattr(run, name, value)
-        run.save()
-        record(run, from_status, to, actor, message)
-        return run
+        return enter(run, to, actor=actor, message=message, verb=verb, **changes)
+
+
+def enter(
+    run: JobRun, to: str, *, actor: str, message: str = "", verb: str | None = None, **changes
+) -> JobRun:
+    """Move `run`, row-locked by the caller's transaction, to `to` with `changes` and log it;
+    InvalidTransition (naming `verb`, else `to`) unless ALLOWED has that edge. Every change of a
+    run's status goes through here; the SQL claim only ever reads the status."""
+    if to not in ALLOWED[run.status]:
+        raise InvalidTransition(
+            f"run #{run.pk} of {run.job_name} is {run.status}; cannot {verb or to} it"
+        )
+    from_status = run.status
+    run.status = to
+    if to in S.terminal():
+        run.finished_at = timezone.now()
+    if to == S.FAILED and message:
+        run.error = message
+    for name, value in changes.items():
+        setattr(run, name, value)
+    run.save()
+    record(run, from_status, to, actor, message)
+    return run

@@ -29,7 +29,6 @@ from migrations_worker.models import JobRun, QuarantinedKey, RunStatus
 from migrations_worker.runs import control, dispatch, drive, runner, undo
 from migrations_worker.runs.progress import one_line, progress_of
 
-TERMINAL = (RunStatus.FINISHED, RunStatus.CANCELLED, RunStatus.FAILED)
 # action: (what it does to the job's active run, what the console says after it)
 CONTROLS = {
     "pause": (control.pause, ""),
@@ -168,7 +167,7 @@ class Command(EngineCommand):
                 self._findings(run)
             return
         with Live(self._status_table(runs), console=self.console, refresh_per_second=2) as live:
-            while not all(r.status in TERMINAL for r in runs):
+            while not all(r.status in RunStatus.terminal() for r in runs):
                 time.sleep(1)
                 live.update(self._status_table(runs))
 
