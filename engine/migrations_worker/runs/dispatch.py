@@ -37,7 +37,7 @@ def ensure_broker(timeout: float = 3.0) -> None:
     except Exception as exc:
         raise BrokerUnavailable(
             f"cannot reach the Celery broker at {maybe_sanitize_url(app.conf.broker_url)}: {exc}. "
-            "Start Redis (deploy/services.sh up), or run the job in the foreground with "
+            "Start the broker (CELERY_BROKER_URL), or run the job in the foreground with "
             "`backfill run`."
         ) from exc
 
