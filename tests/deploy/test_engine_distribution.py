@@ -7,6 +7,7 @@ the app in INSTALLED_APPS and the engine's URLs."""
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -27,7 +28,7 @@ JOB = "shop_fill_totals"
 
 SETTINGS = '''\
 import os
-SECRET_KEY = "scratch-only"
+SECRET_KEY = os.environ["SCRATCH_SECRET_KEY"]
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 INSTALLED_APPS = [
@@ -211,7 +212,8 @@ def scratch_env(tmp_path) -> dict[str, str]:
     yield {**env, "PYTHONPATH": str(tmp_path / "project"),
            "DJANGO_SETTINGS_MODULE": "scratchsite.settings", "SCRATCH_DB": name,
            "SCRATCH_HOST": db["HOST"], "SCRATCH_PORT": str(db["PORT"]), "SCRATCH_USER": db["USER"],
-           "SCRATCH_PASSWORD": db["PASSWORD"] or "", "SCRATCH_BROKER_URL": broker}
+           "SCRATCH_PASSWORD": db["PASSWORD"] or "", "SCRATCH_BROKER_URL": broker,
+           "SCRATCH_SECRET_KEY": secrets.token_hex(16)}
     redis.Redis.from_url(broker).flushdb()
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
