@@ -50,6 +50,7 @@ DATABASES = {"default": {"ENGINE": "django.db.backends.postgresql", "NAME": os.e
                          "USER": os.environ["SCRATCH_USER"], "PASSWORD": os.environ["SCRATCH_PASSWORD"]}}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
+STATIC_URL = "static/"
 CELERY_BROKER_URL = os.environ["SCRATCH_BROKER_URL"]
 # The gate waits for the workers rather than finishing the job itself.
 MIGRATIONS_WORKER = {"GATE_INLINE_LIMIT": 0}
@@ -139,6 +140,24 @@ class Migration(migrations.Migration):
     atomic = False
     dependencies = [("shop", "0002_enqueue_fill_totals")]
     operations = [RequireJob("shop_fill_totals")]
+'''
+
+
+# The admin's run pages and the status API, rendered from the installed wheel's templates.
+PAGES = '''\
+import django
+django.setup()
+from django.contrib.auth.models import User
+from django.test import Client
+from migrations_worker.models import JobRun
+
+client = Client()
+client.force_login(User.objects.create_superuser("ops", "ops@example.invalid", None))
+run = JobRun.objects.get()
+for url in (f"/admin/migrations_worker/jobrun/{run.pk}/change/", "/admin/migrations_worker/jobrun/",
+            "/ops/runs.json"):
+    response = client.get(url)
+    assert response.status_code == 200 and b"shop_fill_totals" in response.content, (url, response)
 '''
 
 
@@ -275,3 +294,4 @@ def test_the_wheel_installed_in_a_fresh_virtualenv_runs_a_projects_online_migrat
     assert batch_workers and all(name.startswith("scratch") for name in batch_workers), batch_workers
     assert query(scratch_env, "SELECT name FROM django_migrations WHERE app = 'shop' ORDER BY name") == [
         ("0001_initial",), ("0002_enqueue_fill_totals",), ("0003_require_fill_totals",)]
+    run(python, "-c", PAGES, env=scratch_env, cwd=project)
