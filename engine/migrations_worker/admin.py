@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth.models import Group, Permission, User
@@ -29,6 +28,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from . import conf
 from .exceptions import MigrationsWorkerError
 from .models import BatchStatus, JobBatch, JobRun, QuarantinedKey, Resolution, RunStatus
 from .ops.status import run_payload
@@ -369,7 +369,7 @@ class JobRunAdmin(ReadOnlyAdmin):
             "quarantined_open": run.quarantined.filter(resolution=Resolution.OPEN).count(),
             "events": list(run.events.order_by("-id")[:200]),
             "chart": batch_chart(run),
-            "flower_url": getattr(settings, "MW_FLOWER_URL", ""),
+            "flower_url": conf.flower_url(),
         }
 
 

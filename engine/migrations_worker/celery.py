@@ -1,10 +1,11 @@
 """The Celery app (`celery -A migrations_worker worker -Q migrations`).
 
-Delivery guarantees come from settings (`CELERY_*` in config/settings/base.py): tasks are
-acknowledged late and rejected back to the queue when a worker dies, one message prefetched at a
-time, routed to the dedicated `migrations` queue. The engine does not rely on them for
-correctness: progress lives in PostgreSQL, and a beat task re-dispatches runs whose heartbeat
-went stale.
+A project needs no Celery module of its own for the engine: this app reads the project's
+`CELERY_*` settings over the engine's defaults (conf.py: one message prefetched at a time, the
+broker retried at start, a beat entry re-sending stale runs). The engine's tasks are acknowledged
+late, rejected back to the queue when a worker dies, and sent to the `MIGRATIONS_WORKER["QUEUE"]`
+queue whatever the project's routes say. The engine does not rely on them for correctness:
+progress lives in PostgreSQL, and the beat task re-dispatches runs whose heartbeat went stale.
 
 The settings module comes from DJANGO_SETTINGS_MODULE, as for every Django process: the engine
 assumes no project, so a process started without it fails instead of running some default.
@@ -12,9 +13,11 @@ assumes no project, so a process started without it fails instead of running som
 
 from celery import Celery
 
+from .conf import CelerySettings
+
 app = Celery("migrations_worker")
 # The default app in every thread: a web server's request threads send tasks too (the admin's
 # resume and retry), and without this they would fall back to Celery's built-in default broker.
 app.set_default()
-app.config_from_object("django.conf:settings", namespace="CELERY")
+app.config_from_object(CelerySettings(), namespace="CELERY")
 app.autodiscover_tasks(["migrations_worker"])

@@ -1,6 +1,7 @@
 """System checks: the engine works only on PostgreSQL 13 or newer, and says so before anything
 runs; every job a migration names is registered, so a typo fails `check`, not a deploy; and the
-standbys the site expects are written as a count or names.
+standbys the site expects are written as a count or names; and MIGRATIONS_WORKER holds only keys
+the engine reads (a misspelt one would be ignored without a word).
 
 Why 13: the migrations rely on `gen_random_uuid()` in core (13+; before, it needs pgcrypto), and
 the engine on `FOR UPDATE SKIP LOCKED`, `lock_timeout` and concurrent index builds. An older
@@ -11,11 +12,11 @@ reports it.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.checks import Error, register
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
+from . import conf
 from .exceptions import InvalidTuning, UnsupportedDatabase
 from .job import job_names
 from .operations.jobs import JobOperation
@@ -102,9 +103,18 @@ def expected_standbys_are_well_formed(app_configs=None, **kwargs) -> list[Error]
     """MIGRATIONS_WORKER["STANDBYS"] (MW_EXPECTED_STANDBYS) is a count or application_names: a
     typo there would otherwise surface as a hold on every run, or as no check at all."""
     try:
-        Expected.parse(getattr(settings, "MIGRATIONS_WORKER", {}).get("STANDBYS"))
+        Expected.parse(conf.get("STANDBYS"))
     except InvalidTuning as exc:
         return [Error(str(exc), hint="Set MW_EXPECTED_STANDBYS to a count (\"1\") or to the "
                       "standbys' application_names (\"replica_a,replica_b\").",
                       id="migrations_worker.E004")]
     return []
+
+
+@register()
+def engine_settings_are_known(app_configs=None, **kwargs) -> list[Error]:
+    """Every MIGRATIONS_WORKER key is one the engine reads (conf.DEFAULTS)."""
+    return [Error(f"MIGRATIONS_WORKER[{key!r}] is not an engine setting",
+                  hint=f"Known settings: {', '.join(sorted(conf.DEFAULTS))} (docs/engine-install.md).",
+                  id="migrations_worker.E005")
+            for key in conf.unknown_keys()]

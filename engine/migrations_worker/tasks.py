@@ -6,12 +6,11 @@ import logging
 from datetime import timedelta
 
 from celery import shared_task
-from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import pg
+from . import conf, pg
 from .models import JobRun, RunStatus
 from .runs import runner
 from .runs.dispatch import RUN_SLICE, dispatch_run
@@ -27,6 +26,7 @@ DATABASE_WAIT_SECONDS = 60.0
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=False,
+    queue=conf.get("QUEUE"),
 )
 def run_slice(self, run_id: int, job_name: str, epoch: int, lane: int) -> dict:
     """Work run `run_id` for one slice. `job_name` is there for Flower's task list.
@@ -63,12 +63,12 @@ def run_slice(self, run_id: int, job_name: str, epoch: int, lane: int) -> dict:
             "status": outcome.status}
 
 
-@shared_task(name="migrations_worker.requeue_stale_runs", ignore_result=True)
+@shared_task(name=conf.REQUEUE_STALE_RUNS, ignore_result=True, queue=conf.get("QUEUE"))
 def requeue_stale_runs() -> list[int]:
     """Re-send runs no worker has touched lately: a killed worker, a lost message, a broker
     restart. A new epoch fences the old messages, should they ever arrive."""
     now = timezone.now()
-    stale_before = now - timedelta(seconds=settings.MIGRATIONS_WORKER["STALE_HEARTBEAT_SECONDS"])
+    stale_before = now - timedelta(seconds=conf.get("STALE_HEARTBEAT_SECONDS"))
     candidates = JobRun.objects.filter(
         status__in=[RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSING, RunStatus.CANCELLING]
     ).filter(Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)).exclude(

@@ -1,4 +1,4 @@
-"""The status API's URLs, mounted by the project (config.urls puts them under /ops/)."""
+"""The status API's URLs, mounted by the project: `path("ops/", include("migrations_worker.urls"))`."""
 
 from django.urls import path
 

@@ -21,11 +21,11 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
-from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.migrations.migration import Migration
 from django.utils import timezone
 
+from .. import conf
 from ..job import get_job
 from ..lint.render import collect_sql
 from ..operations.stage import Stage, stage_of
@@ -34,9 +34,6 @@ from ..runs.progress import format_duration, progress_of, sampled_rate
 from ..sqltext import _QUALIFIED, _name, split_statements
 from . import locks
 from .executor import OnlineExecutor, enqueues_of, gates_of, label
-
-DEFAULT_ROWS_PER_SECOND = 5_000.0
-DEFAULT_SCAN_BYTES_PER_SECOND = 100 * 1024**2
 
 TABLE_STATS = """
 SELECT c.reltuples::bigint, pg_total_relation_size(c.oid)
@@ -57,12 +54,11 @@ _CREATE_INDEX = re.compile(rf"\bCREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s
 
 
 def rows_per_second() -> float:
-    return float(settings.MIGRATIONS_WORKER.get("PLAN_ROWS_PER_SECOND", DEFAULT_ROWS_PER_SECOND))
+    return float(conf.get("PLAN_ROWS_PER_SECOND"))
 
 
 def scan_bytes_per_second() -> float:
-    return float(settings.MIGRATIONS_WORKER.get("PLAN_SCAN_BYTES_PER_SECOND",
-                                                DEFAULT_SCAN_BYTES_PER_SECOND))
+    return float(conf.get("PLAN_SCAN_BYTES_PER_SECOND"))
 
 
 # -- what the plan holds ----------------------------------------------------------------------------

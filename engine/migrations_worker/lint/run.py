@@ -10,16 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from django.apps import apps
-from django.conf import settings
 from django.db.migrations.loader import MigrationLoader
 
+from .. import conf
 from . import django_rules, squawk
 from .excuses import apply_exceptions
 from .findings import Violation
 from .render import render
-
-# Ships with the engine: it only turns off rules that never fit Django-generated SQL.
-SQUAWK_CONFIG = Path(__file__).resolve().with_name("squawk.toml")
 
 
 @dataclass(frozen=True)
@@ -29,13 +26,14 @@ class LintResult:
 
 
 def lint(app_labels: Iterable[str] | None = None, *, database: str = "default",
-         squawk_config: Path = SQUAWK_CONFIG) -> LintResult:
+         squawk_config: Path | None = None) -> LintResult:
     """Lint every migration of `app_labels` (default: `lint_apps()`); the violations left after
-    the written exceptions."""
+    the written exceptions. squawk's configuration: `squawk_config`, else the site's
+    (`MIGRATIONS_WORKER["SQUAWK_CONFIG"]`, by default the one the engine ships)."""
     linted = render(set(lint_apps() if app_labels is None else app_labels), database)
     for item in linted:
         django_rules.check(item)
-    squawk.run(linted, squawk_config)
+    squawk.run(linted, Path(squawk_config or conf.get("SQUAWK_CONFIG")))
     violations: list[Violation] = []
     for item in linted:
         violations += apply_exceptions(item)
@@ -47,7 +45,7 @@ def lint_apps() -> list[str]:
     that is not set, every installed app with migrations whose code is not an installed package
     (not under site-packages), i.e. the project's own: a dependency's migrations (Django's
     contrib apps, ...) were written for it, not checked against this project's rules."""
-    configured = getattr(settings, "MIGRATIONS_WORKER", {}).get("LINT_APPS")
+    configured = conf.get("LINT_APPS")
     if configured is not None:
         return list(configured)
     with_migrations = {app for app, _name in MigrationLoader(None).disk_migrations}

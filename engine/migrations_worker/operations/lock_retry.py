@@ -30,8 +30,7 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from django.conf import settings
-
+from .. import conf
 from ..exceptions import InvalidLockRetry
 from ..pg import MAX_MILLIS
 
@@ -117,7 +116,7 @@ class LockRetry:
 
 
 def site_config() -> dict:
-    return dict(getattr(settings, "MIGRATIONS_WORKER", {}).get("DDL", {}))
+    return dict(conf.get("DDL"))
 
 
 def escalation(first_ms: float, cap_ms: float, growth: float, count: int) -> list[int]:

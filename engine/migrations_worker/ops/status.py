@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import wraps
 
-from django.conf import settings
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
@@ -30,6 +29,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client.exposition import choose_encoder
 
+from .. import conf
 from ..models import ACTIVE_STATUSES, BatchStatus, JobBatch, JobRun, QuarantinedKey, Resolution, RunStatus
 from ..runs.progress import eta_errors, progress_of
 from . import metrics as progress_metrics
@@ -39,7 +39,7 @@ VIEW_PERMISSION = "migrations_worker.view_jobrun"
 
 def bearer_token_ok(request: HttpRequest) -> bool:
     """The request carries the configured status token; no token configured means no token auth."""
-    expected = getattr(settings, "MW_STATUS_TOKEN", "")
+    expected = conf.status_token()
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     if not expected or scheme.lower() != "bearer" or not given:
         return False

@@ -15,6 +15,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from kombu.utils.url import maybe_sanitize_url
 
+from .. import conf
 from ..celery import app
 from ..exceptions import AlreadyActive, BrokerUnavailable, InvalidTransition
 from ..job import get_job
@@ -39,7 +40,7 @@ def ensure_broker(timeout: float = 3.0) -> None:
     except Exception as exc:
         raise BrokerUnavailable(
             f"cannot reach the Celery broker at {maybe_sanitize_url(app.conf.broker_url)}: {exc}. "
-            "Start Redis (deploy/services.sh up), or run the job in the foreground with "
+            "Start the broker (CELERY_BROKER_URL), or run the job in the foreground with "
             "`backfill run`."
         ) from exc
 
@@ -47,7 +48,8 @@ def ensure_broker(timeout: float = 3.0) -> None:
 def send_lanes(run: JobRun) -> None:
     for lane in range(run.workers):
         try:
-            app.send_task(RUN_SLICE, (run.pk, run.job_name, run.dispatch_epoch, lane), retry=False)
+            app.send_task(RUN_SLICE, (run.pk, run.job_name, run.dispatch_epoch, lane), retry=False,
+                          queue=conf.get("QUEUE"))
         except Exception:
             log.exception("run=%s could not send lane %s; beat will re-send it", run.pk, lane)
 

@@ -12,23 +12,22 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.db import DatabaseError, connection
 
+from .. import conf
 from ..exceptions import JobNotFinished
 from ..job import get_job
 from ..models import JobRun, RunStatus
 from . import control, drive
 from .progress import one_line, progress_of
 
-DEFAULT_INLINE_LIMIT = 10_000
 # Run states in which the job waits for an operator, not for time.
 HELD_BY_OPERATOR = (RunStatus.PAUSED, RunStatus.PAUSING, RunStatus.CANCELLING, RunStatus.FAILED)
 
 
 def default_inline_limit() -> int:
     """Rows a gate may finish inline; MW_GATE_INLINE_LIMIT overrides it for every gate."""
-    return int(settings.MIGRATIONS_WORKER.get("GATE_INLINE_LIMIT", DEFAULT_INLINE_LIMIT))
+    return int(conf.get("GATE_INLINE_LIMIT"))
 
 
 class GateState(enum.StrEnum):

@@ -8,10 +8,9 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 
-from django.conf import settings
 from django.db import connection
 
-from .. import pg
+from .. import conf, pg
 from ..exceptions import InvalidTuning
 from ..pg import MAX_MILLIS
 
@@ -109,7 +108,7 @@ LIMITS: dict[str, tuple[type, float, float, bool]] = {
 
 def site_defaults() -> dict:
     """The deployment's tuning (settings.MIGRATIONS_WORKER["TUNING"]), under job and run."""
-    return dict(settings.MIGRATIONS_WORKER.get("TUNING", {}))
+    return dict(conf.get("TUNING"))
 
 
 def next_batch_size(current: int, seconds_per_key: float | None, tuning: Tuning) -> int:
@@ -209,7 +208,7 @@ STANDBY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,63}")
 
 
 def expected_standbys() -> Expected:
-    return Expected.parse(settings.MIGRATIONS_WORKER.get("STANDBYS"))
+    return Expected.parse(conf.get("STANDBYS"))
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,8 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
-# Engine defaults; each can be overridden per job class and per run.
+# The engine's settings (the rest keep the defaults in engine/migrations_worker/conf.py, listed in
+# docs/engine-install.md); each can be overridden per job class and per run.
 MIGRATIONS_WORKER = {
     "STALE_HEARTBEAT_SECONDS": int(os.environ.get("MW_STALE_HEARTBEAT_SECONDS", "60")),
     # A gated migration finishes a job inline when at most this many rows are left.

@@ -1,0 +1,106 @@
+"""The engine's settings, each with its default, so a project sets only what it changes.
+
+Every engine module reads its settings here, never `settings.X` directly: the engine assumes no
+project, and a project that adds the app and a broker URL gets a working, safe engine.
+
+- `MIGRATIONS_WORKER`: one dict; its keys and their defaults are `DEFAULTS` below (documented in
+  docs/engine-install.md). A key the engine does not know is an error at start-up (checks.py),
+  since a misspelt one would otherwise be silently ignored.
+- `MW_STATUS_TOKEN`, `MW_FLOWER_URL`: plain settings, secrets and URLs a deployment sets from
+  its environment.
+- The Celery app's defaults (`CELERY_DEFAULTS`): worker-wide settings the engine needs, under
+  whatever `CELERY_*` settings the project sets. What a run's safety rests on is not left to the
+  project: the engine's tasks carry acks_late, reject_on_worker_lost and their queue themselves
+  (tasks.py), without changing the policy of the project's own tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # The Celery queue every engine task goes to; run workers with `-Q migrations` (and the
+    # project's own queues). The engine names it on every message, so CELERY_TASK_ROUTES of the
+    # project cannot send a run's slices to a queue no migration worker reads.
+    "QUEUE": "migrations",
+    # A run whose heartbeat is older than this is re-sent by the beat task requeue_stale_runs.
+    "STALE_HEARTBEAT_SECONDS": 60,
+    # How often beat runs requeue_stale_runs (seconds).
+    "REQUEUE_INTERVAL_SECONDS": 15.0,
+    # A gated migration (RequireJob) finishes a job inline when at most this many rows are left.
+    "GATE_INLINE_LIMIT": 10_000,
+    # The apps `lint_migrations` checks; None: every installed app with migrations that is not
+    # an installed package (the project's own).
+    "LINT_APPS": None,
+    # squawk's configuration for `lint_migrations`; the engine ships one.
+    "SQUAWK_CONFIG": Path(__file__).resolve().parent / "lint" / "squawk.toml",
+    # The streaming standbys a site has: application_names ("a,b") or how many ("2"); "" none.
+    "STANDBYS": "",
+    # Batch tuning under each job's and run's own (runs/throttle.py, `Tuning`).
+    "TUNING": {},
+    # The DDL lock-retry table (operations/lock_retry.py) under each operation's own.
+    "DDL": {},
+    # `migrate_online --plan` estimates: a data job's rows per second, a table scan's bytes.
+    "PLAN_ROWS_PER_SECOND": 5_000.0,
+    "PLAN_SCAN_BYTES_PER_SECOND": 100 * 1024**2,
+}
+
+REQUEUE_STALE_RUNS = "migrations_worker.requeue_stale_runs"
+
+# Under the project's CELERY_* settings: one message reserved per worker process at a time (a
+# slice can run for seconds; a prefetched one would wait behind it, its lease ticking), and a
+# broker that is not up yet retried at start rather than the worker exiting.
+CELERY_DEFAULTS: dict[str, Any] = {
+    "CELERY_WORKER_PREFETCH_MULTIPLIER": 1,
+    "CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP": True,
+}
+
+
+def get(name: str) -> Any:
+    """`MIGRATIONS_WORKER[name]`, or the engine's default for it."""
+    return getattr(settings, "MIGRATIONS_WORKER", {}).get(name, DEFAULTS[name])
+
+
+def unknown_keys() -> list[str]:
+    return sorted(set(getattr(settings, "MIGRATIONS_WORKER", {})) - set(DEFAULTS))
+
+
+def status_token() -> str:
+    """`MW_STATUS_TOKEN`: a bearer token the status API accepts; "" turns token auth off."""
+    return getattr(settings, "MW_STATUS_TOKEN", "")
+
+
+def flower_url() -> str:
+    """`MW_FLOWER_URL`: where operators find Flower; the admin links a run's tasks there."""
+    return getattr(settings, "MW_FLOWER_URL", "")
+
+
+class CelerySettings(Mapping):
+    """Django's CELERY_* settings over `CELERY_DEFAULTS`, plus the engine's beat entry.
+
+    Read by the Celery app when it first needs its configuration (after Django's settings are
+    loaded). The beat entry re-sends stale runs; it is added unless the project's own
+    CELERY_BEAT_SCHEDULE already schedules that task."""
+
+    def _merged(self) -> dict[str, Any]:
+        merged = {**CELERY_DEFAULTS,
+                  **{key: getattr(settings, key) for key in dir(settings) if key.startswith("CELERY_")}}
+        schedule = dict(merged.get("CELERY_BEAT_SCHEDULE") or {})
+        if not any(entry.get("task") == REQUEUE_STALE_RUNS for entry in schedule.values()):
+            schedule["migrations_worker.requeue-stale-runs"] = {
+                "task": REQUEUE_STALE_RUNS, "schedule": float(get("REQUEUE_INTERVAL_SECONDS"))}
+        merged["CELERY_BEAT_SCHEDULE"] = schedule
+        return merged
+
+    def __getitem__(self, key: str) -> Any:
+        return self._merged()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._merged())
+
+    def __len__(self) -> int:
+        return len(self._merged())
