@@ -33,7 +33,7 @@ from .exceptions import MigrationsWorkerError
 from .models import BatchStatus, JobBatch, JobRun, QuarantinedKey, Resolution, RunStatus
 from .ops.status import run_payload
 from .runs import control, dispatch
-from .runs.progress import format_duration, progress_of
+from .runs.progress import format_duration, hold_text, progress_of
 
 OPERATE = "migrations_worker.operate_jobrun"
 # What an operator needs: see runs, batches and the task results, and steer runs.
@@ -179,7 +179,8 @@ class JobRunAdmin(ReadOnlyAdmin):
     fieldsets = (
         ("Run", {"fields": ("job_name", "status", "workers", "batch_size", "options",
                             "dispatch_epoch", "worker")}),
-        ("Hold, error and report", {"fields": ("hold_reason", "hold_until", "error", "report")}),
+        ("Hold, error and report", {"fields": ("hold_kind", "hold_reason", "hold_until", "error",
+                                                "report")}),
         ("Keys and counters", {"classes": ("collapse",),
                                "fields": ("rows_done", "estimated_total", "batches_done", "min_key",
                                           "max_key", "cursor", "caught_up", "avg_seconds_per_row")}),
@@ -222,7 +223,7 @@ class JobRunAdmin(ReadOnlyAdmin):
     @admin.display(description="hold / last error")
     def hold_or_error(self, run: JobRun) -> SafeString:
         p = progress_of(run)
-        text = f"on hold: {p.hold_reason}" if p.hold_reason else p.error[:160]
+        text = hold_text(p) if p.hold_reason else p.error[:160]
         return live(run, "hold", text, "mw-error" if p.error and not p.hold_reason else "mw-hold")
 
     # -- actions, each behind a confirmation page ------------------------------------------------
@@ -344,6 +345,7 @@ class JobRunAdmin(ReadOnlyAdmin):
         return {
             "run": run,
             "progress": p,
+            "hold_text": hold_text(p),
             "rows_text": f"{p.rows_done:,} / ~{p.estimated_total:,}",
             "rate_text": f"{p.rows_per_second:,.0f}" if p.rows_per_second else "-",
             "batch_size_text": f"{p.batch_size:,}",

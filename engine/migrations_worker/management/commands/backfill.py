@@ -27,7 +27,7 @@ from migrations_worker.management.arguments import positive_int, seconds
 from migrations_worker.management.base import EngineCommand
 from migrations_worker.models import JobRun, QuarantinedKey, RunStatus
 from migrations_worker.runs import control, dispatch, drive, runner, undo
-from migrations_worker.runs.progress import one_line, progress_of
+from migrations_worker.runs.progress import hold_text, one_line, progress_of
 
 TERMINAL = (RunStatus.FINISHED, RunStatus.CANCELLED, RunStatus.FAILED)
 # action: (what it does to the job's active run, what the console says after it)
@@ -151,7 +151,7 @@ class Command(EngineCommand):
                 f"{p.percent:5.1f}% {p.rows_done:,}/{p.estimated_total:,}",
                 f"{p.rows_per_second:,.0f}" if p.rows_per_second else "-",
                 p.eta, f"{p.batch_size:,}",
-                p.hold_reason or (p.error[:80] if p.error else ""),
+                hold_text(p) or p.error[:80],
             )
         return table
 
