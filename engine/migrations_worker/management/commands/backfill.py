@@ -27,16 +27,10 @@ from migrations_worker.management.arguments import positive_int, seconds
 from migrations_worker.management.base import EngineCommand
 from migrations_worker.models import JobRun, QuarantinedKey, RunStatus
 from migrations_worker.runs import control, dispatch, drive, runner, undo
+from migrations_worker.runs.controls import CONTROLS
 from migrations_worker.runs.progress import hold_text, one_line, progress_of
 
 TERMINAL = (RunStatus.FINISHED, RunStatus.CANCELLED, RunStatus.FAILED)
-# action: (what it does to the job's active run, what the console says after it)
-CONTROLS = {
-    "pause": (control.pause, ""),
-    "resume": (dispatch.resume, ""),
-    "cancel": (control.cancel, ""),
-    "retry": (dispatch.retry, ": failed batches requeued"),
-}
 
 
 def quarantined_row(q: QuarantinedKey) -> dict:
@@ -192,9 +186,9 @@ class Command(EngineCommand):
         return run
 
     def do_control(self, action: str, name: str) -> None:
-        act, said = CONTROLS[action]
-        run = act(self._active(name), actor=self.actor)
-        self.console.print(f"{run.job_name} #{run.pk} is {run.status}{said}")
+        ctl = CONTROLS[action]
+        run = ctl.apply(self._active(name), actor=self.actor)
+        self.console.print(f"{run.job_name} #{run.pk}: {ctl.done} (now {run.status})")
 
     def do_undo(self, options) -> None:
         """Record what to put back, then run the undo job (on the workers, or here)."""
