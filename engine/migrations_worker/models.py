@@ -50,6 +50,18 @@ class BatchStatus(models.TextChoices):
     QUARANTINED = "quarantined"
 
 
+class HoldKind(models.TextChoices):
+    """Why a health check put a run on hold (runs/throttle.py, one check each): stored with the
+    hold and with its event, so the metrics and the admin count and show holds by kind without
+    reading their text."""
+
+    LOCK_WAITERS = "lock_waiters", "lock waiters"  # the application queues on the job's tables
+    DDL_BACKOFF = "ddl_backoff", "ddl backoff"  # a deploy step was refused a lock, asks again
+    LONG_TRANSACTION = "long_transaction", "long transaction"  # holds back vacuum
+    MISSING_STANDBY = "missing_standby", "missing standby"  # expected, not connected or unreadable
+    REPLICA_LAG = "replica_lag", "replica lag"  # a standby replays too far behind
+
+
 def percent_done(rows_done: int, estimated_total: int) -> float:
     """Short of 100 until the run is verified: the estimate is a count taken at enqueue."""
     if not estimated_total:
@@ -76,6 +88,9 @@ class JobRun(models.Model):
     # Fences Celery messages: a message from an older dispatch does nothing.
     dispatch_epoch = models.PositiveIntegerField(default=0)
     hold_reason = models.CharField(max_length=300, blank=True, default="")
+    # The kind of the hold (HoldKind); "" when not held, or held by an engine from before kinds.
+    hold_kind = models.CharField(max_length=20, choices=HoldKind.choices, blank=True, default="",
+                                 db_default="")
     hold_until = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     worker = models.CharField(max_length=200, blank=True, default="")
@@ -158,6 +173,9 @@ class JobRunEvent(models.Model):
     to_status = models.CharField(max_length=20)
     actor = models.CharField(max_length=200, blank=True, default="")
     message = models.TextField(blank=True, default="")
+    # The kind of the hold this event records (HoldKind); "" for every other event.
+    hold_kind = models.CharField(max_length=20, choices=HoldKind.choices, blank=True, default="",
+                                 db_default="")
 
     class Meta:
         ordering = ["run_id", "id"]

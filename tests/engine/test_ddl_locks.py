@@ -17,6 +17,7 @@ from django.db.migrations.state import ModelState, ProjectState
 from django.db.utils import OperationalError, ProgrammingError
 
 from migrations_worker.exceptions import InsideTransaction
+from migrations_worker.models import HoldKind
 from migrations_worker.operations.ddl import (
     CreateIndexConcurrently,
     Safely,
@@ -26,7 +27,7 @@ from migrations_worker.operations.ddl import (
     run_step,
 )
 from migrations_worker.operations.lock_retry import LockRetry
-from migrations_worker.runs.throttle import Tuning, health_hold_reason
+from migrations_worker.runs.throttle import Hold, Tuning, health_hold
 from tests.workers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -265,7 +266,7 @@ def test_a_step_backing_off_from_a_lock_puts_running_jobs_on_hold_until_it_ends(
     batches holding row locks on its table are the likely reason, so they step aside."""
     tables = ("ddl_probe_a",)
     tuning = Tuning.resolve({})
-    assert health_hold_reason(tables, tuning) == ""
+    assert health_hold(tables, tuning) is None
     holder = LockHolder("ddl_probe_a")
     outcome = {}
 
@@ -280,10 +281,13 @@ def test_a_step_backing_off_from_a_lock_puts_running_jobs_on_hold_until_it_ends(
     step = threading.Thread(target=migrate)
     step.start()
     try:
-        wait_until(lambda: "backing off from a lock" in health_hold_reason(tables, tuning), 10,
+        seen = []
+        wait_until(lambda: seen.append(health_hold(tables, tuning)) or seen[-1] is not None, 10,
                    message="the job to be told")
+        assert seen[-1] == Hold(HoldKind.DDL_BACKOFF,
+                                "1 deploy step(s) backing off from a lock: stepping aside")
     finally:
         holder.close()  # the step's next request is granted
     step.join(30)
     assert outcome == {"done": True}
-    assert health_hold_reason(tables, tuning) == ""  # and the jobs go on
+    assert health_hold(tables, tuning) is None  # and the jobs go on

@@ -8,6 +8,7 @@ from django.urls import reverse
 from migrations_worker.exceptions import AlreadyActive
 from migrations_worker.models import JobRun, JobRunEvent, RunStatus
 from migrations_worker.runs import control
+from migrations_worker.runs.controls import CONTROLS
 from tests.engine_app.support import JOB, make_widgets
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -213,6 +214,33 @@ def test_admin_refuses_an_action_the_run_is_not_in_a_state_for(client):
                 follow=True)
     assert b"only a failed run can be retried" in page.content
     assert JobRun.objects.get(pk=run.pk).status == RunStatus.PENDING
+
+
+# A status each control refuses, in which the run is still the job's active run.
+REFUSED_IN = {"pause": RunStatus.PAUSED, "resume": RunStatus.PENDING,
+              "cancel": RunStatus.CANCELLING, "retry": RunStatus.PENDING}
+
+
+@pytest.mark.parametrize("verb", list(CONTROLS))
+def test_backfill_and_the_admin_refuse_a_control_in_the_words_of_the_one_table(
+    manage, client, verb
+):
+    ctl = CONTROLS[verb]
+    assert REFUSED_IN[verb] not in ctl.allowed
+    make_widgets(10)
+    run = control.create_run(JOB)
+    JobRun.objects.filter(pk=run.pk).update(status=REFUSED_IN[verb])
+    before = snapshot()
+    said = f"run #{run.pk} of {JOB} is {REFUSED_IN[verb]}; {ctl.refusal}"
+
+    result = manage("backfill", verb, JOB)
+    assert result.returncode == 3
+    assert said in result.stderr
+    client.force_login(staff("operator", operate=True))
+    page = client.post(reverse("admin:migrations_worker_jobrun_control", args=[run.pk, verb]),
+                       {"post": "yes"}, follow=True)
+    assert said.lower() in page.content.decode().lower()  # the admin capitalises its messages
+    assert snapshot() == before
 
 
 def test_backfill_run_takes_tuning_options_for_a_new_run_and_refuses_them_for_an_active_one(manage):

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from migrations_worker.models import JobRun
+from migrations_worker.models import HoldKind, JobRun
 from migrations_worker.runs import control, runner, throttle
 from tests.engine.standby import primary_with_standby
 from tests.engine_app.support import JOB, make_widgets, scratch_broker_url
@@ -68,11 +68,13 @@ def primary_cursor(primary, user: str = "postgres"):
 
 
 def check(primary, *, seconds: float = DAY, behind: int = HUGE, user: str = "postgres") -> str:
-    """The replica check as a run would read it, with these limits and this site setting."""
+    """The replica check as a run would read it, with these limits and this site setting: the
+    hold as "kind: text", or "" for none."""
     tuning = throttle.Tuning.resolve({"max_replica_lag_seconds": seconds,
                                       "max_replica_lag_bytes": behind})
     with primary_cursor(primary, user) as cursor:
-        return throttle.replica_lag(cursor, (), tuning)
+        hold = throttle.replica_lag(cursor, (), tuning)
+    return f"{hold.kind}: {hold.text}" if hold else ""
 
 
 @pytest.fixture
@@ -113,7 +115,7 @@ def test_a_paused_standby_reads_as_behind_in_bytes_then_in_seconds_and_as_fine_o
         write_wal(primary)  # about 400 kB the standby receives but does not replay
         by_bytes = eventually(lambda: check(primary, behind=65_536), 10,
                               "the bytes behind to pass 64 kB")
-        assert by_bytes.startswith(f"standby '{NAME}' is ") and " kB behind (limits" in by_bytes
+        assert by_bytes.startswith(f"replica_lag: standby '{NAME}' is ") and " kB behind (limits" in by_bytes
         # Seconds alone (no byte limit to speak of): replay_lag grows while replay waits.
         by_seconds = eventually(lambda: check(primary, seconds=1.0), 10,
                                 "replay_lag to pass 1 s")
@@ -130,11 +132,11 @@ def test_an_expected_standby_missing_or_too_few_standbys_hold_and_unexpected_abs
 ):
     primary, _ = healthy
     expect(f"{NAME},mw_other_standby")
-    assert check(primary) == ("expected standby 'mw_other_standby' is not connected (no row in "
-                              "pg_stat_replication): bring it back, or take it out of "
+    assert check(primary) == ("missing_standby: expected standby 'mw_other_standby' is not "
+                              "connected (no row in pg_stat_replication): bring it back, or take it out of "
                               "MW_EXPECTED_STANDBYS")
     expect("2")
-    assert check(primary) == (f"2 standby(s) expected, 1 connected with a readable lag "
+    assert check(primary) == (f"missing_standby: 2 standby(s) expected, 1 connected with a readable lag "
                               f"(connected: '{NAME}')")
     expect("1")
     assert check(primary) == ""
@@ -149,11 +151,11 @@ def test_a_role_that_cannot_read_the_standbys_lag_is_held_not_waved_through(heal
         cursor.execute(sql.SQL("CREATE ROLE mw_plain LOGIN"))  # no pg_read_all_stats
     expect(NAME)
     assert check(primary, user="mw_plain") == (
-        f"lag of standby '{NAME}' cannot be read (replay_lsn is NULL: no report yet, or this role "
-        "lacks pg_read_all_stats: GRANT pg_read_all_stats TO it)")
+        f"missing_standby: lag of standby '{NAME}' cannot be read (replay_lsn is NULL: no "
+        "report yet, or this role lacks pg_read_all_stats: GRANT pg_read_all_stats TO it)")
     expect("1")
     assert check(primary, user="mw_plain").startswith(
-        "1 standby(s) expected, 0 connected with a readable lag")
+        "missing_standby: 1 standby(s) expected, 0 connected with a readable lag")
     with primary_cursor(primary) as cursor:
         cursor.execute("GRANT pg_read_all_stats TO mw_plain")
     expect(NAME)
@@ -195,7 +197,7 @@ def batches_started(db: Database, after, before=None) -> int:
 
 
 def first_hold_after(db: Database, moment):
-    return db.rows("SELECT at, message FROM migrations_worker_jobrunevent "
+    return db.rows("SELECT at, message, hold_kind FROM migrations_worker_jobrunevent "
                    "WHERE message LIKE 'on hold:%%' AND at > %s ORDER BY id LIMIT 1", [moment])
 
 
@@ -227,14 +229,16 @@ def test_replay_paused_mid_run_holds_it_within_one_batch_and_it_goes_on_when_rep
         # A standby that replays as it should never held the run.
         assert db.scalar("SELECT count(*) FROM migrations_worker_jobrunevent WHERE message LIKE "
                          "'on hold:%%' AND at < %s", [paused_at]) == 0
-        [(held_at, message)] = eventually(lambda: first_hold_after(db, paused_at), 30,
-                                          "the run to go on hold")
+        [(held_at, message, kind)] = eventually(lambda: first_hold_after(db, paused_at), 30,
+                                                "the run to go on hold")
         assert message.startswith(f"on hold: standby '{NAME}' is ") and "behind" in message
+        assert kind == HoldKind.REPLICA_LAG
         # Within one batch: the one that wrote the WAL the standby did not replay.
         assert batches_started(db, paused_at, held_at) <= 1
         time.sleep(4)  # held for as long as replay is paused: no batch
         assert batches_started(db, held_at) == 0
-        assert "behind" in db.scalar("SELECT hold_reason FROM migrations_worker_jobrun")
+        assert db.rows("SELECT hold_kind, hold_reason LIKE '%%behind%%' FROM "
+                       "migrations_worker_jobrun") == [(HoldKind.REPLICA_LAG, True)]
         standby.resume_replay()
         resumed_at = now(db)
         finish(db, proc, tmp_path)
@@ -257,8 +261,9 @@ def test_the_standby_stopped_mid_run_holds_it_until_the_standby_is_back(run_data
                             or 0) >= 2, 60, message="two batches")
         standby.halt()
         halted_at = now(db)
-        [(held_at, message)] = eventually(lambda: first_hold_after(db, halted_at), 30,
-                                          "the run to go on hold")
+        [(held_at, message, kind)] = eventually(lambda: first_hold_after(db, halted_at), 30,
+                                                "the run to go on hold")
+        assert kind == HoldKind.MISSING_STANDBY
         assert message == (f"on hold: expected standby '{NAME}' is not connected (no row in "
                            "pg_stat_replication): bring it back, or take it out of "
                            "MW_EXPECTED_STANDBYS")
@@ -299,6 +304,8 @@ def test_a_reason_longer_than_the_hold_column_is_cut_and_the_run_held_not_crashe
     JobRun.objects.filter(pk=run.pk).update(status="running")
     outcome = runner.RunWorker(run.pk, name="test").work()
     assert outcome.kind == runner.Kind.HOLD
-    reason = JobRun.objects.get(pk=run.pk).hold_reason
+    held = JobRun.objects.get(pk=run.pk)
+    assert held.hold_kind == HoldKind.MISSING_STANDBY
+    reason = held.hold_reason
     assert len(reason) == throttle.MAX_REASON_CHARS and reason.endswith("...")
     assert reason.startswith("expected standby 'replica_00' is not connected")

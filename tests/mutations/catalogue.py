@@ -133,7 +133,7 @@ MUTATIONS: list[Mutation] = [
         "job_name = '{job_name}' ORDER BY id DESC LIMIT 1\")), None)\n",
         SQL_SAFE, ".raw() was not looked at"),
     Mutation(
-        "sql: RawSQL of an f-string", "engine/migrations_worker/admin.py",
+        "sql: RawSQL of an f-string", "engine/migrations_worker/ops/run_admin.py",
         'annotate(n=Count("id"))',
         'annotate(n=RawSQL(f"SELECT count(*) FROM migrations_worker_jobbatch WHERE run_id = {run.pk}", []))',
         SQL_SAFE, "RawSQL was not looked at"),
@@ -187,7 +187,7 @@ MUTATIONS: list[Mutation] = [
         "{app.conf.broker_url}",
         MASKING, "the password in the broker-unreachable message"),
     Mutation(
-        "admin: a hostile selection answers 500", "engine/migrations_worker/admin.py",
+        "admin: a hostile selection answers 500", "engine/migrations_worker/ops/run_admin.py",
         "        if refused:\n",
         "        if False:\n",
         "tests/ops/test_bad_input.py::"

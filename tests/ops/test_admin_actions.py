@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from migrations_worker.admin import OPERATE, ensure_operator
-from migrations_worker.models import JobRun, RunStatus
+from migrations_worker.models import HoldKind, JobRun, RunStatus
 from migrations_worker.runs import control
 from tests.engine_app.support import JOB, make_widgets
 
@@ -113,13 +113,16 @@ def test_an_unknown_control_is_refused(client, operator):
     assert JobRun.objects.filter(pk=run.pk).exists()
 
 
-def test_the_runs_list_shows_a_hold_reason_while_it_lasts(client, viewer):
+def test_the_runs_list_and_the_run_page_show_a_hold_with_its_kind_while_it_lasts(client, viewer):
     run = pending_run()
     JobRun.objects.filter(pk=run.pk).update(
-        hold_reason="transaction open for 700s (pid 4242)",
+        hold_reason="transaction open for 700s (pid 4242)", hold_kind=HoldKind.LONG_TRANSACTION,
         hold_until=timezone.now() + timedelta(minutes=1),
     )
-    assert "on hold: transaction open for 700s (pid 4242)" in client.get(RUNS).content.decode()
+    shown = "on hold (long transaction): transaction open for 700s (pid 4242)"
+    assert shown in client.get(RUNS).content.decode()
+    page = client.get(reverse("admin:migrations_worker_jobrun_change", args=[run.pk]))
+    assert shown in page.content.decode()
 
 
 def test_the_run_page_shows_the_quarantined_key_filters_batches_by_status_and_lists_errors(

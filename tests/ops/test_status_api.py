@@ -13,7 +13,7 @@ from django.utils import timezone
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families
 
-from migrations_worker.models import JobRun
+from migrations_worker.models import HoldKind, JobRun
 from migrations_worker.ops import metrics as metrics_module
 from migrations_worker.runs import control, runner, states
 from migrations_worker.runs.progress import eta_errors
@@ -162,19 +162,26 @@ def test_one_runs_json_adds_its_latest_batches_and_status_log(client, finished_a
     assert client.get("/ops/runs/999999.json").status_code == 404
 
 
-def test_a_hold_reason_shows_while_the_hold_lasts(client, finished_and_pending):
+def test_a_hold_reason_and_its_kind_show_while_the_hold_lasts(client, finished_and_pending):
     _, pending = finished_and_pending
     JobRun.objects.filter(pk=pending.pk).update(
-        hold_reason="2 session(s) waiting for a lock on engine_app_widget",
-        hold_until=timezone.now() + timedelta(minutes=1),
+        hold_reason="2 deploy step(s) backing off from a lock: stepping aside",
+        hold_kind=HoldKind.DDL_BACKOFF, hold_until=timezone.now() + timedelta(minutes=1),
     )
     client.force_login(staff())
     run = client.get(f"/ops/runs/{pending.pk}.json").json()
-    assert run["hold_reason"] == "2 session(s) waiting for a lock on engine_app_widget"
+    assert run["hold_reason"] == "2 deploy step(s) backing off from a lock: stepping aside"
+    assert run["hold_kind"] == "ddl_backoff"
     metrics = scrape(client)
     assert metrics[("mw_run_on_hold", (("job", JOB), ("run", str(pending.pk))))] == 1
-    assert metrics[("mw_run_hold_reason", (("check", "lock_waiters"), ("job", JOB),
+    assert metrics[("mw_run_hold_reason", (("check", "ddl_backoff"), ("job", JOB),
                                            ("run", str(pending.pk))))] == 1
+
+    # A hold stored without a kind (an engine from before kinds, mid rolling deploy) is "other".
+    JobRun.objects.filter(pk=pending.pk).update(hold_kind="")
+    assert client.get(f"/ops/runs/{pending.pk}.json").json()["hold_kind"] == "other"
+    assert scrape(client)[("mw_run_hold_reason", (("check", "other"), ("job", JOB),
+                                                  ("run", str(pending.pk))))] == 1
 
     JobRun.objects.filter(pk=pending.pk).update(hold_until=timezone.now() - timedelta(seconds=1))
     assert client.get(f"/ops/runs/{pending.pk}.json").json()["hold_reason"] == ""
@@ -217,11 +224,15 @@ def test_metrics_count_holds_by_health_check_and_give_the_eta_error_of_a_finishe
     control.create_run(JOB, options={**FIXED_100})
     call_command("backfill", "run", JOB)
     run = control.latest_run(JOB)
-    for reason in ("standby 'replica_a' is 40.0s and 2.0 MB behind (limits 30s, 1.0 GB)",
-                   "standby 'replica_a' is 41.0s and 2.1 MB behind (limits 30s, 1.0 GB)",
-                   "transaction open for 700s (pid 42)", "something new"):
-        states.record(run, "running", "running", "test", f"on hold: {reason}")
+    for kind, reason in ((HoldKind.REPLICA_LAG, "standby 'replica_a' is 40.0s and 2.0 MB behind"),
+                         (HoldKind.REPLICA_LAG, "standby 'replica_a' is 41.0s and 2.1 MB behind"),
+                         (HoldKind.LONG_TRANSACTION, "transaction open for 700s (pid 42)"),
+                         (HoldKind.DDL_BACKOFF, "1 deploy step(s) backing off from a lock")):
+        states.record(run, "running", "running", "test", f"on hold: {reason}", hold_kind=kind)
     states.record(run, "running", "running", "test", "hold cleared")
+    # The kind is what counts, never the text: a reason worded like another kind's changes nothing.
+    states.record(run, "running", "running", "test", "on hold: standby 'x' is behind",
+                  hold_kind=HoldKind.LOCK_WAITERS)
     errors = eta_errors(run)
     assert [e.checkpoint for e in errors] == [10, 50]
 
@@ -230,7 +241,7 @@ def test_metrics_count_holds_by_health_check_and_give_the_eta_error_of_a_finishe
     labels = (("job", JOB), ("run", str(run.pk)))
     holds = {dict(key[1])["check"]: value for key, value in metrics.items()
              if key[0] == "mw_run_hold_events_total"}
-    assert holds == {"replica_lag": 2, "long_transaction": 1, "other": 1}
+    assert holds == {"replica_lag": 2, "long_transaction": 1, "ddl_backoff": 1, "lock_waiters": 1}
     for error in errors:
         at = (("checkpoint", str(error.checkpoint)), *labels)
         assert metrics[("mw_run_eta_error_ratio", at)] == pytest.approx(error.error_ratio)
@@ -307,3 +318,4 @@ def test_each_batch_and_each_status_change_and_hold_is_one_log_line_naming_the_r
     hold_line = next(r.getMessage() for r in caplog.records if "on hold" in r.getMessage())
     assert f"run={held.pk} job={JOB} status=running" in hold_line
     assert "on hold: transaction open for" in hold_line
+    assert held.events.get(message__startswith="on hold").hold_kind == HoldKind.LONG_TRANSACTION

@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("runs.runner",),
     ("runs.control", "runs.undo"),
     ("runs.dispatch", "runs.drive"),
-    ("runs.gates",),
+    ("runs.gates", "runs.controls"),
     # what migration files import, and the Celery tasks
     ("operations", "tasks"),
     # deploy/ and lint/: the deploy step and the migration linter
@@ -40,8 +40,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("deploy.executor", "checks"),
     ("deploy.plan",),
     # ops/: what operators and machines read
-    ("ops", "ops.metrics"),
+    ("ops", "ops.metrics", "ops.chart"),
     ("ops.status", "urls"),
+    ("ops.run_admin",),
     # Django's entry modules
     ("admin", "management", "apps"),
 ]

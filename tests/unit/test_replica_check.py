@@ -1,14 +1,16 @@
-"""The replica check's decisions, without a database: which standbys hold a run and what the
-reason says (`throttle.replica_hold_reason`), and how the site names the standbys it expects
+"""The replica check's decisions, without a database: which standbys hold a run, the kind of the
+hold and what its text says (`throttle.replica_hold`), and how the site names the standbys it expects
 (`throttle.Expected`). The same check against a real standby: tests/engine/test_standby.py."""
 
 import pytest
 
 from migrations_worker.checks import expected_standbys_are_well_formed
 from migrations_worker.exceptions import InvalidTuning
-from migrations_worker.runs.throttle import Expected, Standby, Tuning, replica_hold_reason
+from migrations_worker.models import HoldKind
+from migrations_worker.runs.throttle import Expected, Hold, Standby, Tuning, replica_hold
 
 LIMITS = Tuning(max_replica_lag_seconds=30.0, max_replica_lag_bytes=1024**3)
+LAG, MISSING = HoldKind.REPLICA_LAG, HoldKind.MISSING_STANDBY
 
 
 def streaming(name: str, seconds: float | None = 0.01, behind: float | None = 0.0) -> Standby:
@@ -20,45 +22,46 @@ def unreadable(name: str) -> Standby:
 
 
 def test_nothing_expected_and_nothing_connected_holds_nothing():
-    assert replica_hold_reason([], Expected(), LIMITS) == ""
+    assert replica_hold([], Expected(), LIMITS) is None
 
 
-def test_a_standby_behind_in_seconds_or_in_bytes_holds_and_is_named():
-    assert replica_hold_reason([streaming("a", 31.0, 2048)], Expected(), LIMITS) == (
-        "standby 'a' is 31.0s and 2.0 kB behind (limits 30s, 1.0 GB)")
-    assert replica_hold_reason([streaming("a", None, 2 * 1024**3)], Expected(), LIMITS) == (
-        "standby 'a' is 0.0s and 2.0 GB behind (limits 30s, 1.0 GB)")
-    assert replica_hold_reason([streaming("a", 29.0, 1024**2)], Expected(), LIMITS) == ""
+def test_a_standby_behind_in_seconds_or_in_bytes_holds_as_replica_lag_and_is_named():
+    assert replica_hold([streaming("a", 31.0, 2048)], Expected(), LIMITS) == Hold(
+        LAG, "standby 'a' is 31.0s and 2.0 kB behind (limits 30s, 1.0 GB)")
+    assert replica_hold([streaming("a", None, 2 * 1024**3)], Expected(), LIMITS) == Hold(
+        LAG, "standby 'a' is 0.0s and 2.0 GB behind (limits 30s, 1.0 GB)")
+    assert replica_hold([streaming("a", 29.0, 1024**2)], Expected(), LIMITS) is None
 
 
 def test_a_standby_that_has_replayed_everything_is_not_behind_whatever_its_last_replay_lag_says():
     # replay_lag keeps its last measurement for a while after the standby caught up.
-    assert replica_hold_reason([streaming("a", 45.0, 0.0)], Expected(), LIMITS) == ""
+    assert replica_hold([streaming("a", 45.0, 0.0)], Expected(), LIMITS) is None
 
 
-def test_an_expected_standby_missing_from_pg_stat_replication_holds_the_run():
-    reason = replica_hold_reason([streaming("a")], Expected.parse("a,b"), LIMITS)
-    assert reason == ("expected standby 'b' is not connected (no row in pg_stat_replication): "
-                      "bring it back, or take it out of MW_EXPECTED_STANDBYS")
+def test_an_expected_standby_missing_from_pg_stat_replication_holds_the_run_as_missing():
+    hold = replica_hold([streaming("a")], Expected.parse("a,b"), LIMITS)
+    assert hold == Hold(MISSING, "expected standby 'b' is not connected (no row in "
+                        "pg_stat_replication): bring it back, or take it out of MW_EXPECTED_STANDBYS")
 
 
 def test_an_expected_standby_whose_lag_cannot_be_read_holds_an_unexpected_one_does_not():
-    reason = replica_hold_reason([unreadable("a"), unreadable("pg_receivewal")],
-                                 Expected.parse("a"), LIMITS)
-    assert reason == ("lag of standby 'a' cannot be read (replay_lsn is NULL: no report yet, or "
-                      "this role lacks pg_read_all_stats: GRANT pg_read_all_stats TO it)")
+    hold = replica_hold([unreadable("a"), unreadable("pg_receivewal")], Expected.parse("a"), LIMITS)
+    assert hold == Hold(MISSING, "lag of standby 'a' cannot be read (replay_lsn is NULL: no "
+                        "report yet, or this role lacks pg_read_all_stats: GRANT "
+                        "pg_read_all_stats TO it)")
 
 
 def test_a_count_counts_only_standbys_whose_lag_can_be_read():
-    assert replica_hold_reason([streaming("a"), unreadable("b")], Expected.parse(2), LIMITS) == (
-        "2 standby(s) expected, 1 connected with a readable lag (connected: 'a', "
+    assert replica_hold([streaming("a"), unreadable("b")], Expected.parse(2), LIMITS) == Hold(
+        MISSING, "2 standby(s) expected, 1 connected with a readable lag (connected: 'a', "
         "'b' (lag unreadable))")
-    assert replica_hold_reason([streaming("a"), streaming("b")], Expected.parse("2"), LIMITS) == ""
+    assert replica_hold([streaming("a"), streaming("b")], Expected.parse("2"), LIMITS) is None
 
 
-def test_every_problem_is_named_in_one_reason():
-    reason = replica_hold_reason([streaming("a", 100.0, 10)], Expected.parse(["a", "b"]), LIMITS)
-    assert reason.split("; ") == [
+def test_every_problem_is_named_in_one_reason_and_a_missing_standby_gives_the_kind():
+    hold = replica_hold([streaming("a", 100.0, 10)], Expected.parse(["a", "b"]), LIMITS)
+    assert hold.kind == MISSING
+    assert hold.text.split("; ") == [
         "expected standby 'b' is not connected (no row in pg_stat_replication): bring it back, "
         "or take it out of MW_EXPECTED_STANDBYS",
         "standby 'a' is 100.0s and 10 B behind (limits 30s, 1.0 GB)",

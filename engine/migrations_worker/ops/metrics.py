@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
-from django.db.models import Case, CharField, Count, Value, When
+from django.db.models import Count
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
@@ -27,6 +27,7 @@ from ..job import UndoJob, job_classes
 from ..models import (
     ACTIVE_STATUSES,
     BatchStatus,
+    HoldKind,
     JobBatch,
     JobRun,
     JobRunEvent,
@@ -34,10 +35,9 @@ from ..models import (
     Resolution,
     RunStatus,
 )
-from ..runs.progress import Progress, eta_errors, progress_of
-from ..runs.throttle import REASON_CHECKS, check_of
+from ..runs.progress import OTHER_HOLD, Progress, eta_errors, progress_of
 
-HOLD_PREFIX = "on hold: "  # how the runner logs a hold (JobRunEvent.message)
+HOLD_KINDS = ", ".join([*HoldKind.values, OTHER_HOLD])
 
 Sample = tuple[tuple[str, ...], float]
 
@@ -70,18 +70,14 @@ class Snapshot:
 
     @cached_property
     def hold_events(self) -> dict[int, Counter]:
-        """Holds recorded for each latest run, by the health check that called them (one per
-        change of reason), counted in the database."""
-        check = Case(*(When(message__regex=pattern.pattern, then=Value(name))
-                       for name, pattern in REASON_CHECKS),
-                     default=Value("other"), output_field=CharField())
-        rows = (JobRunEvent.objects.filter(run_id__in=[run.pk for run in self.latest],
-                                           message__startswith=HOLD_PREFIX)
-                .annotate(check=check).values("run_id", "check").annotate(n=Count("id"))
+        """Holds recorded for each latest run, by the kind each event carries (one per change
+        of reason), counted in the database."""
+        rows = (JobRunEvent.objects.filter(run_id__in=[run.pk for run in self.latest])
+                .exclude(hold_kind="").values("run_id", "hold_kind").annotate(n=Count("id"))
                 .order_by())
         counts: dict[int, Counter] = {run.pk: Counter() for run in self.latest}
         for row in rows:
-            counts[row["run_id"]][row["check"]] = row["n"]
+            counts[row["run_id"]][row["hold_kind"]] = row["n"]
         return counts
 
     @cached_property
@@ -153,9 +149,9 @@ def _quarantined(snapshot: Snapshot) -> Iterable[Sample]:
 
 def _holding(snapshot: Snapshot) -> Iterable[Sample]:
     for run in snapshot.latest:
-        reason = snapshot.progress[run.pk].hold_reason
-        if reason:
-            yield labels(run, check_of(reason)), 1.0
+        kind = snapshot.progress[run.pk].hold_kind
+        if kind:
+            yield labels(run, kind), 1.0
 
 
 def _hold_events(snapshot: Snapshot) -> Iterable[Sample]:
@@ -232,11 +228,10 @@ FAMILIES: tuple[Family, ...] = (
            each_run(lambda run, p: p.batch_size)),
     Family("mw_run_on_hold", GAUGE, "1 while a health check holds the run", RUN,
            each_run(lambda run, p: 1.0 if p.hold_reason else 0.0)),
-    Family("mw_run_hold_reason", GAUGE, "1 for the health check holding the run now "
-           "(lock_waiters, long_transaction, replica_lag, other); absent when not held",
-           (*RUN, "check"), _holding),
-    Family("mw_run_hold_events", COUNTER, "holds the latest run recorded, by health check "
-           "(one per change of reason)", (*RUN, "check"), _hold_events),
+    Family("mw_run_hold_reason", GAUGE, "1 for the kind of hold on the run now "
+           f"({HOLD_KINDS}); absent when not held", (*RUN, "check"), _holding),
+    Family("mw_run_hold_events", COUNTER, "holds the latest run recorded, by kind (one per "
+           "change of reason)", (*RUN, "check"), _hold_events),
     Family("mw_run_heartbeat_age_seconds", GAUGE, "seconds since a worker last reported "
            "(active runs)", RUN, each_run(_heartbeat_age)),
     Family("mw_run_batches", GAUGE, "batches of the latest run by status", (*RUN, "status"),

@@ -15,6 +15,9 @@ from . import eta
 
 log = logging.getLogger("migrations_worker.progress")
 
+# The kind of a hold stored without one, by an engine from before hold kinds (a rolling deploy).
+OTHER_HOLD = "other"
+
 
 @dataclass(frozen=True)
 class Progress:
@@ -28,6 +31,7 @@ class Progress:
     eta_seconds: float | None
     batch_size: int
     hold_reason: str
+    hold_kind: str  # a models.HoldKind, OTHER_HOLD, or "" when not held
     error: str
     report: dict
 
@@ -58,7 +62,7 @@ def progress_of(run: JobRun) -> Progress:
         eta = 0.0
     elif rate and run.estimated_total:
         eta = max(0.0, (run.estimated_total - run.rows_done) / rate)
-    hold = run.hold_reason if run.hold_until and run.hold_until > timezone.now() else ""
+    held = bool(run.hold_reason) and run.hold_until is not None and run.hold_until > timezone.now()
     return Progress(
         run_id=run.pk,
         job=run.job_name,
@@ -69,10 +73,16 @@ def progress_of(run: JobRun) -> Progress:
         rows_per_second=rate,
         eta_seconds=eta,
         batch_size=run.batch_size,
-        hold_reason=hold,
+        hold_reason=run.hold_reason if held else "",
+        hold_kind=(run.hold_kind or OTHER_HOLD) if held else "",
         error=run.error,
         report=dict(run.report or {}),
     )
+
+
+def hold_text(p: Progress) -> str:
+    """A hold as an operator reads it, its kind first: 'on hold (replica lag): standby ...'."""
+    return f"on hold ({p.hold_kind.replace('_', ' ')}): {p.hold_reason}" if p.hold_reason else ""
 
 
 def one_line(p: Progress) -> str:
@@ -83,7 +93,7 @@ def one_line(p: Progress) -> str:
         f"batch size {p.batch_size:,}"
     )
     if p.hold_reason:
-        line += f", on hold: {p.hold_reason}"
+        line += f", {hold_text(p)}"
     if p.error:
         line += f", last error: {p.error}"
     return line

@@ -146,11 +146,13 @@ class RunWorker:
         if time.monotonic() - self._last_health_check < 1.0:
             return None
         self._last_health_check = time.monotonic()
-        reason = throttle.health_hold_reason(self.job.tables_to_watch(), self.tuning)
-        run = JobRun.objects.only("status", "hold_reason", "job_name").get(pk=self.run_id)
-        if reason != run.hold_reason and run.status == RunStatus.RUNNING:
-            self._set_hold(run, reason)
-        if reason:
+        hold = throttle.health_hold(self.job.tables_to_watch(), self.tuning)
+        run = (JobRun.objects.only("status", "hold_reason", "hold_kind", "job_name")
+               .get(pk=self.run_id))
+        changed = (hold.kind, hold.reason) if hold else ("", "")
+        if changed != (run.hold_kind, run.hold_reason) and run.status == RunStatus.RUNNING:
+            self._set_hold(run, hold)
+        if hold:
             return Outcome(Kind.HOLD, delay=self.tuning.hold_seconds, status=run.status)
         return None
 
@@ -161,14 +163,16 @@ class RunWorker:
             if run.status == expected:
                 enter(run, to, actor=self.name, message=message)
 
-    def _set_hold(self, run: JobRun, reason: str) -> None:
+    def _set_hold(self, run: JobRun, hold: throttle.Hold | None) -> None:
+        """Store the hold (its kind and reason) on the run, and record it with its kind."""
         now = timezone.now()
-        until = now + timedelta(seconds=self.tuning.hold_seconds) if reason else None
+        until = now + timedelta(seconds=self.tuning.hold_seconds) if hold else None
+        kind, reason = (hold.kind, hold.reason) if hold else ("", "")
         JobRun.objects.filter(pk=run.pk).update(
-            hold_reason=reason, hold_until=until, heartbeat_at=now, updated_at=now
+            hold_reason=reason, hold_kind=kind, hold_until=until, heartbeat_at=now, updated_at=now
         )
-        message = f"on hold: {reason}" if reason else "hold cleared"
-        record(run, run.status, run.status, self.name, message)
+        message = f"on hold: {reason}" if hold else "hold cleared"
+        record(run, run.status, run.status, self.name, message, hold_kind=kind)
 
     # -- claiming -------------------------------------------------------------------------
 

@@ -47,10 +47,13 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 
-def record(run: JobRun, from_status: str, to_status: str, actor: str, message: str = "") -> None:
-    """Log a status change (or a notable event) to the run's history and to the log stream."""
+def record(run: JobRun, from_status: str, to_status: str, actor: str, message: str = "",
+           hold_kind: str = "") -> None:
+    """Log a status change (or a notable event) to the run's history and to the log stream; a
+    hold's event carries its kind (models.HoldKind), which the metrics count by."""
     JobRunEvent.objects.create(
-        run=run, from_status=from_status, to_status=to_status, actor=actor, message=message
+        run=run, from_status=from_status, to_status=to_status, actor=actor, message=message,
+        hold_kind=hold_kind,
     )
     log.info(
         "run=%s job=%s status=%s from=%s actor=%s message=%r",

@@ -12,6 +12,7 @@ from django.db import connection
 
 from .. import conf, pg
 from ..exceptions import InvalidTuning
+from ..models import HoldKind
 from ..pg import MAX_MILLIS
 
 
@@ -130,6 +131,26 @@ def moving_average(previous: float | None, observed: float, tuning: Tuning) -> f
 
 # -- health: each signal a small check; the first that objects puts the run on hold ----------------
 
+# A run's hold_reason column holds this much; a longer reason is cut, never refused.
+MAX_REASON_CHARS = 300
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Why a run is put on hold: its kind (what the metrics and the admin count and show) and a
+    text for the operator (which tables, which standby, how far behind)."""
+
+    kind: HoldKind
+    text: str
+
+    @property
+    def reason(self) -> str:
+        """The text as a run stores it: cut to its column, never refused."""
+        if len(self.text) <= MAX_REASON_CHARS:
+            return self.text
+        return self.text[:MAX_REASON_CHARS - 3] + "..."
+
+
 LOCK_WAITERS = """
 SELECT count(*) FROM pg_locks l
 WHERE NOT l.granted AND l.pid <> pg_backend_pid()
@@ -145,20 +166,23 @@ ORDER BY xact_start LIMIT 1
 """
 
 
-def lock_waiters(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
+def lock_waiters(cursor, tables: tuple[str, ...], tuning: Tuning) -> Hold | None:
     """Sessions queued for a lock on the job's tables: the application is already waiting."""
     cursor.execute(LOCK_WAITERS, [list(tables)])
     waiters = cursor.fetchone()[0]
     if waiters > tuning.max_lock_waiters:
-        return f"{waiters} session(s) waiting for a lock on {', '.join(tables)}"
-    return ""
+        return Hold(HoldKind.LOCK_WAITERS,
+                    f"{waiters} session(s) waiting for a lock on {', '.join(tables)}")
+    return None
 
 
-def long_transaction(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
+def long_transaction(cursor, tables: tuple[str, ...], tuning: Tuning) -> Hold | None:
     """A transaction open this long holds back vacuum; more dead rows from us make it worse."""
     cursor.execute(OLDEST_TRANSACTION, [tuning.max_transaction_seconds])
     row = cursor.fetchone()
-    return f"transaction open for {row[1]}s (pid {row[0]})" if row else ""
+    if row is None:
+        return None
+    return Hold(HoldKind.LONG_TRANSACTION, f"transaction open for {row[1]}s (pid {row[0]})")
 
 
 # Every walsender but a base backup's. A standby this role may not see into (it lacks
@@ -229,11 +253,13 @@ def _size(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def replica_hold_reason(standbys: Iterable[Standby], expected: Expected, tuning: Tuning) -> str:
-    """Why the standbys hold the run, or '': an expected one not connected, or whose lag cannot
-    be read, fewer connected than expected, or any one behind by more than the limits (seconds
-    or bytes). A standby that has replayed everything (0 bytes behind) is not behind, whatever
-    its last measured replay_lag says."""
+def replica_hold(standbys: Iterable[Standby], expected: Expected, tuning: Tuning) -> Hold | None:
+    """Why the standbys hold the run, or None: an expected one not connected, or whose lag
+    cannot be read, fewer connected than expected (a missing standby: it may be hours behind),
+    or any one behind by more than the limits, seconds or bytes (replica lag). Every problem is
+    named in the text; a missing standby gives the hold its kind, as the graver of the two. A
+    standby that has replayed everything (0 bytes behind) is not behind, whatever its last
+    measured replay_lag says."""
     standbys = list(standbys)
     connected = {s.name for s in standbys}
     problems = [f"expected standby '{name}' is not connected (no row in pg_stat_replication): "
@@ -248,6 +274,7 @@ def replica_hold_reason(standbys: Iterable[Standby], expected: Expected, tuning:
                          for s in standbys) or "none"
         problems.append(f"{expected.count} standby(s) expected, {len(readable)} connected with a "
                         f"readable lag (connected: {seen})")
+    kind = HoldKind.MISSING_STANDBY if problems else HoldKind.REPLICA_LAG
     for s in readable:
         seconds = s.lag_seconds or 0.0
         behind = s.lag_bytes or 0.0
@@ -256,7 +283,7 @@ def replica_hold_reason(standbys: Iterable[Standby], expected: Expected, tuning:
             problems.append(
                 f"standby '{s.name}' is {seconds:.1f}s and {_size(behind)} behind (limits "
                 f"{tuning.max_replica_lag_seconds:g}s, {_size(tuning.max_replica_lag_bytes)})")
-    return "; ".join(problems)
+    return Hold(kind, "; ".join(problems)) if problems else None
 
 
 # The sessions holding a session advisory lock of this database, by its bigint key.
@@ -268,53 +295,36 @@ WHERE locktype = 'advisory' AND granted
 """
 
 
-def ddl_backing_off(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
+def ddl_backing_off(cursor, tables: tuple[str, ...], tuning: Tuning) -> Hold | None:
     """A deploy step was refused a lock and is backing off (operations/ddl.py): a batch holding
     row locks is a likely reason, so the job steps aside while the step asks again."""
     cursor.execute(HOLDERS_OF, [pg.DDL_BACKING_OFF_KEY])
     steps = cursor.fetchone()[0]
-    return f"{steps} deploy step(s) backing off from a lock: stepping aside" if steps else ""
+    if not steps:
+        return None
+    return Hold(HoldKind.DDL_BACKOFF, f"{steps} deploy step(s) backing off from a lock: stepping aside")
 
 
-def replica_lag(cursor, tables: tuple[str, ...], tuning: Tuning) -> str:
+def replica_lag(cursor, tables: tuple[str, ...], tuning: Tuning) -> Hold | None:
     """Standbys replaying behind, or missing: every batch adds WAL they must replay, and a
     standby that disconnected has no row to read a lag from (it may be hours behind)."""
     cursor.execute(STANDBYS)
     standbys = [Standby(name, readable, None if seconds is None else float(seconds),
                         None if behind is None else float(behind))
                 for name, readable, seconds, behind in cursor.fetchall()]
-    return replica_hold_reason(standbys, expected_standbys(), tuning)
+    return replica_hold(standbys, expected_standbys(), tuning)
 
 
-HealthCheck = Callable[[object, tuple[str, ...], Tuning], str]
+HealthCheck = Callable[[object, tuple[str, ...], Tuning], Hold | None]
 HEALTH_CHECKS: tuple[HealthCheck, ...] = (lock_waiters, ddl_backing_off, long_transaction,
                                           replica_lag)
 
 
-# A run's hold_reason column holds this much; a longer reason is cut, never refused.
-MAX_REASON_CHARS = 300
-
-
-def health_hold_reason(tables: tuple[str, ...], tuning: Tuning) -> str:
-    """Why the database is too busy for another batch right now, or '' if it is not."""
+def health_hold(tables: tuple[str, ...], tuning: Tuning) -> Hold | None:
+    """Why the database is too busy for another batch right now, or None if it is not."""
     with connection.cursor() as cursor:
         for check in HEALTH_CHECKS:
-            reason = check(cursor, tables, tuning)
-            if reason:
-                return reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS - 3] + "..."
-    return ""
-
-
-
-# What each check's reasons say, so that a hold can be counted by the check that called it (the
-# metrics); searched in a reason, or in the event that logged it ("on hold: <reason>").
-REASON_CHECKS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("lock_waiters", re.compile(r"session\(s\) waiting for a lock on ")),
-    ("long_transaction", re.compile(r"transaction open for ")),
-    ("replica_lag", re.compile(r"standby")),
-)
-
-
-def check_of(reason: str) -> str:
-    """The health check a hold reason came from ('other' for one it does not recognise)."""
-    return next((name for name, pattern in REASON_CHECKS if pattern.search(reason)), "other")
+            hold = check(cursor, tables, tuning)
+            if hold is not None:
+                return hold
+    return None

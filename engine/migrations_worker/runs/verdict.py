@@ -39,7 +39,8 @@ def _settle_as(run: JobRun, status: str, actor: str, message: str) -> str:
         JobRun.objects.filter(pk=run.pk).update(error=message, updated_at=timezone.now())
         record(run, current, status, actor, message)
     elif status == RunStatus.FINISHED:
-        transition(run.pk, status, actor=actor, message=message, hold_reason="", hold_until=None)
+        transition(run.pk, status, actor=actor, message=message, hold_reason="", hold_kind="",
+                   hold_until=None)
     else:
         transition(run.pk, status, actor=actor, message=message)
     return status

@@ -27,15 +27,8 @@ from migrations_worker.management.arguments import positive_int, seconds
 from migrations_worker.management.base import EngineCommand
 from migrations_worker.models import JobRun, QuarantinedKey, RunStatus
 from migrations_worker.runs import control, dispatch, drive, runner, undo
-from migrations_worker.runs.progress import one_line, progress_of
-
-# action: (what it does to the job's active run, what the console says after it)
-CONTROLS = {
-    "pause": (control.pause, ""),
-    "resume": (dispatch.resume, ""),
-    "cancel": (control.cancel, ""),
-    "retry": (dispatch.retry, ": failed batches requeued"),
-}
+from migrations_worker.runs.controls import CONTROLS
+from migrations_worker.runs.progress import hold_text, one_line, progress_of
 
 
 def quarantined_row(q: QuarantinedKey) -> dict:
@@ -150,7 +143,7 @@ class Command(EngineCommand):
                 f"{p.percent:5.1f}% {p.rows_done:,}/{p.estimated_total:,}",
                 f"{p.rows_per_second:,.0f}" if p.rows_per_second else "-",
                 p.eta, f"{p.batch_size:,}",
-                p.hold_reason or (p.error[:80] if p.error else ""),
+                hold_text(p) or p.error[:80],
             )
         return table
 
@@ -191,9 +184,9 @@ class Command(EngineCommand):
         return run
 
     def do_control(self, action: str, name: str) -> None:
-        act, said = CONTROLS[action]
-        run = act(self._active(name), actor=self.actor)
-        self.console.print(f"{run.job_name} #{run.pk} is {run.status}{said}")
+        ctl = CONTROLS[action]
+        run = ctl.apply(self._active(name), actor=self.actor)
+        self.console.print(f"{run.job_name} #{run.pk}: {ctl.done} (now {run.status})")
 
     def do_undo(self, options) -> None:
         """Record what to put back, then run the undo job (on the workers, or here)."""

@@ -52,7 +52,7 @@ from migrations_worker.models import JobRun
 from migrations_worker.operations import Stage
 from migrations_worker.operations.stage import stage_of
 from migrations_worker.runs.gates import Gate
-from migrations_worker.runs.progress import one_line, progress_of
+from migrations_worker.runs.progress import hold_text, one_line, progress_of
 
 STAGES = {"pre": Stage.PRE, "post": Stage.POST, "all": None}
 
@@ -168,7 +168,7 @@ class Command(EngineCommand):
                 p = progress_of(run)
                 self.bar.update(self.tasks[job], completed=p.percent, detail=(
                     f"{p.status}, {p.rows_done:,}/~{p.estimated_total:,} rows, ETA {p.eta}"
-                    + (f", on hold: {p.hold_reason}" if p.hold_reason else "")))
+                    + (f", {hold_text(p)}" if p.hold_reason else "")))
         if not self.console.is_terminal and time.monotonic() - self.last_line >= 10:
             self.last_line = time.monotonic()
             for run in runs.values():
