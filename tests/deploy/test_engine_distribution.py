@@ -1,8 +1,9 @@
 """The engine as any project installs it: the wheel of `engine/`, installed with its dependencies
 from PyPI into a fresh virtualenv that cannot see this repository, runs a scratch project's online
-migration (a pre-deploy EnqueueJob, a post-deploy RequireJob) on real Celery workers started from
-that virtualenv. The scratch project sets only what a project must: its database, a broker URL,
-the app in INSTALLED_APPS and the engine's URLs."""
+migration on real Celery workers started from that virtualenv: a job made by the installed
+`startjob` (with its pre-deploy EnqueueJob and post-deploy RequireJob), filled in where it marks.
+The scratch project sets only what a project must: its database, a broker URL, the app in
+INSTALLED_APPS and the engine's URLs."""
 
 from __future__ import annotations
 
@@ -77,7 +78,7 @@ from django.db import models
 class Order(models.Model):
     quantity = models.IntegerField()
     unit_cents = models.IntegerField()
-    total_cents = models.BigIntegerField(null=True)  # backfilled by jobs/fill_totals.py
+    total_cents = models.BigIntegerField(null=True)  # backfilled by jobs/shop_fill_totals.py
 '''
 
 INITIAL = '''\
@@ -95,52 +96,10 @@ class Migration(migrations.Migration):
     ])]
 '''
 
-JOB_MODULE = '''\
-"""An order's total is quantity * unit price. Setting it again sets the same value, so a batch
-done twice changes nothing. Done when no order has a NULL total."""
-
-from migrations_worker.job import BatchResult, Job, register
-
-
-@register
-class FillTotals(Job):
-    name = "shop_fill_totals"
-    table = "shop_order"
-
-    def process_batch(self, cursor, start: int, end: int) -> BatchResult:
-        cursor.execute("UPDATE shop_order SET total_cents = quantity * unit_cents "
-                       "WHERE id > %s AND id <= %s AND total_cents IS NULL", [start, end])
-        return BatchResult(rows=cursor.rowcount)
-
-    def count_remaining(self, cursor) -> int:
-        cursor.execute("SELECT count(*) FROM shop_order WHERE total_cents IS NULL")
-        return cursor.fetchone()[0]
-'''
-
-ENQUEUE = '''\
-from django.db import migrations
-
-from migrations_worker.operations import EnqueueJob, Stage
-
-
-class Migration(migrations.Migration):
-    stage = Stage.PRE
-    dependencies = [("shop", "0001_initial"), ("migrations_worker", "0001_initial")]
-    operations = [EnqueueJob("shop_fill_totals")]
-'''
-
-REQUIRE = '''\
-from django.db import migrations
-
-from migrations_worker.operations import RequireJob, Stage
-
-
-class Migration(migrations.Migration):
-    stage = Stage.POST
-    atomic = False
-    dependencies = [("shop", "0002_enqueue_fill_totals")]
-    operations = [RequireJob("shop_fill_totals")]
-'''
+# What the developer fills in where the scaffold marks it: the batch's one statement and the count.
+BATCH_SQL = ("UPDATE shop_order SET total_cents = quantity * unit_cents\n"
+             "WHERE id > %(start)s AND id <= %(end)s AND total_cents IS NULL")
+REMAINING_SQL = "SELECT count(*) FROM shop_order WHERE total_cents IS NULL"
 
 
 # The admin's run pages and the status API, rendered from the installed wheel's templates.
@@ -161,13 +120,20 @@ for url in (f"/admin/migrations_worker/jobrun/{run.pk}/change/", "/admin/migrati
 '''
 
 
-def write_job(app: Path) -> None:
-    """The job and its two migrations (pre: enqueue; post: require), as a developer writes them."""
-    (app / "jobs").mkdir()
-    (app / "jobs" / "__init__.py").write_text("from . import fill_totals  # noqa: F401\n")
-    (app / "jobs" / "fill_totals.py").write_text(JOB_MODULE)
-    (app / "migrations" / "0002_enqueue_fill_totals.py").write_text(ENQUEUE)
-    (app / "migrations" / "0003_require_fill_totals.py").write_text(REQUIRE)
+def scaffold_job(manage: tuple, project: Path, env: dict[str, str]) -> None:
+    """The job and its two migrations (pre: enqueue; post: require) made by the installed
+    engine's `startjob`, then filled in where it marks, as a developer does."""
+    out = run(*manage, "startjob", "shop", JOB, "--table", "shop_order",
+              "--tests-dir", project / "tests", env=env, cwd=project)
+    assert "warning" not in out.lower(), out
+    module = project / "shop" / "jobs" / f"{JOB}.py"
+    text = module.read_text()
+    for placeholder, statement in (("TODO(startjob): the batch's SQL", BATCH_SQL),
+                                   ("TODO(startjob): count the rows that still need the job",
+                                    REMAINING_SQL)):
+        assert placeholder in text, placeholder
+        text = text.replace(placeholder, statement)
+    module.write_text(text)
 
 
 def write_project(root: Path) -> None:
@@ -181,7 +147,6 @@ def write_project(root: Path) -> None:
         for name, text in files.items():
             (root / package / name).write_text(text)
     (root / "manage.py").write_text(MANAGE)
-    write_job(root / "shop")
 
 
 def run(*args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -263,6 +228,7 @@ def test_the_wheel_installed_in_a_fresh_virtualenv_runs_a_projects_online_migrat
     run(*manage, "migrate", "shop", "0001_initial", "-v", "0", env=scratch_env, cwd=project)
     query(scratch_env, "INSERT INTO shop_order (quantity, unit_cents) "
                        f"SELECT g % 7 + 1, g FROM generate_series(1, {ROWS}) g")
+    scaffold_job(manage, project, scratch_env)
 
     logs = [open(tmp_path / f"worker{i}.log", "wb") for i in (1, 2)]  # noqa: SIM115
     workers = [subprocess.Popen(
@@ -293,5 +259,5 @@ def test_the_wheel_installed_in_a_fresh_virtualenv_runs_a_projects_online_migrat
         scratch_env, "SELECT DISTINCT worker FROM migrations_worker_jobbatch")}
     assert batch_workers and all(name.startswith("scratch") for name in batch_workers), batch_workers
     assert query(scratch_env, "SELECT name FROM django_migrations WHERE app = 'shop' ORDER BY name") == [
-        ("0001_initial",), ("0002_enqueue_fill_totals",), ("0003_require_fill_totals",)]
+        ("0001_initial",), (f"0002_enqueue_{JOB}",), (f"0003_require_{JOB}",)]
     run(python, "-c", PAGES, env=scratch_env, cwd=project)
