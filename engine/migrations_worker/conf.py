@@ -38,6 +38,9 @@ DEFAULTS: dict[str, Any] = {
     "LINT_APPS": None,
     # squawk's configuration for `lint_migrations`; the engine ships one.
     "SQUAWK_CONFIG": Path(__file__).resolve().parent / "lint" / "squawk.toml",
+    # The databases the engine migrates: alias -> labels ({"server": ..., "region": ...}); each
+    # must be in DATABASES. None: only `default` (targets.py builds both from a targets file).
+    "TARGETS": None,
     # The streaming standbys a site has: application_names ("a,b") or how many ("2"); "" none.
     "STANDBYS": "",
     # Batch tuning under each job's and run's own (runs/throttle.py, `Tuning`).
@@ -63,6 +66,11 @@ CELERY_DEFAULTS: dict[str, Any] = {
 def get(name: str) -> Any:
     """`MIGRATIONS_WORKER[name]`, or the engine's default for it."""
     return getattr(settings, "MIGRATIONS_WORKER", {}).get(name, DEFAULTS[name])
+
+
+def targets() -> dict[str, dict[str, str]]:
+    """The databases the engine migrates, each with its labels; `default` alone without any."""
+    return dict(get("TARGETS") or {"default": {}})
 
 
 def unknown_keys() -> list[str]:

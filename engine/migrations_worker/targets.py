@@ -6,7 +6,8 @@ its progress tables live in it, beside the rows they describe, so a batch's data
 progress still commit in one transaction. Without a file there is one target, the project's
 `default` database: a fleet of one, with every command working as it always has.
 
-The file is TOML (`MW_TARGETS_FILE`, read by the project's settings through `databases()`):
+The file is TOML (`MW_TARGETS_FILE`; the project's settings `load()` it once and take
+`databases()` for DATABASES and `labels()` for MIGRATIONS_WORKER["TARGETS"]):
 
     [targets.eu]
     url = "postgres://app@pg-eu-1:5432/shop"
@@ -126,12 +127,12 @@ def database_settings(target: Target, default: Mapping) -> dict:
     }
 
 
-def databases(path: str | Path | None, default: Mapping, environ: Mapping[str, str]) -> dict[str, dict]:
+def databases(targets: list[Target], default: Mapping) -> dict[str, dict]:
     """DATABASES for a settings module: `default` as given, and one alias per declared target."""
     return {t.name: dict(default) if t.name == DEFAULT else database_settings(t, default)
-            for t in load(path, environ)}
+            for t in targets}
 
 
-def labels(path: str | Path | None, environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+def labels(targets: list[Target]) -> dict[str, dict[str, str]]:
     """Each target's labels, for the engine's settings (MIGRATIONS_WORKER["TARGETS"])."""
-    return {t.name: dict(t.labels) for t in load(path, environ)}
+    return {t.name: dict(t.labels) for t in targets}

@@ -24,7 +24,7 @@ DEFAULT = {"ENGINE": "django.db.backends.postgresql", "NAME": "investments", "HO
 
 def test_without_a_file_the_only_target_is_the_projects_default_database():
     assert load(None, {}) == [Target("default", None, {})]
-    assert databases(None, DEFAULT, {}) == {"default": DEFAULT}
+    assert databases(load(None, {}), DEFAULT) == {"default": DEFAULT}
 
 
 def test_a_file_declares_targets_with_urls_and_labels_default_first(tmp_path):
@@ -60,7 +60,9 @@ def test_a_targets_server_is_its_label_or_else_its_host_and_port():
 def test_labels_are_read_per_target_for_the_engines_settings(tmp_path):
     path = tmp_path / "targets.toml"
     path.write_text(FILE)
-    assert labels(path, {})["eu"] == {"server": "pg-eu-1", "region": "eu"}
+    found = load(path, {})
+    assert labels(found)["eu"] == {"server": "pg-eu-1", "region": "eu"}
+    assert list(databases(found, DEFAULT)) == ["default", "eu", "us_big_customer"]
 
 
 @pytest.mark.parametrize(("text", "says"), [

@@ -11,6 +11,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from migrations_worker import targets as mw_targets
+
 SRC_DIR = Path(__file__).resolve().parents[2]
 PROJECT_DIR = SRC_DIR.parents[2]
 
@@ -92,7 +94,11 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {"default": postgres_database(os.environ.get("DATABASE_URL", LOCAL_DATABASE_URL))}
+# The databases the online migration service migrates: `default`, plus those a targets file
+# declares (MW_TARGETS_FILE; docs/targets.md). No file: `default` alone, as ever.
+TARGETS = mw_targets.load(os.environ.get("MW_TARGETS_FILE"), os.environ)
+DATABASES = mw_targets.databases(
+    TARGETS, postgres_database(os.environ.get("DATABASE_URL", LOCAL_DATABASE_URL)))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LANGUAGE_CODE = "en-us"
@@ -136,6 +142,8 @@ MIGRATIONS_WORKER = {
     # The streaming standbys this site has: their application_names ("a,b"), or how many ("2").
     # One that is not connected, or whose lag cannot be read, holds every run (docs/operating.md, "Standbys").
     "STANDBYS": os.environ.get("MW_EXPECTED_STANDBYS", ""),
+    # Each target's labels (server, region, ...), by alias.
+    "TARGETS": mw_targets.labels(TARGETS),
 }
 # The read-only status API (/ops/runs.json, /ops/metrics) also accepts
 # `Authorization: Bearer <MW_STATUS_TOKEN>`, for dashboards and deploy pipelines; empty: off.
