@@ -40,6 +40,7 @@ lint-migrations: venv
 	$(PY) manage.py lint_migrations
 
 test: services
+	deploy/services.sh second up
 	$(VENV)/bin/ruff check .
 	$(MAKE) lint-migrations
 	deploy/browser.sh || echo "[browser] going on: the browser tests will fail and say what to install"

@@ -12,12 +12,20 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def database_url(alias: str) -> str:
+    """A URL for the test database of `alias` (created or not), for subprocesses to share it."""
+    from django.db import connections
+
+    s = connections[alias].settings_dict
+    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
+    name = s["TEST"].get("NAME") or s["NAME"]
+    return f"postgres://{s['USER']}{password}@{s['HOST']}:{s['PORT']}/{name}"
+
+
 @pytest.fixture
 def test_database_url(transactional_db) -> str:
     """A URL for the test database, for subprocesses (workers, manage.py) to share it."""
-    s = connection.settings_dict
-    password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
-    return f"postgres://{s['USER']}{password}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+    return database_url("default")
 
 
 @pytest.fixture
@@ -28,6 +36,7 @@ def manage(test_database_url):
         full_env = {
             **os.environ,
             "DATABASE_URL": test_database_url,
+            "SECOND_DATABASE_URL": database_url("far"),
             "DJANGO_SETTINGS_MODULE": "config.settings.test",
             **(env or {}),
         }
@@ -54,6 +63,8 @@ def celery_env(test_database_url) -> dict[str, str]:
     return {
         **os.environ,
         "DATABASE_URL": test_database_url,
+        # The `far` target's test database (config/settings/test.py): `near` follows DATABASE_URL.
+        "SECOND_DATABASE_URL": database_url("far"),
         "DJANGO_SETTINGS_MODULE": "config.settings.test",
         "TEST_REDIS_URL": settings.CELERY_BROKER_URL,
         "PYTHONPATH": os.pathsep.join(map(str, (ROOT, ROOT / "engine", ROOT / "apps" / "backend" / "src"))),

@@ -22,6 +22,8 @@ from typing import Any
 
 from django.conf import settings
 
+from .exceptions import UnknownTarget
+
 DEFAULTS: dict[str, Any] = {
     # The Celery queue every engine task goes to; run workers with `-Q migrations` (and the
     # project's own queues). The engine names it on every message, so CELERY_TASK_ROUTES of the
@@ -71,6 +73,16 @@ def get(name: str) -> Any:
 def targets() -> dict[str, dict[str, str]]:
     """The databases the engine migrates, each with its labels; `default` alone without any."""
     return dict(get("TARGETS") or {"default": {}})
+
+
+def require_target(name: str) -> str:
+    """`name` if it is a declared target (`--database NAME`), else UnknownTarget naming them:
+    a run started on a database the engine does not migrate would be found by no worker's beat."""
+    declared = targets()
+    if name not in declared:
+        raise UnknownTarget(f"unknown database {name!r}: the declared targets are "
+                            f"{', '.join(sorted(declared))} (MW_TARGETS_FILE)")
+    return name
 
 
 def unknown_keys() -> list[str]:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
-from django.db import DatabaseError, connection, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
 
 from .exceptions import InsideTransaction
 
@@ -51,8 +51,9 @@ def millis(value: int | None) -> str:
 @contextmanager
 def timeouts(cursor, *, lock_timeout_ms: int | None, statement_timeout_ms: int | None) -> Iterator[None]:
     """Run the block under these timeouts. Inside a transaction they end with it; outside one
-    they are set for the session and restored on the way out, error or not."""
-    local = connection.in_atomic_block
+    they are set for the session and restored on the way out, error or not. The cursor's own
+    database says which: a batch on any target."""
+    local = cursor.db.in_atomic_block
     previous = None
     if not local:
         cursor.execute(READ_TIMEOUTS)
@@ -65,7 +66,7 @@ def timeouts(cursor, *, lock_timeout_ms: int | None, statement_timeout_ms: int |
             try:
                 cursor.execute(SET_TIMEOUTS, [previous[0], False, previous[1], False])
             except DatabaseError:
-                connection.close()  # a session that cannot take a SET is not one to reuse
+                cursor.db.close()  # a session that cannot take a SET is not one to reuse
 
 
 def check_client_connection(sender, connection, **kwargs) -> None:
@@ -87,7 +88,7 @@ def is_lock_timeout(exc: BaseException) -> bool:
     return sqlstate(exc) == LOCK_NOT_AVAILABLE
 
 
-def connection_lost(exc: BaseException) -> bool:
+def connection_lost(exc: BaseException, *, using: str = DEFAULT_DB_ALIAS) -> bool:
     """Whether `exc` means the database session is gone (a restart, a failover, a terminated
     backend), as opposed to a statement failing on a live session. A server-side error carries
     a SQLSTATE; psycopg raises OperationalError / InterfaceError without one when the connection
@@ -102,14 +103,14 @@ def connection_lost(exc: BaseException) -> bool:
         return True
     if isinstance(cause, (psycopg.OperationalError, psycopg.InterfaceError)) and not state:
         return True
-    raw = connection.connection
+    raw = connections[using].connection
     return raw is not None and bool(raw.closed or getattr(raw, "broken", False))
 
 
-def transient(exc: BaseException) -> bool:
+def transient(exc: BaseException, *, using: str = DEFAULT_DB_ALIAS) -> bool:
     """Whether a failure is the database being busy or briefly gone rather than the work being
     wrong. Read it right after the error: it looks at the connection's state."""
-    return sqlstate(exc) in WAITED_STATES or connection_lost(exc)
+    return sqlstate(exc) in WAITED_STATES or connection_lost(exc, using=using)
 
 
 def require_no_transaction(what: str) -> None:
@@ -120,13 +121,14 @@ def require_no_transaction(what: str) -> None:
         )
 
 
-def reset_if_broken() -> None:
+def reset_if_broken(*, using: str = DEFAULT_DB_ALIAS) -> None:
     """Drop a connection that can no longer be used, so the next statement gets a fresh one."""
+    conn = connections[using]
     try:
-        if connection.connection is not None and not connection.is_usable():
-            connection.close()
+        if conn.connection is not None and not conn.is_usable():
+            conn.close()
     except DatabaseError:
-        connection.close()
+        conn.close()
 
 
 def wait_for_database(timeout: float, database: str = "default", poll: float = 1.0) -> str:

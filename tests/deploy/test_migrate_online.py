@@ -233,9 +233,9 @@ def test_plan_estimates_a_jobs_duration_from_the_pace_of_its_run_or_else_at_the_
 
     Knob.objects.create(name="sleep", value=0.01)
     run = control.create_run(JOB, options={"batch_size": 100, "max_batch_size": 100})
-    transition(run.pk, RunStatus.RUNNING, actor="test", started_at=timezone.now())
+    transition(run.pk, RunStatus.RUNNING, using="default", actor="test", started_at=timezone.now())
     runner.RunWorker(run.pk, name="test").work(max_seconds=0.6)  # a few batches, then stop
-    transition(run.pk, RunStatus.PAUSING, actor="test")
+    transition(run.pk, RunStatus.PAUSING, using="default", actor="test")
     run.refresh_from_db()
     pace = sampled_rate(run)
     # What is left, counted (the run's own rows_done lags: the next claim folds a batch in).
@@ -299,8 +299,9 @@ def test_wait_times_out_with_exit_5_when_no_worker_runs_the_job(seeded_before_th
 
 def test_failed_gate_job_exits_4_with_the_retry_command(seeded_before_the_gate):
     run = control.create_run(JOB, actor="test")
-    transition(run.pk, RunStatus.RUNNING, actor="test")
-    transition(run.pk, RunStatus.FAILED, actor="test", message="injected failure")
+    transition(run.pk, RunStatus.RUNNING, using="default", actor="test")
+    transition(run.pk, RunStatus.FAILED, using="default", actor="test",
+               message="injected failure")
     with pytest.raises(CommandError) as failed:
         call_command("migrate_online", verbosity=0)
     assert failed.value.returncode == 4

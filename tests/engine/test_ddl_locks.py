@@ -266,7 +266,7 @@ def test_a_step_backing_off_from_a_lock_puts_running_jobs_on_hold_until_it_ends(
     batches holding row locks on its table are the likely reason, so they step aside."""
     tables = ("ddl_probe_a",)
     tuning = Tuning.resolve({})
-    assert health_hold(tables, tuning) is None
+    assert health_hold(tables, tuning, using="default") is None
     holder = LockHolder("ddl_probe_a")
     outcome = {}
 
@@ -282,12 +282,12 @@ def test_a_step_backing_off_from_a_lock_puts_running_jobs_on_hold_until_it_ends(
     step.start()
     try:
         seen = []
-        wait_until(lambda: seen.append(health_hold(tables, tuning)) or seen[-1] is not None, 10,
-                   message="the job to be told")
+        wait_until(lambda: seen.append(health_hold(tables, tuning, using="default"))
+                   or seen[-1] is not None, 10, message="the job to be told")
         assert seen[-1] == Hold(HoldKind.DDL_BACKOFF,
                                 "1 deploy step(s) backing off from a lock: stepping aside")
     finally:
         holder.close()  # the step's next request is granted
     step.join(30)
     assert outcome == {"done": True}
-    assert health_hold(tables, tuning) is None  # and the jobs go on
+    assert health_hold(tables, tuning, using="default") is None  # and the jobs go on

@@ -103,7 +103,7 @@ def test_a_run_still_under_way_has_no_error_yet_and_a_fold_while_paused_takes_no
     # A batch that succeeded just before the pause: folding it takes the run past 50%.
     JobBatch.objects.create(run=run, start_key=0, end_key=600, status=BatchStatus.SUCCEEDED,
                             attempts=1, batch_size=600, rows_affected=600, folded=False)
-    totals.fold(run.pk)
+    totals.fold(run.pk, using="default")
     run.refresh_from_db()
     assert run.rows_done == 600
     assert not JobRunCheckpoint.objects.filter(run=run).exists()
@@ -112,7 +112,7 @@ def test_a_run_still_under_way_has_no_error_yet_and_a_fold_while_paused_takes_no
     # Running, the same fold takes both (the ETA comes from the 10 s it took to get there).
     JobRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, rows_done=0)
     JobBatch.objects.filter(run=run).update(folded=False)
-    totals.fold(run.pk)
+    totals.fold(run.pk, using="default")
     assert sorted(JobRunCheckpoint.objects.filter(run=run).values_list("checkpoint", flat=True)) == [
         10, 50]
 

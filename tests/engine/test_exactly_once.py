@@ -107,8 +107,8 @@ def test_a_batch_that_commits_while_the_last_worker_concludes_counts_in_the_runs
 
     real_fold, folds = runner.fold, []
 
-    def fold_then_the_slow_batch_commits(run_id: int) -> None:
-        real_fold(run_id)
+    def fold_then_the_slow_batch_commits(run_id: int, *, using: str) -> None:
+        real_fold(run_id, using=using)
         if not folds:  # right after the conclusion's first fold
             folds.append(run_id)
             committer = threading.Thread(target=slow_batch_commits)

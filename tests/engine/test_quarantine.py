@@ -210,8 +210,8 @@ def test_a_stale_claim_on_a_batch_since_cut_in_two_is_fenced(bad_rows):
     assert (claim.start, claim.end, claim.attempt) == (0, 100, 1)
 
     batch = JobBatch.objects.get(pk=claim.batch_id)  # failed elsewhere, then cut
-    count, middle = quarantine.keys_in(stale.job, 0, 100)
-    quarantine.split(batch, middle, count)
+    count, middle = quarantine.keys_in(stale.job, 0, 100, using="default")
+    quarantine.split(batch, middle, count, using="default")
     fresh = runner.RunWorker(run.pk, name="fresh")._claim_next()
     assert (fresh.batch_id, fresh.end, fresh.attempt) == (claim.batch_id, 50, 1)
 

@@ -4,7 +4,7 @@ back and forth along its three migrations."""
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.recorder import MigrationRecorder
 
@@ -13,8 +13,8 @@ LATEST = ("engine_app", "0003_require_touch_widgets")
 GATED = "engine_app.0003_require_touch_widgets"
 
 
-def make_widgets(count: int, first_id: int = 1) -> None:
-    with connection.cursor() as cursor:
+def make_widgets(count: int, first_id: int = 1, *, using: str = DEFAULT_DB_ALIAS) -> None:
+    with connections[using].cursor() as cursor:
         cursor.execute(
             "INSERT INTO engine_app_widget (id, touches, value) "
             "SELECT g, 0, g FROM generate_series(%s, %s) g",
@@ -24,8 +24,8 @@ def make_widgets(count: int, first_id: int = 1) -> None:
                        [first_id + count - 1])
 
 
-def touches_histogram() -> dict[int, int]:
-    with connection.cursor() as cursor:
+def touches_histogram(*, using: str = DEFAULT_DB_ALIAS) -> dict[int, int]:
+    with connections[using].cursor() as cursor:
         cursor.execute("SELECT touches, count(*) FROM engine_app_widget GROUP BY 1")
         return dict(cursor.fetchall())
 

@@ -128,9 +128,9 @@ MUTATIONS: list[Mutation] = [
         SQL_SAFE, "augmented assignment was not followed"),
     Mutation(
         "sql: .raw() of an f-string", "engine/migrations_worker/runs/control.py",
-        '    return JobRun.objects.filter(job_name=job_name).order_by("-id").first()\n',
-        '    return next(iter(JobRun.objects.raw(f"SELECT * FROM migrations_worker_jobrun WHERE '
-        "job_name = '{job_name}' ORDER BY id DESC LIMIT 1\")), None)\n",
+        '    return JobRun.objects.using(using).filter(job_name=job_name).order_by("-id").first()\n',
+        '    return next(iter(JobRun.objects.using(using).raw(f"SELECT * FROM migrations_worker_jobrun '
+        "WHERE job_name = '{job_name}' ORDER BY id DESC LIMIT 1\")), None)\n",
         SQL_SAFE, ".raw() was not looked at"),
     Mutation(
         "sql: RawSQL of an f-string", "engine/migrations_worker/ops/run_admin.py",
@@ -249,18 +249,18 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "quarantine: no split, the whole batch set aside at once", "engine/migrations_worker/runs/runner.py",
         "            if count > 1:\n"
-        "                second = quarantine.split(batch, middle, count)\n",
+        "                second = quarantine.split(batch, middle, count, using=self.using)\n",
         "            if count > 1 and batch.attempts >= self.tuning.max_attempts:\n"
         "                self._quarantine(batch, middle, error, pg.sqlstate(exc))\n"
         "                return\n"
         "            if False:\n"
-        "                second = quarantine.split(batch, middle, count)\n",
+        "                second = quarantine.split(batch, middle, count, using=self.using)\n",
         f"{QUARANTINE}::test_one_bad_row_in_a_large_run_is_quarantined_alone_and_every_other_row_"
         "done_once",
         "a thousand good rows left undone for one bad one, under a key that is not the bad row"),
     Mutation(
         "quarantine: the budget ignored", "engine/migrations_worker/runs/runner.py",
-        "        reason = quarantine.over_budget(run, self.tuning)\n",
+        "        reason = quarantine.over_budget(run, self.tuning, using=self.using)\n",
         "        reason = \"\"\n",
         f"{QUARANTINE}::test_past_its_budget_a_run_pauses_and_accepted_keys_let_it_finish",
         "a bug that fails every row quarantines the whole table instead of pausing the run"),
@@ -276,7 +276,7 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "totals: the run concludes on a fold taken before its last batch committed",
         "engine/migrations_worker/runs/runner.py",
-        "            fold(self.run_id)\n            run.refresh_from_db()\n",
+        "            fold(self.run_id, using=self.using)\n            run.refresh_from_db()\n",
         "",
         "tests/engine/test_exactly_once.py::"
         "test_a_batch_that_commits_while_the_last_worker_concludes_counts_in_the_runs_totals",

@@ -228,11 +228,12 @@ def test_metrics_count_holds_by_health_check_and_give_the_eta_error_of_a_finishe
                          (HoldKind.REPLICA_LAG, "standby 'replica_a' is 41.0s and 2.1 MB behind"),
                          (HoldKind.LONG_TRANSACTION, "transaction open for 700s (pid 42)"),
                          (HoldKind.DDL_BACKOFF, "1 deploy step(s) backing off from a lock")):
-        states.record(run, "running", "running", "test", f"on hold: {reason}", hold_kind=kind)
-    states.record(run, "running", "running", "test", "hold cleared")
+        states.record(run, "running", "running", "test", f"on hold: {reason}", hold_kind=kind,
+                      using="default")
+    states.record(run, "running", "running", "test", "hold cleared", using="default")
     # The kind is what counts, never the text: a reason worded like another kind's changes nothing.
     states.record(run, "running", "running", "test", "on hold: standby 'x' is behind",
-                  hold_kind=HoldKind.LOCK_WAITERS)
+                  hold_kind=HoldKind.LOCK_WAITERS, using="default")
     errors = eta_errors(run)
     assert [e.checkpoint for e in errors] == [10, 50]
 

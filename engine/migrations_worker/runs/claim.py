@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connections
 from psycopg import sql
 
 from ..job import Job
@@ -106,8 +106,9 @@ class Claimer:
     """One worker's claims on one run, and the batch sizing it carries from claim to claim."""
 
     def __init__(self, run_id: int, job: Job, tuning: throttle.Tuning, *, epoch: int | None,
-                 worker: str):
+                 worker: str, using: str):
         self.run_id = run_id
+        self.using = using
         self.epoch = epoch
         self.worker = worker
         self.tuning = tuning
@@ -139,7 +140,7 @@ class Claimer:
         """The next batch (see CLAIM); None when the run is not running under this worker's
         epoch, or has no batch to hand out now (the worker then looks at why)."""
         size, average = self._sizing()
-        with connection.cursor() as cursor:
+        with connections[self.using].cursor() as cursor:
             cursor.execute(self.sql, {
                 "run": self.run_id, "epoch": self.epoch, "size": size, "avg": average,
                 "worker": self.worker, "lease": self.tuning.lease_seconds,
@@ -153,7 +154,8 @@ class Claimer:
         if run_size is not None:  # the run moved on: this worker's sizing went in
             self._run_sizing = (run_size, run_average)
             self._observed = None
-            progress.passed(self.run_id, rows_before, rows_after, estimated_total)
+            progress.passed(self.run_id, rows_before, rows_after, estimated_total,
+                            using=self.using)
         if batch_id is None:
             return None
         return Claim(batch_id, start, end, attempt, batch_size, exhausted)

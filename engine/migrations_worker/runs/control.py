@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 
 from ..exceptions import AlreadyActive, InvalidInput, InvalidTuning
 from ..job import Job, UndoJob, get_job, job_classes
@@ -30,19 +30,19 @@ def validate_batch_size(value: object) -> int:
     return value
 
 
-def active_run(job_name: str) -> JobRun | None:
-    return JobRun.objects.filter(job_name=job_name, status__in=ACTIVE_STATUSES).first()
+def active_run(job_name: str, *, using: str = DEFAULT_DB_ALIAS) -> JobRun | None:
+    return JobRun.objects.using(using).filter(job_name=job_name, status__in=ACTIVE_STATUSES).first()
 
 
-def latest_run(job_name: str) -> JobRun | None:
-    return JobRun.objects.filter(job_name=job_name).order_by("-id").first()
+def latest_run(job_name: str, *, using: str = DEFAULT_DB_ALIAS) -> JobRun | None:
+    return JobRun.objects.using(using).filter(job_name=job_name).order_by("-id").first()
 
 
-def undone_since(run: JobRun) -> bool:
+def undone_since(run: JobRun, *, using: str) -> bool:
     """Whether a run of an undo of `run`'s job was created after it: the work `run` finished may
     have been put back, so "finished" no longer settles the job without its verification."""
     undoes = [c.name for c in job_classes() if issubclass(c, UndoJob) and c.undoes == run.job_name]
-    return JobRun.objects.filter(job_name__in=undoes, pk__gt=run.pk).exists()
+    return JobRun.objects.using(using).filter(job_name__in=undoes, pk__gt=run.pk).exists()
 
 
 @dataclass(frozen=True)
@@ -88,24 +88,26 @@ def create_run(
     workers: int = 1,
     options: dict | None = None,
     actor: str = "",
+    using: str = DEFAULT_DB_ALIAS,
 ) -> JobRun:
     """A pending run with its key bounds frozen now; rows inserted later are caught up at the end."""
     request = validated(job_name, batch_size=batch_size, workers=workers, options=options)
-    return create(request, actor=actor)
+    return create(request, actor=actor, using=using)
 
 
-def create(request: RunRequest, *, actor: str = "") -> JobRun:
-    """The run `request` asks for (see create_run), from a request checked once upstream."""
+def create(request: RunRequest, *, actor: str = "", using: str) -> JobRun:
+    """The run `request` asks for (see create_run), on the database `using` (its progress
+    tables beside its rows), from a request checked once upstream."""
     job, job_name = request.job, request.job.name
-    existing = active_run(job_name)
+    existing = active_run(job_name, using=using)
     if existing is not None:
         raise AlreadyActive(_already_active_message(existing))
     try:
-        with transaction.atomic():
-            with connection.cursor() as cursor:
+        with transaction.atomic(using=using):
+            with connections[using].cursor() as cursor:
                 low, high = batching.key_bounds(cursor, job.table, job.key)
                 total = job.estimate_total(cursor, low, high)
-            run = JobRun.objects.create(
+            run = JobRun.objects.using(using).create(
                 job_name=job_name,
                 batch_size=request.tuning.batch_size,
                 workers=request.workers,
@@ -115,10 +117,11 @@ def create(request: RunRequest, *, actor: str = "") -> JobRun:
                 cursor=None if low is None else low - 1,
                 estimated_total=total,
             )
-            record(run, "", RunStatus.PENDING, actor, f"keys frozen at [{low}, {high}]")
+            record(run, "", RunStatus.PENDING, actor, f"keys frozen at [{low}, {high}]",
+                   using=using)
     except IntegrityError:
         # Another start won the race between our check and our insert.
-        raise AlreadyActive(_already_active_message(active_run(job_name))) from None
+        raise AlreadyActive(_already_active_message(active_run(job_name, using=using))) from None
     return run
 
 
@@ -132,26 +135,27 @@ def _already_active_message(run: JobRun | None) -> str:
     return f"{run.job_name} already has run #{run.pk} ({run.status}); {hint}"
 
 
-def pause(run: JobRun, *, actor: str) -> JobRun:
-    if run.status == RunStatus.PENDING:
-        return transition(run.pk, RunStatus.PAUSED, actor=actor, verb="pause")
-    return transition(run.pk, RunStatus.PAUSING, actor=actor, verb="pause")
+def pause(run: JobRun, *, actor: str, using: str = DEFAULT_DB_ALIAS) -> JobRun:
+    to = RunStatus.PAUSED if run.status == RunStatus.PENDING else RunStatus.PAUSING
+    return transition(run.pk, to, using=using, actor=actor, verb="pause")
 
 
-def cancel(run: JobRun, *, actor: str) -> JobRun:
-    if run.status in (RunStatus.RUNNING, RunStatus.PAUSING):
-        return transition(run.pk, RunStatus.CANCELLING, actor=actor, verb="cancel")
-    return transition(run.pk, RunStatus.CANCELLED, actor=actor, verb="cancel")
+def cancel(run: JobRun, *, actor: str, using: str = DEFAULT_DB_ALIAS) -> JobRun:
+    with_workers = run.status in (RunStatus.RUNNING, RunStatus.PAUSING)
+    to = RunStatus.CANCELLING if with_workers else RunStatus.CANCELLED
+    return transition(run.pk, to, using=using, actor=actor, verb="cancel")
 
 
-def accept_quarantined(run: JobRun, *, actor: str, keys: list[int] | None = None) -> JobRun:
+def accept_quarantined(run: JobRun, *, actor: str, keys: list[int] | None = None,
+                       using: str = DEFAULT_DB_ALIAS) -> JobRun:
     """Let the run finish without its open quarantined keys (or only `keys`), as an operator
     decides for rows that cannot or need not be fixed. A run that failed only because of them,
     its walk over, is verified here and now (rows left in accepted keys do not count against
     it); one still walking goes on, and one that failed for more keeps waiting for a retry."""
-    with transaction.atomic():
-        run = JobRun.objects.select_for_update().get(pk=run.pk)
-        open_now = set(quarantine.open_keys(run.pk).values_list("key", flat=True))
+    runs = JobRun.objects.using(using)
+    with transaction.atomic(using=using):
+        run = runs.select_for_update().get(pk=run.pk)
+        open_now = set(quarantine.open_keys(run.pk, using=using).values_list("key", flat=True))
         unknown = sorted(set(keys or ()) - open_now)
         if unknown:
             raise InvalidInput(f"run #{run.pk} of {run.job_name} has no open quarantined key "
@@ -159,13 +163,13 @@ def accept_quarantined(run: JobRun, *, actor: str, keys: list[int] | None = None
                                f"{run.job_name}` lists them")
         if not open_now:
             raise InvalidInput(f"run #{run.pk} of {run.job_name} has no open quarantined key")
-        marked = quarantine.accept(run, actor, keys)
+        marked = quarantine.accept(run, actor, keys, using=using)
         shown = ", ".join(map(str, marked[:20])) + (" ..." if len(marked) > 20 else "")
         record(run, run.status, run.status, actor,
-               f"accepted {len(marked)} quarantined key(s): {shown}")
+               f"accepted {len(marked)} quarantined key(s): {shown}", using=using)
         walk_over = (run.status == RunStatus.FAILED and run.caught_up
                      and not run.batches.exclude(status__in=[BatchStatus.SUCCEEDED,
                                                              BatchStatus.QUARANTINED]).exists())
     if walk_over:
-        verdict.conclude(run, get_job(run.job_name), actor)
-    return JobRun.objects.get(pk=run.pk)
+        verdict.conclude(run, get_job(run.job_name), actor, using=using)
+    return runs.get(pk=run.pk)

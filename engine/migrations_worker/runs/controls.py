@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.db import DEFAULT_DB_ALIAS
+
 from ..exceptions import InvalidTransition
 from ..models import JobRun, RunStatus
 from . import control, dispatch
@@ -40,13 +42,13 @@ class Control:
     def allows(self, run: JobRun) -> bool:
         return run.status in self.allowed
 
-    def apply(self, run: JobRun, *, actor: str) -> JobRun:
+    def apply(self, run: JobRun, *, actor: str, using: str = DEFAULT_DB_ALIAS) -> JobRun:
         """Do it, or raise InvalidTransition with the refusal when the run's status does not
         allow it."""
         if not self.allows(run):
             raise InvalidTransition(f"run #{run.pk} of {run.job_name} is {run.status}; "
                                     f"{self.refusal}")
-        return self.function(run, actor=actor)
+        return self.function(run, actor=actor, using=using)
 
 
 CONTROLS: dict[str, Control] = {

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.utils import timezone
 from kombu.utils.url import maybe_sanitize_url
 
@@ -45,24 +45,28 @@ def ensure_broker(timeout: float = 3.0) -> None:
         ) from exc
 
 
-def send_lanes(run: JobRun) -> None:
+def send_lanes(run: JobRun, *, using: str) -> None:
+    """One message per lane, naming the run's database: any worker serves any target (and
+    Flower shows which one a task works on)."""
     for lane in range(run.workers):
         try:
-            app.send_task(RUN_SLICE, (run.pk, run.job_name, run.dispatch_epoch, lane), retry=False,
-                          queue=conf.get("QUEUE"))
+            app.send_task(RUN_SLICE, (run.pk, run.job_name, run.dispatch_epoch, lane),
+                          {"database": using}, retry=False, queue=conf.get("QUEUE"))
         except Exception:
-            log.exception("run=%s could not send lane %s; beat will re-send it", run.pk, lane)
+            log.exception("run=%s database=%s could not send lane %s; beat will re-send it",
+                          run.pk, using, lane)
 
 
 def dispatch_run(run_id: int, *, actor: str, message: str = "dispatched to workers",
-                 expected: tuple[str, ...] = (), refusal: str = "") -> JobRun:
+                 expected: tuple[str, ...] = (), refusal: str = "",
+                 using: str = DEFAULT_DB_ALIAS) -> JobRun:
     """Set the run running under a new epoch (fencing older messages) and send its lanes.
 
     `expected`: the statuses the caller saw; checked again under the run's row lock, so of two
     operators resuming the same run at once, one resumes it and the other is told it no longer
     needs it (rather than both dispatching it)."""
-    with transaction.atomic():
-        run = JobRun.objects.select_for_update().get(pk=run_id)
+    with transaction.atomic(using=using):
+        run = JobRun.objects.using(using).select_for_update().get(pk=run_id)
         if expected and run.status not in expected:
             raise InvalidTransition(f"run #{run.pk} of {run.job_name} is {run.status}; {refusal}")
         now = timezone.now()
@@ -72,34 +76,36 @@ def dispatch_run(run_id: int, *, actor: str, message: str = "dispatched to worke
         if run.status in WITH_WORKERS:  # no change of status: only the epoch moves on
             for name, value in epoch.items():
                 setattr(run, name, value)
-            run.save()
-            record(run, run.status, run.status, actor, message)
+            run.save(using=using)
+            record(run, run.status, run.status, actor, message, using=using)
         else:
-            enter(run, RunStatus.RUNNING, actor=actor, message=message, verb="dispatch", **epoch)
-        transaction.on_commit(lambda: send_lanes(run))
+            enter(run, RunStatus.RUNNING, using=using, actor=actor, message=message,
+                  verb="dispatch", **epoch)
+        transaction.on_commit(lambda: send_lanes(run, using=using), using=using)
     return run
 
 
-def start(job_name: str, *, actor: str = "", **request) -> JobRun:
+def start(job_name: str, *, actor: str = "", using: str = DEFAULT_DB_ALIAS, **request) -> JobRun:
     """Create a run (`control.create_run` takes `request`) and hand it to the workers. Nothing
     is created if the broker is down; bad input is reported as such whether or not the broker
     is up: it is checked first."""
     checked = control.validated(job_name, **request)
     ensure_broker()
-    run = control.create(checked, actor=actor)
-    return dispatch_run(run.pk, actor=actor)
+    run = control.create(checked, actor=actor, using=using)
+    return dispatch_run(run.pk, actor=actor, using=using)
 
 
-def resume(run: JobRun, *, actor: str) -> JobRun:
+def resume(run: JobRun, *, actor: str, using: str = DEFAULT_DB_ALIAS) -> JobRun:
     refusal = "only a paused run can be resumed"
     if run.status not in (RunStatus.PAUSED, RunStatus.PAUSING):
         raise InvalidTransition(f"run #{run.pk} of {run.job_name} is {run.status}; {refusal}")
     ensure_broker()
     return dispatch_run(run.pk, actor=actor, message="resumed",
-                        expected=(RunStatus.PAUSED, RunStatus.PAUSING), refusal=refusal)
+                        expected=(RunStatus.PAUSED, RunStatus.PAUSING), refusal=refusal,
+                        using=using)
 
 
-def retry(run: JobRun, *, actor: str) -> JobRun:
+def retry(run: JobRun, *, actor: str, using: str = DEFAULT_DB_ALIAS) -> JobRun:
     """Continue a failed run where it stopped.
 
     A run fails in one of three ways, and retry undoes each: a batch ran out of attempts (its
@@ -112,27 +118,27 @@ def retry(run: JobRun, *, actor: str) -> JobRun:
     if run.status != RunStatus.FAILED:
         raise InvalidTransition(f"run #{run.pk} of {run.job_name} is {run.status}; {refusal}")
     ensure_broker()
-    with transaction.atomic():
-        locked = JobRun.objects.select_for_update().get(pk=run.pk)  # one retry at a time
+    with transaction.atomic(using=using):
+        locked = JobRun.objects.using(using).select_for_update().get(pk=run.pk)  # one at a time
         if locked.status != RunStatus.FAILED:
             raise InvalidTransition(f"run #{run.pk} of {run.job_name} is {locked.status}; {refusal}")
-        message = requeue_for_retry(locked)
+        message = requeue_for_retry(locked, using=using)
         return dispatch_run(run.pk, actor=actor, message=message,
-                            expected=(RunStatus.FAILED,), refusal=refusal)
+                            expected=(RunStatus.FAILED,), refusal=refusal, using=using)
 
 
-def requeue_for_retry(run: JobRun) -> str:
+def requeue_for_retry(run: JobRun, *, using: str) -> str:
     """Put back what a failed run must do again; returns what will happen, for the log. What
     succeeded so far is counted in the run's totals first: a batch walked again starts over."""
-    fold(run.pk)
+    fold(run.pk, using=using)
     failed = run.batches.filter(status=BatchStatus.FAILED)
     reset = failed.update(status=BatchStatus.PENDING, attempts=0, retry_after=None, lease_until=None)
-    keys = quarantine.requeue(run)
-    JobRun.objects.filter(pk=run.pk).update(error="", caught_up=False)
+    keys = quarantine.requeue(run, using=using)
+    JobRun.objects.using(using).filter(pk=run.pk).update(error="", caught_up=False)
     if reset or keys:
         return f"retry: {reset} failed batch(es) and {keys} quarantined key(s) requeued"
     job = get_job(run.job_name)
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         keys = job.remaining_key_range(cursor)
         walked = run.batches.filter(status=BatchStatus.SUCCEEDED)
         where = "the whole range"
@@ -142,13 +148,13 @@ def requeue_for_retry(run: JobRun) -> str:
             walked = walked.filter(end_key__gte=low, start_key__lt=high)
             where = f"keys [{low}, {high}]"
             if run.min_key is not None and low < run.min_key:
-                below = queue_range(cursor, run, job, low - 1, run.min_key - 1)
+                below = queue_range(cursor, run, job, low - 1, run.min_key - 1, using=using)
     again = walked.update(status=BatchStatus.PENDING, attempts=0, retry_after=None, lease_until=None)
     return (f"retry: verification had failed; walking {where} again ({again + below} batch(es), "
             "idempotent), then a catch-up pass and the verification")
 
 
-def queue_range(cursor, run: JobRun, job, after: int, upto: int) -> int:
+def queue_range(cursor, run: JobRun, job, after: int, upto: int, *, using: str) -> int:
     """Pending batches over the keys (after, upto], which lie below the run's frozen bounds:
     rows the verification found there were never walked."""
     batches = []
@@ -157,7 +163,7 @@ def queue_range(cursor, run: JobRun, job, after: int, upto: int) -> int:
         batches.append(JobBatch(run=run, start_key=after, end_key=end, status=BatchStatus.PENDING,
                                 batch_size=run.batch_size))
         after = end
-    JobBatch.objects.bulk_create(batches)
+    JobBatch.objects.using(using).bulk_create(batches)
     return len(batches)
 
 
@@ -167,27 +173,28 @@ class Enqueued(NamedTuple):
     warning: bool = False
 
 
-def enqueue(job_name: str, *, actor: str, message: str, **request) -> Enqueued:
+def enqueue(job_name: str, *, actor: str, message: str, using: str = DEFAULT_DB_ALIAS,
+            **request) -> Enqueued:
     """Make sure the job is under way, as a migration or a deploy asks for it: a run that is
     going (or held by an operator) is left as it is, a finished job whose verification still
     finds nothing to do is not started again (one that finds work, after its migration was
     taken back and applied again, or after an undo, is), and otherwise a run is created and
     sent to the workers. With the broker down the run is left pending (beat sends it once the
     broker is back)."""
-    run = control.active_run(job_name)
+    run = control.active_run(job_name, using=using)
     if run is not None and run.status != RunStatus.PENDING:
         return Enqueued(run)
     if run is None:
         checked = control.validated(job_name, **request)
-        latest = control.latest_run(job_name)
+        latest = control.latest_run(job_name, using=using)
         if latest is not None and latest.status == RunStatus.FINISHED:
-            with connection.cursor() as cursor:
+            with connections[using].cursor() as cursor:
                 if not checked.job.count_remaining(cursor):
                     return Enqueued(latest)
         try:
-            run = control.create(checked, actor=actor)
+            run = control.create(checked, actor=actor, using=using)
         except AlreadyActive:  # someone else started it just now
-            return Enqueued(control.active_run(job_name))
+            return Enqueued(control.active_run(job_name, using=using))
     try:
         ensure_broker(timeout=2.0)
     except BrokerUnavailable as exc:
@@ -195,7 +202,7 @@ def enqueue(job_name: str, *, actor: str, message: str, **request) -> Enqueued:
         return Enqueued(run, f"{job_name} cannot be sent to workers: {exc}", warning=True)
     try:
         run = dispatch_run(run.pk, actor=actor, message=message, expected=(RunStatus.PENDING,),
-                           refusal="sent by someone else just now")
+                           refusal="sent by someone else just now", using=using)
     except InvalidTransition:
-        return Enqueued(control.active_run(job_name))
+        return Enqueued(control.active_run(job_name, using=using))
     return Enqueued(run, f"enqueued {job_name} run #{run.pk} for the workers")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
 from ..exceptions import AlreadyActive, JobFailed, TimedOut
@@ -26,13 +27,15 @@ WORKABLE = (RunStatus.PENDING, RunStatus.RUNNING)
 def run_inline(job_name: str, *, actor: str, worker_name: str, message: str,
                batch_size: int | None = None, options: dict | None = None,
                resume_paused: bool = False,
-               on_batch: Callable[[JobRun], None] | None = None) -> JobRun:
+               on_batch: Callable[[JobRun], None] | None = None,
+               using: str = DEFAULT_DB_ALIAS) -> JobRun:
     """Work the job in this process until its run settles: joins the active run (workers may
     be on it too) or starts one (with `options`, its tuning). Returns the run as it ended
     (finished, failed, paused or cancelled by an operator meanwhile)."""
-    run = control.active_run(job_name)
+    run = control.active_run(job_name, using=using)
     if run is None:
-        run = control.create_run(job_name, batch_size=batch_size, options=options, actor=actor)
+        run = control.create_run(job_name, batch_size=batch_size, options=options, actor=actor,
+                                 using=using)
     elif options:
         raise AlreadyActive(f"{job_name} already has run #{run.pk} ({run.status}) with its own "
                             "tuning; options apply to a new run: run it without them, or cancel "
@@ -42,13 +45,13 @@ def run_inline(job_name: str, *, actor: str, worker_name: str, message: str,
         raise JobFailed(f"{one_line(progress_of(run))}; {OPERATOR_FIX[run.status](job_name)}")
     if run.status != RunStatus.RUNNING:
         # started_at: the rate, the ETA and its checkpoints count from here, as for a dispatch.
-        transition(run.pk, RunStatus.RUNNING, actor=actor, message=message,
+        transition(run.pk, RunStatus.RUNNING, using=using, actor=actor, message=message,
                    started_at=run.started_at or timezone.now())
-    worker = runner.RunWorker(run.pk, name=worker_name)
+    worker = runner.RunWorker(run.pk, name=worker_name, using=using)
     while True:
         outcome = worker.work(on_batch=on_batch)
         if outcome.kind not in (runner.Kind.HOLD, runner.Kind.WAIT):
-            return JobRun.objects.get(pk=run.pk)
+            return JobRun.objects.using(using).get(pk=run.pk)
         time.sleep(outcome.delay)
 
 
@@ -65,13 +68,14 @@ OPERATOR_FIX: dict[str, Callable[[str], str]] = {
 
 def wait_for(job_names: list[str], *, until_any: bool = False, timeout: float | None = None,
              poll: float = 0.5,
-             on_poll: Callable[[dict[str, JobRun | None]], None] | None = None) -> dict[str, JobRun]:
+             on_poll: Callable[[dict[str, JobRun | None]], None] | None = None,
+             using: str = DEFAULT_DB_ALIAS) -> dict[str, JobRun]:
     """Until the latest run of every job in `job_names` is finished (with `until_any`, of one
     of them). A run that fails or is cancelled ends the wait with JobFailed, saying what the
     operator can do; the deadline with TimedOut."""
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        runs = {name: control.latest_run(name) for name in job_names}
+        runs = {name: control.latest_run(name, using=using) for name in job_names}
         stopped = [r for r in runs.values()
                    if r is not None and r.status in (RunStatus.FAILED, RunStatus.CANCELLED)]
         if stopped:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from .. import conf
 from ..exceptions import JobNotFinished
@@ -71,21 +71,22 @@ class Gate:
         )
 
 
-def engine_tables_exist() -> bool:
-    return JobRun._meta.db_table in connection.introspection.table_names()
+def engine_tables_exist(*, using: str = DEFAULT_DB_ALIAS) -> bool:
+    return JobRun._meta.db_table in connections[using].introspection.table_names()
 
 
-def decide(job_name: str, inline_limit: int, *, ahead: bool = False) -> Gate:
+def decide(job_name: str, inline_limit: int, *, ahead: bool = False,
+           using: str = DEFAULT_DB_ALIAS) -> Gate:
     """What the gate on `job_name` would do now. `ahead`: the gate lies further down a plan, so
     its job's tables (or the engine's) may not exist yet."""
-    if ahead and not engine_tables_exist():
+    if ahead and not engine_tables_exist(using=using):
         return Gate(job_name, GateState.UNKNOWN)
-    latest = control.latest_run(job_name)
+    latest = control.latest_run(job_name, using=using)
     finished = latest is not None and latest.status == RunStatus.FINISHED
-    if finished and not control.undone_since(latest):
+    if finished and not control.undone_since(latest, using=using):
         return Gate(job_name, GateState.OPEN, latest, 0)
     try:
-        with connection.cursor() as cursor:
+        with connections[using].cursor() as cursor:
             remaining = get_job(job_name).count_remaining(cursor)
     except DatabaseError:
         if not ahead:
@@ -93,7 +94,7 @@ def decide(job_name: str, inline_limit: int, *, ahead: bool = False) -> Gate:
         return Gate(job_name, GateState.UNKNOWN)
     if finished and not remaining:  # undone since, but what the gate needs still holds
         return Gate(job_name, GateState.OPEN, latest, 0)
-    run = control.active_run(job_name)
+    run = control.active_run(job_name, using=using)
     if run is not None and run.status in HELD_BY_OPERATOR:
         return Gate(job_name, GateState.HELD, run, remaining)
     if remaining <= inline_limit:
@@ -101,16 +102,17 @@ def decide(job_name: str, inline_limit: int, *, ahead: bool = False) -> Gate:
     return Gate(job_name, GateState.CLOSED, run or latest, remaining)
 
 
-def pass_gate(job_name: str, inline_limit: int, *, needed_by: str = "") -> None:
+def pass_gate(job_name: str, inline_limit: int, *, needed_by: str = "",
+              using: str = DEFAULT_DB_ALIAS) -> None:
     """Return once the job is finished (finishing a small remainder here); raise
     JobNotFinished, naming the job, its progress and the way out, if it is not."""
-    gate = decide(job_name, inline_limit)
+    gate = decide(job_name, inline_limit, using=using)
     if gate.state == GateState.OPEN:
         return
     if gate.state == GateState.INLINE:
         run = drive.run_inline(job_name, actor="migrate", worker_name="migrate",
-                               message="finishing inline")
+                               message="finishing inline", using=using)
         if run.status == RunStatus.FINISHED:
             return
-        gate = decide(job_name, inline_limit)
+        gate = decide(job_name, inline_limit, using=using)
     raise gate.refusal(needed_by)

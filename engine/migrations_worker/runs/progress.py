@@ -102,7 +102,8 @@ def one_line(p: Progress) -> str:
 # -- the ETA held against the end ------------------------------------------------------------------
 
 
-def passed(run_id: int, rows_before: int, rows_after: int | None, estimated_total: int) -> None:
+def passed(run_id: int, rows_before: int, rows_after: int | None, estimated_total: int, *,
+           using: str) -> None:
     """A fold (totals.FOLD, or the one inside claim.CLAIM) took the run's rows from
     `rows_before` to `rows_after`: take the checkpoints it passed. A fold is one statement that
     adds each batch once, so exactly one fold passes each checkpoint, whichever way the run is
@@ -114,12 +115,12 @@ def passed(run_id: int, rows_before: int, rows_after: int | None, estimated_tota
                         percent_done(rows_after, estimated_total))
     if not marks:
         return
-    run = JobRun.objects.get(pk=run_id)
+    run = JobRun.objects.using(using).get(pk=run_id)
     if run.status == RunStatus.RUNNING:
-        take_checkpoints(run, marks)
+        take_checkpoints(run, marks, using=using)
 
 
-def take_checkpoints(run: JobRun, marks: list[int]) -> None:
+def take_checkpoints(run: JobRun, marks: list[int], *, using: str) -> None:
     """Keep the ETA the run shows now at `marks`. In a savepoint, and never raising: the ETA is
     a report on the run, and a checkpoint that cannot be written must not cost the fold it
     rides on (nor the transaction around it, in `runner.RunWorker._finalize`)."""
@@ -130,8 +131,8 @@ def take_checkpoints(run: JobRun, marks: list[int]) -> None:
     rows = [JobRunCheckpoint(run_id=run.pk, checkpoint=mark, percent=round(p.percent, 2), at=now,
                              eta_seconds=round(p.eta_seconds, 3)) for mark in marks]
     try:
-        with transaction.atomic():
-            JobRunCheckpoint.objects.bulk_create(rows, ignore_conflicts=True)
+        with transaction.atomic(using=using):
+            JobRunCheckpoint.objects.using(using).bulk_create(rows, ignore_conflicts=True)
     except DatabaseError as exc:
         log.warning("run=%s job=%s ETA checkpoint(s) %s not kept: %s", run.pk, run.job_name,
                     marks, f"{type(exc).__name__}: {exc}".strip())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from django.db import connection
+from django.db import connections
 from django.db.models import QuerySet
 from django.utils import timezone
 from psycopg import sql
@@ -32,22 +32,22 @@ KEYS_IN_RANGE = ("SELECT count(*), percentile_disc(0.5) WITHIN GROUP (ORDER BY {
                  "WHERE {k} > %s AND {k} <= %s")
 
 
-def keys_in(job: Job, start: int, end: int) -> tuple[int, int | None]:
+def keys_in(job: Job, start: int, end: int, *, using: str) -> tuple[int, int | None]:
     """(how many keys, the middle one) in the range (start, end] of the job's table."""
     query = sql.SQL(KEYS_IN_RANGE).format(k=sql.Identifier(job.key), t=sql.Identifier(job.table))
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute(query, [start, end])
         count, middle = cursor.fetchone()
     return count, middle
 
 
-def split(batch: JobBatch, middle: int, count: int) -> JobBatch:
+def split(batch: JobBatch, middle: int, count: int, *, using: str) -> JobBatch:
     """Cut the (row-locked) batch at `middle`: it keeps (start, middle], a new batch takes
     (middle, end]; both wait to be claimed at once, with their attempts counted afresh. The
     batch's end changes, so a worker still holding a claim on the whole range is fenced (the
     fence checks the end too)."""
     end = batch.end_key
-    second = JobBatch.objects.create(
+    second = JobBatch.objects.using(using).create(
         run_id=batch.run_id, start_key=middle, end_key=end, status=BatchStatus.PENDING,
         batch_size=max(1, count - count // 2), error=batch.error)
     batch.end_key = middle
@@ -55,36 +55,39 @@ def split(batch: JobBatch, middle: int, count: int) -> JobBatch:
     batch.status = BatchStatus.PENDING
     batch.attempts = 0
     batch.retry_after = None
-    batch.save(update_fields=["end_key", "batch_size", "status", "attempts", "retry_after",
-                              "error", "duration_ms", "lease_until"])
+    batch.save(using=using, update_fields=["end_key", "batch_size", "status", "attempts",
+                                           "retry_after", "error", "duration_ms", "lease_until"])
     return second
 
 
-def set_aside(batch: JobBatch, key: int, error: str, sqlstate: str) -> QuarantinedKey | None:
+def set_aside(batch: JobBatch, key: int, error: str, sqlstate: str, *,
+              using: str) -> QuarantinedKey | None:
     """Quarantine the (row-locked) one-key batch. A key an operator already accepted in this
     run stays accepted (a retry walked it again): no new row to resolve."""
     batch.status = BatchStatus.QUARANTINED
     batch.finished_at = timezone.now()
-    batch.save(update_fields=["status", "error", "duration_ms", "lease_until", "finished_at"])
-    accepted = QuarantinedKey.objects.filter(run_id=batch.run_id, key=key,
+    batch.save(using=using,
+               update_fields=["status", "error", "duration_ms", "lease_until", "finished_at"])
+    accepted = QuarantinedKey.objects.using(using).filter(run_id=batch.run_id, key=key,
                                              resolution=Resolution.ACCEPTED)
     if accepted.exists():
         return None
-    return QuarantinedKey.objects.create(run_id=batch.run_id, batch=batch, key=key, error=error,
+    return QuarantinedKey.objects.using(using).create(run_id=batch.run_id, batch=batch, key=key, error=error,
                                          sqlstate=sqlstate, attempts=batch.attempts)
 
 
-def open_keys(run_id: int) -> QuerySet[QuarantinedKey]:
-    return QuarantinedKey.objects.filter(run_id=run_id, resolution=Resolution.OPEN)
+def open_keys(run_id: int, *, using: str) -> QuerySet[QuarantinedKey]:
+    return QuarantinedKey.objects.using(using).filter(run_id=run_id, resolution=Resolution.OPEN)
 
 
-def accepted_count(run_id: int) -> int:
-    return QuarantinedKey.objects.filter(run_id=run_id, resolution=Resolution.ACCEPTED).count()
+def accepted_count(run_id: int, *, using: str) -> int:
+    return QuarantinedKey.objects.using(using).filter(
+        run_id=run_id, resolution=Resolution.ACCEPTED).count()
 
 
-def over_budget(run: JobRun, tuning: Tuning) -> str:
+def over_budget(run: JobRun, tuning: Tuning, *, using: str) -> str:
     """Why the run must pause for its quarantined keys, or ''."""
-    quarantined = open_keys(run.pk).count()
+    quarantined = open_keys(run.pk, using=using).count()
     allowed = max(tuning.quarantine_allowance, tuning.quarantine_rate * run.rows_done)
     if quarantined <= allowed:
         return ""
@@ -106,22 +109,22 @@ def blocking_message(job_name: str, keys: QuerySet[QuarantinedKey]) -> str:
             f"them with `backfill quarantine {job_name} --accept`")
 
 
-def requeue(run: JobRun) -> int:
+def requeue(run: JobRun, *, using: str) -> int:
     """A retry walks the open quarantined keys again (the operator fixed the rows): their
     batches wait to be claimed, the keys are marked retried (a key that fails again is set
     aside anew)."""
-    keys = open_keys(run.pk)
+    keys = open_keys(run.pk, using=using)
     batch_ids = list(keys.values_list("batch_id", flat=True))
-    JobBatch.objects.filter(pk__in=batch_ids, status=BatchStatus.QUARANTINED).update(
+    JobBatch.objects.using(using).filter(pk__in=batch_ids, status=BatchStatus.QUARANTINED).update(
         status=BatchStatus.PENDING, attempts=0, retry_after=None, lease_until=None,
         finished_at=None)
     return keys.update(resolution=Resolution.RETRIED, resolved_at=timezone.now(),
                        resolved_by="retry")
 
 
-def accept(run: JobRun, actor: str, keys: list[int] | None = None) -> list[int]:
+def accept(run: JobRun, actor: str, keys: list[int] | None = None, *, using: str) -> list[int]:
     """Mark the run's open quarantined keys (or only `keys`) accepted; returns those marked."""
-    chosen = open_keys(run.pk)
+    chosen = open_keys(run.pk, using=using)
     if keys is not None:
         chosen = chosen.filter(key__in=keys)
     marked = sorted(set(chosen.values_list("key", flat=True)))

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import Min
 from django.utils import timezone
 from psycopg.types.json import Jsonb
@@ -89,15 +89,19 @@ def tuning_for(job: Job, run: JobRun) -> throttle.Tuning:
 class RunWorker:
     """Works one run from one process; any number may work the same run at once."""
 
-    def __init__(self, run_id: int, *, epoch: int | None = None, name: str | None = None):
+    def __init__(self, run_id: int, *, epoch: int | None = None, name: str | None = None,
+                 using: str = DEFAULT_DB_ALIAS):
         self.run_id = run_id
         self.epoch = epoch
         self.name = name or worker_name()
-        run = JobRun.objects.get(pk=run_id)
+        self.using = using
+        self.runs = JobRun.objects.db_manager(using)
+        run = self.runs.get(pk=run_id)
         self.job = get_job(run.job_name)
         self.tuning = tuning_for(self.job, run)
         self._last_health_check = 0.0
-        self._claimer = Claimer(run_id, self.job, self.tuning, epoch=epoch, worker=self.name)
+        self._claimer = Claimer(run_id, self.job, self.tuning, epoch=epoch, worker=self.name,
+                                using=using)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -120,7 +124,7 @@ class RunWorker:
                 return outcome
             self._process(claim)
             if on_batch is not None:
-                on_batch(JobRun.objects.get(pk=self.run_id))
+                on_batch(self.runs.get(pk=self.run_id))
             if max_seconds is not None and time.monotonic() - started >= max_seconds:
                 return Outcome(Kind.CONTINUE)
             if self.tuning.pause_seconds:
@@ -128,7 +132,7 @@ class RunWorker:
 
     def _check_run(self) -> Outcome | None:
         """Honour operator requests between batches, and fence messages of an older dispatch."""
-        run = JobRun.objects.get(pk=self.run_id)
+        run = self.runs.get(pk=self.run_id)
         if self.epoch is not None and run.dispatch_epoch != self.epoch:
             return Outcome(Kind.FENCED, status=run.status)
         if run.status == RunStatus.PAUSING:
@@ -146,8 +150,8 @@ class RunWorker:
         if time.monotonic() - self._last_health_check < 1.0:
             return None
         self._last_health_check = time.monotonic()
-        hold = throttle.health_hold(self.job.tables_to_watch(), self.tuning)
-        run = (JobRun.objects.only("status", "hold_reason", "hold_kind", "job_name")
+        hold = throttle.health_hold(self.job.tables_to_watch(), self.tuning, using=self.using)
+        run = (self.runs.only("status", "hold_reason", "hold_kind", "job_name")
                .get(pk=self.run_id))
         changed = (hold.kind, hold.reason) if hold else ("", "")
         if changed != (run.hold_kind, run.hold_reason) and run.status == RunStatus.RUNNING:
@@ -157,22 +161,22 @@ class RunWorker:
         return None
 
     def _settle(self, expected: str, to: str, message: str) -> None:
-        with transaction.atomic():
-            fold(self.run_id)
-            run = JobRun.objects.select_for_update().get(pk=self.run_id)
+        with transaction.atomic(using=self.using):
+            fold(self.run_id, using=self.using)
+            run = self.runs.select_for_update().get(pk=self.run_id)
             if run.status == expected:
-                enter(run, to, actor=self.name, message=message)
+                enter(run, to, using=self.using, actor=self.name, message=message)
 
     def _set_hold(self, run: JobRun, hold: throttle.Hold | None) -> None:
         """Store the hold (its kind and reason) on the run, and record it with its kind."""
         now = timezone.now()
         until = now + timedelta(seconds=self.tuning.hold_seconds) if hold else None
         kind, reason = (hold.kind, hold.reason) if hold else ("", "")
-        JobRun.objects.filter(pk=run.pk).update(
+        self.runs.filter(pk=run.pk).update(
             hold_reason=reason, hold_kind=kind, hold_until=until, heartbeat_at=now, updated_at=now
         )
         message = f"on hold: {reason}" if hold else "hold cleared"
-        record(run, run.status, run.status, self.name, message, hold_kind=kind)
+        record(run, run.status, run.status, self.name, message, hold_kind=kind, using=self.using)
 
     # -- claiming -------------------------------------------------------------------------
 
@@ -188,9 +192,9 @@ class RunWorker:
     def _give_up_lost(self, claim: Claim) -> None:
         """Fail the batch the claim found out of attempts, unless something moved it since
         (its worker came back and holds it, or committed it)."""
-        with transaction.atomic():
+        with transaction.atomic(using=self.using):
             batch = (
-                JobBatch.objects.select_for_update(skip_locked=True)
+                JobBatch.objects.using(self.using).select_for_update(skip_locked=True)
                 .filter(pk=claim.batch_id, status=BatchStatus.RUNNING, attempts=claim.attempt,
                         lease_until__lt=timezone.now())
                 .first()
@@ -203,7 +207,7 @@ class RunWorker:
     def _process(self, claim: Claim) -> None:
         t0 = time.monotonic()
         try:
-            with transaction.atomic(), connection.cursor() as cursor:
+            with transaction.atomic(using=self.using), connections[self.using].cursor() as cursor:
                 with pg.timeouts(cursor, lock_timeout_ms=self.tuning.lock_timeout_ms,
                                  statement_timeout_ms=self.tuning.statement_timeout_ms):
                     cursor.execute(FENCE, [claim.batch_id, claim.attempt, claim.end])
@@ -233,8 +237,8 @@ class RunWorker:
                 claim.attempt,
             )
         except Exception as exc:
-            waited = pg.transient(exc)
-            pg.reset_if_broken()
+            waited = pg.transient(exc, using=self.using)
+            pg.reset_if_broken(using=self.using)
             self._record_failure(claim, exc, time.monotonic() - t0, waited)
 
     def _record_failure(self, claim: Claim, exc: Exception, seconds: float,
@@ -260,9 +264,9 @@ class RunWorker:
             seconds * 1000,
             error,
         )
-        with transaction.atomic():
+        with transaction.atomic(using=self.using):
             batch = (
-                JobBatch.objects.select_for_update()
+                JobBatch.objects.using(self.using).select_for_update()
                 .filter(pk=claim.batch_id, status=BatchStatus.RUNNING, attempts=claim.attempt,
                         end_key=claim.end)
                 .first()
@@ -277,12 +281,13 @@ class RunWorker:
                 batch.attempts -= 1
                 batch.retry_after = timezone.now() + timedelta(
                     seconds=self.tuning.retry_backoff_seconds)
-                batch.save(update_fields=["status", "attempts", "error", "duration_ms",
-                                          "lease_until", "retry_after"])
+                batch.save(using=self.using, update_fields=[
+                    "status", "attempts", "error", "duration_ms", "lease_until", "retry_after"])
                 return
-            count, middle = quarantine.keys_in(self.job, batch.start_key, batch.end_key)
+            count, middle = quarantine.keys_in(self.job, batch.start_key, batch.end_key,
+                                               using=self.using)
             if count > 1:
-                second = quarantine.split(batch, middle, count)
+                second = quarantine.split(batch, middle, count, using=self.using)
                 log.info("run=%s job=%s batch=(%s,%s] split at %s to find the failing key(s)",
                          self.run_id, self.job.name, claim.start, claim.end, second.start_key)
                 return
@@ -297,19 +302,22 @@ class RunWorker:
             backoff = self.tuning.retry_backoff_seconds * 2 ** (batch.attempts - 1)
             batch.retry_after = timezone.now() + timedelta(seconds=backoff)
             batch.save(
-                update_fields=["status", "error", "duration_ms", "lease_until", "retry_after"]
+                using=self.using,
+                update_fields=["status", "error", "duration_ms", "lease_until", "retry_after"],
             )
 
     def _quarantine(self, batch: JobBatch, key: int, error: str, sqlstate: str) -> None:
         """Set the one key aside and go on; pause the run when that is one key too many."""
-        if quarantine.set_aside(batch, key, error, sqlstate) is None:
+        if quarantine.set_aside(batch, key, error, sqlstate, using=self.using) is None:
             return  # accepted earlier in this run
-        run = JobRun.objects.get(pk=self.run_id)
+        run = self.runs.get(pk=self.run_id)
         record(run, run.status, run.status, self.name,
-               f"key {key} quarantined after {batch.attempts} attempt(s): {error}")
-        reason = quarantine.over_budget(run, self.tuning)
+               f"key {key} quarantined after {batch.attempts} attempt(s): {error}",
+               using=self.using)
+        reason = quarantine.over_budget(run, self.tuning, using=self.using)
         if reason and run.status == RunStatus.RUNNING:
-            transition(self.run_id, RunStatus.PAUSING, actor=self.name, message=reason)
+            transition(self.run_id, RunStatus.PAUSING, using=self.using, actor=self.name,
+                       message=reason)
 
     def _give_up(self, batch: JobBatch, error: str) -> None:
         """A batch out of attempts fails, and with it the run, with the error for the operator."""
@@ -317,23 +325,24 @@ class RunWorker:
         batch.error = error
         batch.lease_until = None
         batch.finished_at = timezone.now()
-        batch.save(update_fields=["status", "error", "lease_until", "finished_at"])
+        batch.save(using=self.using, update_fields=["status", "error", "lease_until", "finished_at"])
         message = (
             f"batch ({batch.start_key}, {batch.end_key}] failed after {batch.attempts} "
             f"attempt(s): {error}"
         )
-        fold(self.run_id)
-        run = JobRun.objects.get(pk=self.run_id)
+        fold(self.run_id, using=self.using)
+        run = self.runs.get(pk=self.run_id)
         if run.status in (RunStatus.RUNNING, RunStatus.PAUSING):
-            transition(self.run_id, RunStatus.FAILED, actor=self.name, message=message)
+            transition(self.run_id, RunStatus.FAILED, using=self.using, actor=self.name,
+                       message=message)
 
     # -- finishing ------------------------------------------------------------------------
 
     def _finalize(self) -> Outcome:
         """No batch left to claim: wait for others, catch up once, then verify."""
-        with transaction.atomic():
-            fold(self.run_id)
-            run = JobRun.objects.select_for_update().get(pk=self.run_id)
+        with transaction.atomic(using=self.using):
+            fold(self.run_id, using=self.using)
+            run = self.runs.select_for_update().get(pk=self.run_id)
             if run.status != RunStatus.RUNNING:
                 return Outcome(Kind.STOPPED, status=run.status)
             open_batches = run.batches.filter(status__in=[BatchStatus.PENDING, BatchStatus.RUNNING])
@@ -348,9 +357,9 @@ class RunWorker:
                 return Outcome(Kind.WAIT, delay=min(delay, 1.0), status=run.status)
             # A batch that committed between the fold above and that check is counted now: no
             # batch is open any more, so this fold sees every one (the run's totals are final).
-            fold(self.run_id)
+            fold(self.run_id, using=self.using)
             run.refresh_from_db()
-            with connection.cursor() as cursor:
+            with connections[self.using].cursor() as cursor:
                 if not run.caught_up:
                     run.caught_up = True
                     low, high = batching.key_bounds(cursor, self.job.table, self.job.key)
@@ -361,10 +370,11 @@ class RunWorker:
                             f"catch-up pass: keys {run.max_key} to {high} arrived since enqueue"
                         )
                         run.max_key = high
-                        run.save(update_fields=["caught_up", "min_key", "max_key", "updated_at"])
-                        record(run, run.status, run.status, self.name, message)
+                        run.save(using=self.using,
+                                 update_fields=["caught_up", "min_key", "max_key", "updated_at"])
+                        record(run, run.status, run.status, self.name, message, using=self.using)
                         return Outcome(Kind.CONTINUE)
-                    run.save(update_fields=["caught_up", "updated_at"])
-            status = conclude(run, self.job, self.name)
+                    run.save(using=self.using, update_fields=["caught_up", "updated_at"])
+            status = conclude(run, self.job, self.name, using=self.using)
         return Outcome(Kind.DONE, status=status)
 

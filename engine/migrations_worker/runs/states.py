@@ -48,30 +48,32 @@ ALLOWED: dict[str, set[str]] = {
 
 
 def record(run: JobRun, from_status: str, to_status: str, actor: str, message: str = "",
-           hold_kind: str = "") -> None:
+           hold_kind: str = "", *, using: str) -> None:
     """Log a status change (or a notable event) to the run's history and to the log stream; a
     hold's event carries its kind (models.HoldKind), which the metrics count by."""
-    JobRunEvent.objects.create(
+    JobRunEvent.objects.using(using).create(
         run=run, from_status=from_status, to_status=to_status, actor=actor, message=message,
         hold_kind=hold_kind,
     )
     log.info(
-        "run=%s job=%s status=%s from=%s actor=%s message=%r",
-        run.pk, run.job_name, to_status, from_status or "-", actor or "-", message,
+        "run=%s job=%s database=%s status=%s from=%s actor=%s message=%r",
+        run.pk, run.job_name, using, to_status, from_status or "-", actor or "-", message,
     )
 
 
 def transition(
-    run_id: int, to: str, *, actor: str, message: str = "", verb: str | None = None, **changes
+    run_id: int, to: str, *, using: str, actor: str, message: str = "", verb: str | None = None,
+    **changes
 ) -> JobRun:
     """Move a run to `to` under its row lock, or raise InvalidTransition saying why not."""
-    with transaction.atomic():
-        run = JobRun.objects.select_for_update().get(pk=run_id)
-        return enter(run, to, actor=actor, message=message, verb=verb, **changes)
+    with transaction.atomic(using=using):
+        run = JobRun.objects.using(using).select_for_update().get(pk=run_id)
+        return enter(run, to, using=using, actor=actor, message=message, verb=verb, **changes)
 
 
 def enter(
-    run: JobRun, to: str, *, actor: str, message: str = "", verb: str | None = None, **changes
+    run: JobRun, to: str, *, using: str, actor: str, message: str = "", verb: str | None = None,
+    **changes
 ) -> JobRun:
     """Move `run`, row-locked by the caller's transaction, to `to` with `changes` and log it;
     InvalidTransition (naming `verb`, else `to`) unless ALLOWED has that edge. Every change of a
@@ -88,6 +90,6 @@ def enter(
         run.error = message
     for name, value in changes.items():
         setattr(run, name, value)
-    run.save()
-    record(run, from_status, to, actor, message)
+    run.save(using=using)
+    record(run, from_status, to, actor, message, using=using)
     return run

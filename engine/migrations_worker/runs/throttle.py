@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 
-from django.db import connection
+from django.db import connections
 
 from .. import conf, pg
 from ..exceptions import InvalidTuning
@@ -320,9 +320,10 @@ HEALTH_CHECKS: tuple[HealthCheck, ...] = (lock_waiters, ddl_backing_off, long_tr
                                           replica_lag)
 
 
-def health_hold(tables: tuple[str, ...], tuning: Tuning) -> Hold | None:
-    """Why the database is too busy for another batch right now, or None if it is not."""
-    with connection.cursor() as cursor:
+def health_hold(tables: tuple[str, ...], tuning: Tuning, *, using: str) -> Hold | None:
+    """Why the database `using` is too busy for another batch right now, or None if it is not.
+    Each check reads that database's own server: its locks, its transactions, its standbys."""
+    with connections[using].cursor() as cursor:
         for check in HEALTH_CHECKS:
             hold = check(cursor, tables, tuning)
             if hold is not None:

@@ -8,7 +8,7 @@ that adds it to the run, so each batch counts exactly once however many workers 
 
 from __future__ import annotations
 
-from django.db import connection
+from django.db import connections
 from psycopg import sql
 
 from . import progress
@@ -46,10 +46,10 @@ RETURNING r.rows_done - (SELECT coalesce(sum(rows_affected), 0) FROM folded)::bi
 """).format(folded=FOLDED.format(when=sql.SQL("true")), totals=RUN_TOTALS)
 
 
-def fold(run_id: int) -> None:
+def fold(run_id: int, *, using: str) -> None:
     """Add the succeeded batches not yet counted to their run's totals (see FOLD)."""
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute(FOLD, {"run": run_id})
         row = cursor.fetchone()
     if row is not None:
-        progress.passed(run_id, *row)
+        progress.passed(run_id, *row, using=using)

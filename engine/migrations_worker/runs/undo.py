@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from ..exceptions import AlreadyActive, Irreversible
 from ..job import undo_job_for
@@ -23,7 +23,8 @@ class Requested(NamedTuple):
     selected: int  # units (groups, links...) to put back; 0: nothing to do
 
 
-def request(job_name: str, groups: Sequence[str] = ()) -> Requested:
+def request(job_name: str, groups: Sequence[str] = (), *,
+            using: str = DEFAULT_DB_ALIAS) -> Requested:
     """Check that `job_name` can be undone now and record what its undo's next run puts back.
 
     Refused, changing nothing: a job without an undo (InvalidInput); a run of the job or of its
@@ -32,13 +33,13 @@ def request(job_name: str, groups: Sequence[str] = ()) -> Requested:
     replaces any earlier one that no run has put back yet."""
     undo = undo_job_for(job_name)
     for name in (job_name, undo.name):
-        run = control.active_run(name)
+        run = control.active_run(name, using=using)
         if run is not None:
             raise AlreadyActive(
                 f"{name} has run #{run.pk} ({run.status}); an undo must not race it: wait for it "
                 f"to finish, or cancel it (python manage.py backfill cancel {name}), then undo"
             )
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
         reason = undo.refusal(cursor)
         if reason:
             raise Irreversible(f"cannot undo {job_name}: {reason}")

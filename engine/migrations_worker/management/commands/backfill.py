@@ -5,6 +5,9 @@ job, bad number, no such quarantined key), 3 conflict (already running, wrong st
 action, an undo the schema refuses), 4 the run failed or was cancelled, 5 timed out waiting, 6
 the broker is unreachable.
 
+Every action takes `--database NAME`: one target (a declared database, `default` unless told),
+where the job's rows and its runs' progress live; JSON output names it.
+
 `backfill undo NAME` puts back what NAME did: it records what to put back (`--group`, or all)
 and runs NAME's undo job, a job like any other (`migrations_worker.undo`).
 """
@@ -14,12 +17,13 @@ from __future__ import annotations
 import json
 import time
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from migrations_worker import conf
 from migrations_worker.checks import require_supported_database
 from migrations_worker.exceptions import InvalidInput, InvalidTransition, JobFailed
 from migrations_worker.job import UndoJob, get_job, job_classes, undo_job_for
@@ -102,12 +106,16 @@ class Command(EngineCommand):
         wait = sub.add_parser("wait", help="wait until the named jobs' runs are finished")
         wait.add_argument("names", nargs="+", metavar="NAME")
         wait.add_argument("--timeout", type=seconds, default=None, help="seconds; exit 5 after")
+        for action in sub.choices.values():
+            action.add_argument("--database", default=DEFAULT_DB_ALIAS, metavar="NAME",
+                                help="the target database (a declared target; default: default)")
 
     def handle(self, *args, **options) -> None:
         self.console = Console(file=self.stdout, highlight=False, soft_wrap=True)
         self.actor = "cli"
         action = options["action"]
-        require_supported_database()
+        self.using = conf.require_target(options["database"])
+        require_supported_database(self.using)
         if action in CONTROLS:
             return self.do_control(action, options["name"])
         getattr(self, f"do_{action}")(options)
@@ -117,7 +125,7 @@ class Command(EngineCommand):
     def do_list(self, options) -> None:
         table = Table("job", "table", "latest run", "description", box=None)
         for job_class in job_classes():
-            latest = control.latest_run(job_class.name)
+            latest = control.latest_run(job_class.name, using=self.using)
             table.add_row(
                 job_class.name, job_class.table,
                 f"#{latest.pk} {latest.status}" if latest else "-", job_class.description,
@@ -127,11 +135,20 @@ class Command(EngineCommand):
     def _runs(self, name: str | None) -> list[JobRun]:
         if name is not None:  # an explicit name, even an empty one, must be a job's
             get_job(name)
-            run = control.latest_run(name)
+            run = control.latest_run(name, using=self.using)
             if run is None:
-                raise InvalidInput(f"job {name} has never run")
+                raise InvalidInput(f"job {name} has never run{self._on()}")
             return [run]
-        return [r for r in (control.latest_run(c.name) for c in job_classes()) if r]
+        return [r for r in (control.latest_run(c.name, using=self.using) for c in job_classes())
+                if r]
+
+    def _on(self) -> str:
+        """Where, when it is not the project's own database: ' on database far'."""
+        return "" if self.using == DEFAULT_DB_ALIAS else f" on database {self.using}"
+
+    def _flag(self) -> str:
+        """The option a follow-up command needs to reach the same database."""
+        return "" if self.using == DEFAULT_DB_ALIAS else f" --database {self.using}"
 
     def _status_table(self, runs: list[JobRun]) -> Table:
         table = Table("run", "job", "status", "progress", "rows/s", "ETA", "batch", "hold / error")
@@ -150,7 +167,8 @@ class Command(EngineCommand):
     def do_status(self, options) -> None:
         runs = self._runs(options["name"])
         if options["json"]:
-            self.stdout.write(json.dumps([progress_of(r).__dict__ for r in runs], default=str))
+            self.stdout.write(json.dumps([{**progress_of(r).__dict__, "database": self.using}
+                                          for r in runs], default=str))
             return
         if not options["watch"]:
             self.console.print(self._status_table(runs))
@@ -169,23 +187,28 @@ class Command(EngineCommand):
     def do_start(self, options) -> None:
         run = dispatch.start(
             options["name"], batch_size=options["batch_size"], workers=options["workers"],
-            options=tuning_options(options["option"]), actor=self.actor,
+            options=tuning_options(options["option"]), actor=self.actor, using=self.using,
         )
-        self.console.print(f"started {run.job_name} run #{run.pk} with {run.workers} worker lane(s)")
-        self.console.print(f"watch it: python manage.py backfill status {run.job_name} --watch")
+        self._started(run)
+
+    def _started(self, run: JobRun) -> None:
+        self.console.print(f"started {run.job_name} run #{run.pk}{self._on()} with {run.workers} "
+                           "worker lane(s)")
+        self.console.print(f"watch it: python manage.py backfill status {run.job_name} --watch"
+                           f"{self._flag()}")
 
     def _active(self, name: str) -> JobRun:
         get_job(name)
-        run = control.active_run(name)
+        run = control.active_run(name, using=self.using)
         if run is None:
-            latest = control.latest_run(name)
+            latest = control.latest_run(name, using=self.using)
             state = f"its latest run #{latest.pk} is {latest.status}" if latest else "it never ran"
-            raise InvalidTransition(f"{name} has no active run: {state}")
+            raise InvalidTransition(f"{name} has no active run{self._on()}: {state}")
         return run
 
     def do_control(self, action: str, name: str) -> None:
         ctl = CONTROLS[action]
-        run = ctl.apply(self._active(name), actor=self.actor)
+        run = ctl.apply(self._active(name), actor=self.actor, using=self.using)
         self.console.print(f"{run.job_name} #{run.pk}: {ctl.done} (now {run.status})")
 
     def do_undo(self, options) -> None:
@@ -197,7 +220,7 @@ class Command(EngineCommand):
                           options=tuning)
         if not options["inline"]:
             dispatch.ensure_broker()  # before anything is recorded
-        requested = undo.request(name, options["group"])
+        requested = undo.request(name, options["group"], using=self.using)
         if not requested.selected:
             self.console.print(f"nothing to undo: no work of {name} to put back"
                                + (" in the named group(s)" if options["group"] else ""))
@@ -206,9 +229,9 @@ class Command(EngineCommand):
         if options["inline"]:
             return self.do_run({**options, "name": undo_job})
         run = dispatch.start(undo_job, batch_size=options["batch_size"],
-                             workers=options["workers"], options=tuning, actor=self.actor)
-        self.console.print(f"started {undo_job} run #{run.pk} with {run.workers} worker lane(s)")
-        self.console.print(f"watch it: python manage.py backfill status {undo_job} --watch")
+                             workers=options["workers"], options=tuning, actor=self.actor,
+                             using=self.using)
+        self._started(run)
 
     def do_run(self, options) -> None:
         """Work the job here until it is finished: joins an active run or starts one."""
@@ -231,7 +254,7 @@ class Command(EngineCommand):
             run = drive.run_inline(name, actor=self.actor, worker_name=f"{runner.worker_name()}/inline",
                                    message="run inline", batch_size=options["batch_size"],
                                    options=tuning_options(options["option"]),
-                                   resume_paused=True, on_batch=show)
+                                   resume_paused=True, on_batch=show, using=self.using)
         self.console.print(one_line(progress_of(run)))
         if run.report:
             self.console.print(f"report: {run.report}")
@@ -242,7 +265,7 @@ class Command(EngineCommand):
     def _findings(self, run: JobRun) -> None:
         """What an undo left for the operator (rows changed since, kept as they are)."""
         job = get_job(run.job_name)
-        with connection.cursor() as cursor:
+        with connections[self.using].cursor() as cursor:
             lines = job.findings(cursor, run.created_at) if isinstance(job, UndoJob) else []
         for line in lines:
             self.console.print(f"  {line}")
@@ -252,10 +275,12 @@ class Command(EngineCommand):
         if options["keys"] and not options["accept"]:
             raise InvalidInput("--key chooses keys to accept: use it with --accept")
         if options["accept"]:
-            run = control.accept_quarantined(run, actor=self.actor, keys=options["keys"])
+            run = control.accept_quarantined(run, actor=self.actor, keys=options["keys"],
+                                             using=self.using)
         rows = list(run.quarantined.order_by("key", "id"))
         if options["json"]:
             self.stdout.write(json.dumps({"run": run.pk, "job": run.job_name, "status": run.status,
+                                          "database": self.using,
                                           "keys": [quarantined_row(q) for q in rows]}))
         else:
             table = Table("key", "state", "attempts", "SQLSTATE", "at", "error", box=None)
@@ -273,9 +298,9 @@ class Command(EngineCommand):
         names = options["names"]
         for name in names:
             get_job(name)
-        missing = [name for name in names if control.latest_run(name) is None]
+        missing = [name for name in names if control.latest_run(name, using=self.using) is None]
         if missing:
-            raise InvalidInput(f"never started: {', '.join(missing)}")
-        runs = drive.wait_for(names, timeout=options["timeout"])
+            raise InvalidInput(f"never started{self._on()}: {', '.join(missing)}")
+        runs = drive.wait_for(names, timeout=options["timeout"], using=self.using)
         for run in runs.values():
             self.console.print(one_line(progress_of(run)))
