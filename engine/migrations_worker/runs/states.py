@@ -56,8 +56,8 @@ def record(run: JobRun, from_status: str, to_status: str, actor: str, message: s
         hold_kind=hold_kind,
     )
     log.info(
-        "run=%s job=%s database=%s status=%s from=%s actor=%s message=%r",
-        run.pk, run.job_name, using, to_status, from_status or "-", actor or "-", message,
+        "run=%s job=%s status=%s from=%s actor=%s database=%s message=%r",
+        run.pk, run.job_name, to_status, from_status or "-", actor or "-", using, message,
     )
 
 
