@@ -18,7 +18,7 @@ from django.utils import timezone
 from migrations_worker.deploy import costs
 from migrations_worker.deploy import plan as cost_plan
 from migrations_worker.models import JobRun, RunStatus
-from migrations_worker.runs import control, gates, runner
+from migrations_worker.runs import control, runner
 from migrations_worker.runs.progress import sampled_rate
 from migrations_worker.runs.states import transition
 from tests.conftest import ROOT
@@ -318,35 +318,6 @@ def test_small_remainder_is_finished_inline_and_the_run_goes_to_the_end(manage):
         assert result.returncode == 0, result.stderr
         assert "nothing pending" in result.stdout
         assert touches_histogram() == {1: 500}
-    finally:
-        migrate_to(LATEST)
-
-
-@pytest.fixture
-def decisions(monkeypatch) -> list[str]:
-    """The jobs whose gate was decided, in order (the real decision, only counted)."""
-    decided: list[str] = []
-    real = gates.decide
-
-    def counted(job_name, inline_limit, **options):
-        decided.append(job_name)
-        return real(job_name, inline_limit, **options)
-
-    monkeypatch.setattr(gates, "decide", counted)
-    return decided
-
-
-@pytest.mark.parametrize("command", ["migrate_online", "migrate"])
-def test_a_gate_is_decided_once_by_migrate_online_and_once_by_plain_migrate(decisions, command):
-    migrate_to(("engine_app", "0002_enqueue_touch_widgets"))
-    JobRun.objects.all().delete()
-    make_widgets(500)
-    try:
-        call_command(command, "engine_app", verbosity=0) if command == "migrate" else call_command(
-            command, verbosity=0)
-        assert applied("engine_app", "0003_require_touch_widgets")
-        assert touches_histogram() == {1: 500}  # finished inline at the gate
-        assert decisions.count(JOB) == 1
     finally:
         migrate_to(LATEST)
 

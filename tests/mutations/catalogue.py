@@ -237,7 +237,7 @@ MUTATIONS: list[Mutation] = [
         "engine/migrations_worker/operations/jobs.py",
         "        if self.job_name not in _PASSED.get():\n",
         "        if True:\n",
-        "tests/deploy/test_migrate_online.py::"
+        "tests/deploy/test_gate_decisions.py::"
         "test_a_gate_is_decided_once_by_migrate_online_and_once_by_plain_migrate[migrate_online]",
         "each migration's gate read twice in one deploy pass, the second time after its other "
         "operations ran"),
