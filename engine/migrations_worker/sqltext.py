@@ -19,7 +19,8 @@ from dataclasses import dataclass
 IDENT = r'(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)'
 QUALIFIED = rf"{IDENT}(?:\s*\.\s*{IDENT})?"
 # The head of an ALTER TABLE, its table in the group `table`.
-ALTER_TABLE = rf"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<table>{QUALIFIED})"
+_ALTER_HEAD = r"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?"
+ALTER_TABLE = rf"{_ALTER_HEAD}(?P<table>{QUALIFIED})"
 LINE_COMMENT = re.compile(r"--[^\n]*")
 _BLOCK_COMMENT = re.compile(r"/\*.*?\*/", re.S)
 _LITERAL = re.compile(r"'(?:[^']|'')*'")
@@ -28,7 +29,7 @@ _DOLLAR_BODY = re.compile(rf"{DOLLAR_QUOTE.pattern}.*?\$(?P=tag)\$", re.S)
 _CREATE_INDEX = re.compile(rf"\bCREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?"
                            rf"(?P<index>{QUALIFIED})\s+ON\s+(?:ONLY\s+)?(?P<table>{QUALIFIED})", re.I)
 _TARGET = re.compile(
-    rf"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?P<alter>{QUALIFIED})"
+    rf"{_ALTER_HEAD}(?P<alter>{QUALIFIED})"
     rf"|\bCREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?P<create>{QUALIFIED})"
     rf"|\bINDEX\s+(?:CONCURRENTLY\s+)?(?:IF\s+NOT\s+EXISTS\s+)?(?:{QUALIFIED}\s+)?"
     rf"ON\s+(?:ONLY\s+)?(?P<index>{QUALIFIED})",
