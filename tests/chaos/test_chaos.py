@@ -169,26 +169,21 @@ def test_a_job_that_finishes_while_the_deploy_reads_its_gate_is_not_started_a_se
     """The medium chaos run caught it: the gate was read while ticker_dedup had a batch to go,
     the run finished, and the deploy, finding no active run, started a new one that walked all
     571 groups again (harmless only because the job is idempotent)."""
-    from io import StringIO
-
     from django.core.management import call_command
-    from rich.console import Console
 
-    from migrations_worker.deploy.executor import OnlineExecutor, Pass
+    from migrations_worker.deploy.events import Pass
+    from migrations_worker.deploy.executor import OnlineExecutor
     from migrations_worker.exceptions import JobNotFinished
-    from migrations_worker.management.commands.migrate_online import Command
     from migrations_worker.models import JobRun
     from tests.engine_app.support import make_widgets
 
     JobRun.objects.all().delete()  # the runs the test database's own migrate made
     make_widgets(100)
     call_command("backfill", "run", JOB)  # the workers finish it...
-    command = Command(stdout=StringIO())
-    command.console = Console(file=StringIO())
     # ...just after this pass found its gate closed.
     read_too_early = Pass(closed={JOB: JobNotFinished(JOB, "1 row to go")},
                           gated={"engine_app.0003_require_touch_widgets": JOB})
-    OnlineExecutor(command).enqueue_gated(read_too_early)
+    OnlineExecutor(report=[].append).enqueue_gated(read_too_early)
     assert list(JobRun.objects.filter(job_name=JOB).values_list("status", flat=True)) == ["finished"]
 
 

@@ -15,6 +15,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
+from migrations_worker.deploy import costs
 from migrations_worker.deploy import plan as cost_plan
 from migrations_worker.models import JobRun, RunStatus
 from migrations_worker.runs import control, runner
@@ -417,4 +418,4 @@ def test_plan_names_a_migration_whose_sql_cannot_be_rendered_and_goes_on_past_it
     assert found["engine_app.0002_enqueue_touch_widgets"].steps == []
     assert found[GATED].error == "" and found[GATED].jobs[0].job == JOB
     line = "      SQL not renderable: RuntimeError: cannot render this one"
-    assert line in cost_plan.text_lines(cost_plan.build())
+    assert line in costs.text_lines(cost_plan.build())

@@ -1,6 +1,7 @@
-"""Lock discipline of schema changes (`operations/ddl.py`) against real PostgreSQL: a DDL
-statement asks for its lock under a short lock_timeout, gives up, backs off and asks again following
-its timing table (operations/lock_retry.py), and never fails on anything but the lock.
+"""Lock discipline of schema changes (`operations/ddl.py`, `operations/indexes.py`) against real
+PostgreSQL: a DDL statement asks for its lock under a short lock_timeout, gives up, backs off and
+asks again following its timing table (operations/lock_retry.py), and never fails on anything but
+the lock.
 
 How long the application waits behind a step is a latency, measured by the benchmark
 (bench/README.md, "DDL lock waits"), not asserted here."""
@@ -18,14 +19,8 @@ from django.db.utils import OperationalError, ProgrammingError
 
 from migrations_worker.exceptions import InsideTransaction
 from migrations_worker.models import HoldKind
-from migrations_worker.operations.ddl import (
-    CreateIndexConcurrently,
-    Safely,
-    SafeSQL,
-    index_state,
-    run_callable_step,
-    run_step,
-)
+from migrations_worker.operations.ddl import Safely, SafeSQL, run_callable_step, run_step
+from migrations_worker.operations.indexes import CreateIndexConcurrently, index_state
 from migrations_worker.operations.lock_retry import LockRetry
 from migrations_worker.runs.throttle import Hold, Tuning, health_hold
 from tests.workers import wait_until

@@ -144,15 +144,20 @@ def test_a_failing_key_is_cut_down_to_and_quarantined_after_its_attempts_and_ret
     assert QuarantinedKey.objects.get(run=run).resolution == Resolution.RETRIED
 
 
+def running_in_batches_of_100(**options) -> tuple[JobRun, runner.RunWorker]:
+    """300 widgets and a running run over them in batches of exactly 100, and a worker for it."""
+    make_widgets(300)
+    run = control.create_run(JOB, options={"batch_size": 100, "min_batch_size": 100,
+                                           "max_batch_size": 100, **options})
+    JobRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING)
+    return run, runner.RunWorker(run.pk, name="test")
+
+
 def test_a_batch_whose_worker_vanished_is_claimed_again_and_after_its_last_attempt_fails_the_run():
     """The one claim statement takes a batch whose lease ran out before any fresh keys, counting
     an attempt; once its worker has vanished on every attempt it is not claimed again: the batch
     fails, and the run with it, saying so."""
-    make_widgets(300)
-    run = control.create_run(JOB, options={"batch_size": 100, "min_batch_size": 100,
-                                           "max_batch_size": 100, "max_attempts": 2})
-    JobRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING)
-    worker = runner.RunWorker(run.pk, name="test")
+    run, worker = running_in_batches_of_100(max_attempts=2)
     first = worker._claim_next()
     expired = JobBatch.objects.filter(pk=first.batch_id)
     expired.update(lease_until=timezone.now() - timedelta(seconds=1))  # its worker vanished
@@ -175,11 +180,7 @@ def test_a_batch_that_fails_with_no_row_in_its_range_fails_the_run_there_is_no_k
     """Rows deleted between the claim and the batch, and the job still fails there: no key can
     stand for the failure (it is the job's, not a row's), so after its attempts the batch fails,
     and the run with it, saying so."""
-    make_widgets(300)
-    run = control.create_run(JOB, options={"batch_size": 100, "min_batch_size": 100,
-                                           "max_batch_size": 100, "retry_backoff_seconds": 0})
-    JobRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING)
-    worker = runner.RunWorker(run.pk, name="test")
+    run, worker = running_in_batches_of_100(retry_backoff_seconds=0)
     claim = worker._claim_next()
     assert (claim.start, claim.end) == (0, 100)
     Widget.objects.filter(id__lte=100).delete()

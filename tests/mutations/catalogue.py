@@ -233,6 +233,15 @@ MUTATIONS: list[Mutation] = [
         "    return Gate(job_name, GateState.INLINE, run or latest, remaining)\n",
         GATE, "the deploy step, not the workers, would do the job under the deploy lock"),
     Mutation(
+        "gate: decided again by RequireJob after the deploy decided it",
+        "engine/migrations_worker/operations/jobs.py",
+        "        if self.job_name not in _PASSED.get():\n",
+        "        if True:\n",
+        "tests/deploy/test_gate_decisions.py::"
+        "test_a_gate_is_decided_once_by_migrate_online_and_once_by_plain_migrate[migrate_online]",
+        "each migration's gate read twice in one deploy pass, the second time after its other "
+        "operations ran"),
+    Mutation(
         "ddl: no lock_timeout on a step", "engine/migrations_worker/operations/lock_retry.py",
         '"lock_timeout_ms": self.concurrent_lock_timeout_ms if concurrent else attempt.lock_timeout_ms,',
         '"lock_timeout_ms": self.concurrent_lock_timeout_ms if concurrent else None,',

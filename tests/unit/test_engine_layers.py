@@ -36,7 +36,8 @@ LAYERS: list[tuple[str, ...]] = [
     # what migration files import, and the Celery tasks
     ("operations", "tasks"),
     # deploy/ and lint/: the deploy step and the migration linter
-    ("deploy", "lint", "deploy.lock", "deploy.checks", "deploy.locks"),
+    ("deploy", "lint", "deploy.lock", "deploy.checks", "deploy.locks", "deploy.pending"),
+    ("deploy.events", "deploy.costs"),
     ("deploy.executor", "checks"),
     ("deploy.plan",),
     # ops/: what operators and machines read

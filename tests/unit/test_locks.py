@@ -3,7 +3,7 @@ how the plan groups statements into steps (`plan._steps`): from SQL text, no dat
 
 import pytest
 
-from migrations_worker.deploy import locks, plan
+from migrations_worker.deploy import costs, locks, plan
 from migrations_worker.deploy.locks import Hold, Mode
 
 AE, SUE, SRE = Mode.ACCESS_EXCLUSIVE, Mode.SHARE_UPDATE_EXCLUSIVE, Mode.SHARE_ROW_EXCLUSIVE
@@ -116,9 +116,9 @@ class Sizes:
     def saw(self, code, found) -> None:
         pass
 
-    def cost(self, lock) -> plan.TableCost:
+    def cost(self, lock) -> costs.TableCost:
         size = self.sizes.get(lock.table)
-        return plan.TableCost(lock.table, lock.mode.sql_name, lock.hold.name.lower(),
+        return costs.TableCost(lock.table, lock.mode.sql_name, lock.hold.name.lower(),
                               None if size is None else size // 100, size)
 
 
@@ -147,10 +147,10 @@ def test_a_statement_on_a_table_of_unknown_size_has_an_unknown_duration():
     [step] = plan._steps("SET lock_timeout = '2s';\nALTER TABLE gone VALIDATE CONSTRAINT c;", "",
                          Sizes())
     assert step.statements[0].seconds is None and step.seconds is None
-    assert plan.approx(None) == "duration unknown"
+    assert costs.approx(None) == "duration unknown"
 
 
 @pytest.mark.parametrize(("value", "words"), [("2000ms", "2s"), ("60000ms", "60s"), ("0", "none"),
                                               ("500ms", "500ms"), ("1min", "1min")])
 def test_timeouts_read_as_people_say_them(value, words):
-    assert plan.timeout_words(value) == words
+    assert costs.timeout_words(value) == words

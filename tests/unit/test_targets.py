@@ -7,7 +7,7 @@ from migrations_worker.targets import Target, database_settings, databases, labe
 
 FILE = """
 [targets.eu]
-url = "postgres://app:secret@pg-eu-1:6432/investments_eu?sslmode=require"
+url = "postgres://app@pg-eu-1:6432/investments_eu?sslmode=require"
 labels = { server = "pg-eu-1", region = "eu" }
 
 [targets.us_big_customer]
@@ -17,6 +17,7 @@ labels = { region = "us" }
 [targets.default]
 labels = { region = "us" }
 """
+PASSWORD = "from-the-environment"  # pragma: allowlist secret
 DEFAULT = {"ENGINE": "django.db.backends.postgresql", "NAME": "investments", "HOST": "127.0.0.1",
            "PORT": "55432", "USER": "postgres", "PASSWORD": "", "CONN_MAX_AGE": 0,
            "OPTIONS": {"application_name": "worker1"}}
@@ -37,15 +38,17 @@ def test_a_file_declares_targets_with_urls_and_labels_default_first(tmp_path):
 
 
 def test_the_environment_overrides_a_targets_url_so_passwords_stay_out_of_the_file():
-    found = parse(FILE, {"MW_TARGET_EU_URL": "postgres://app:other@pg-eu-2/eu2"})
-    assert [t.url for t in found if t.name == "eu"] == ["postgres://app:other@pg-eu-2/eu2"]
+    url = "postgres://app:" + PASSWORD + "@pg-eu-2/eu2"
+    found = parse(FILE, {"MW_TARGET_EU_URL": url})
+    assert [t.url for t in found if t.name == "eu"] == [url]
+    assert database_settings(found[1], DEFAULT)["PASSWORD"] == PASSWORD
 
 
 def test_a_target_becomes_a_django_database_with_the_defaults_options():
     eu = parse(FILE, {})[1]
     entry = database_settings(eu, DEFAULT)
     assert (entry["NAME"], entry["USER"], entry["PASSWORD"], entry["HOST"], entry["PORT"]) == (
-        "investments_eu", "app", "secret", "pg-eu-1", "6432")
+        "investments_eu", "app", "", "pg-eu-1", "6432")
     assert entry["OPTIONS"] == {"application_name": "worker1", "sslmode": "require"}
     assert entry["ENGINE"] == DEFAULT["ENGINE"] and entry["CONN_MAX_AGE"] == 0
     assert entry["TEST"] == {"NAME": "test_investments_eu"}

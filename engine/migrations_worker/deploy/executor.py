@@ -12,15 +12,17 @@ the contract ones for later, `post` applies the contract ones and refuses while 
 migration is still unapplied (the new release must not be rolled out before that either), `all`
 applies everything in order (a fresh or development database, where no previous release runs).
 
+A gate is decided once per migration: here, before the migration starts (a closed gate keeps
+it back whole), and its `RequireJob` is told so (`jobs.gates_passed`) instead of deciding again;
+plain `migrate` has no such caller, and there `RequireJob` decides it.
+
 The deploy lock keeps a second deploy out; the command around this prints, nothing here does:
-what happens is told to a `Reporter`.
+what happens is reported as events (`events`) to a `Reporter`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection
@@ -30,23 +32,19 @@ from django.db.migrations.migration import Migration
 from .. import pg
 from ..exceptions import JobFailed, JobNotFinished, MigrationsWorkerError, StageNotReady
 from ..models import JobRun, RunStatus
-from ..operations import EnqueueJob, RequireJob, Stage
+from ..operations import Stage
+from ..operations.jobs import gates_passed
 from ..operations.stage import stage_of
-from ..operations.walk import operations_of
 from ..runs import control, dispatch, drive, gates
 from ..runs.progress import one_line, progress_of
 from . import lock as deploy_lock
+from .events import Applied, Applying, Note, Pass, Reporter, StoppedAtGates, Waiting
+from .pending import gates_of, label, loader_executor, unapplied
 
 ACTOR = "migrate_online"
 # A lost database session is reconnected this many times per deploy, waiting this long each time.
 MAX_RECONNECTS = 10
 RECONNECT_WAIT_SECONDS = 120.0
-
-
-def label(migration: Migration) -> str:
-    return f"{migration.app_label}.{migration.name}"
-
-
 ENGINE_APP = JobRun._meta.app_label
 
 
@@ -74,95 +72,20 @@ def apply_engine_migrations(connection, progress_callback=None) -> list[str]:
     return [label(m) for m, _b in plan]
 
 
-def gates_of(migration: Migration) -> list[RequireJob]:
-    return operations_of(migration.operations, RequireJob)
-
-
-def enqueues_of(migration: Migration) -> list[str]:
-    return [op.job_name for op in operations_of(migration.operations, EnqueueJob)]
-
-
-@dataclass
-class Pass:
-    """One pass over the plan: what was applied and what is held behind which gate."""
-
-    applied: list[str] = field(default_factory=list)
-    gated: dict[str, str] = field(default_factory=dict)  # migration -> job it waits for
-    held: dict[str, str] = field(default_factory=dict)  # migration -> held migration it needs
-    closed: dict[str, JobNotFinished] = field(default_factory=dict)  # job -> why
-    progress: dict[str, str] = field(default_factory=dict)  # job -> its run, once enqueued
-    later: dict[str, Stage] = field(default_factory=dict)  # migration -> the stage it waits for
-
-    @property
-    def jobs(self) -> list[str]:
-        return sorted(set(self.gated.values()))
-
-
-class Reporter(Protocol):
-    """What the deploy tells whoever runs it."""
-
-    def migration(self, action: str, migration: Migration | None = None, fake: bool = False) -> None:
-        """Django's migration progress callback ("apply_start", "apply_success", ...)."""
-
-    def note(self, text: str, warning: bool = False) -> None: ...
-
-    def stopped_at_gates(self, result: Pass) -> None: ...
-
-    def waiting(self, runs: dict[str, JobRun | None]) -> None: ...
-
-
 class OnlineExecutor:
-    def __init__(self, reporter: Reporter, verbosity: int = 1):
-        self.reporter = reporter
+    """The apply loop of a deploy; what happens is reported as events (`events`) to `report`."""
+
+    def __init__(self, report: Reporter, verbosity: int = 1):
+        self.report = report
         self.verbosity = verbosity
-
-    # -- reading the plan -------------------------------------------------------------------
-
-    def loader_executor(self) -> MigrationExecutor:
-        executor = MigrationExecutor(connection, self.reporter.migration)
-        executor.loader.check_consistent_history(connection)
-        conflicts = executor.loader.detect_conflicts()
-        if conflicts:
-            names = "; ".join(f"{app}: {', '.join(sorted(n))}" for app, n in conflicts.items())
-            raise MigrationsWorkerError(f"conflicting migrations ({names}): run makemigrations --merge")
-        return executor
-
-    def unapplied(self, executor: MigrationExecutor | None = None) -> list[Migration]:
-        executor = executor or self.loader_executor()
-        plan = executor.migration_plan(executor.loader.graph.leaf_nodes())
-        return [migration for migration, _backwards in plan]
-
-    def gate_lines(self, migration: Migration, seen: dict[str, gates.Gate]) -> list[str]:
-        """Each gate of `migration` as it stands (read only), and the jobs it enqueues."""
-        lines = []
-        for gate in gates_of(migration):
-            if gate.job_name not in seen:
-                seen[gate.job_name] = gates.decide(gate.job_name, gate.limit(), ahead=True)
-            lines.append(f"gate: {seen[gate.job_name].describe()}")
-        return lines + [f"enqueues: {job}" for job in enqueues_of(migration)]
-
-    def pending_runs(self, executor: MigrationExecutor, stage: Stage | None = None) -> list[JobRun]:
-        """Runs still under way of the jobs the migrations enqueue or require (of one stage:
-        the jobs its migrations require)."""
-        if not gates.engine_tables_exist():
-            return []
-        jobs: set[str] = set()
-        for migration in executor.loader.disk_migrations.values():
-            if stage is not None:
-                if stage_of(migration) == stage:
-                    jobs |= {gate.job_name for gate in gates_of(migration)}
-                continue
-            jobs |= {gate.job_name for gate in gates_of(migration)} | set(enqueues_of(migration))
-        runs = [control.active_run(job) for job in sorted(jobs)]
-        return [run for run in runs if run is not None]
 
     # -- applying ---------------------------------------------------------------------------
 
     def apply_pass(self, stage: Stage | None = None) -> Pass:
         """Apply every unapplied migration of `stage` (None: of every stage) whose gates are
         open and whose parents are applied."""
-        executor = self.loader_executor()
-        plan = engine_first(self.unapplied(executor))
+        executor = loader_executor()
+        plan = engine_first(unapplied(executor))
         result = Pass()
         if stage == Stage.POST:
             self.require_pre_stage_done(plan)
@@ -189,7 +112,10 @@ class OnlineExecutor:
             if job is not None:
                 result.gated[label(migration)] = job
                 continue
-            state = executor.migrate(targets, plan=[(migration, False)], state=state)
+            self.report(Applying(label(migration)))
+            with gates_passed(gate.job_name for gate in gates_of(migration)):
+                state = executor.migrate(targets, plan=[(migration, False)], state=state)
+            self.report(Applied(label(migration)))
             result.applied.append(label(migration))
         if result.applied:  # content types, permissions: what `migrate` does after applying
             state.clear_delayed_apps_cache()
@@ -217,12 +143,13 @@ class OnlineExecutor:
 
     @staticmethod
     def closed_gate(migration: Migration, result: Pass) -> str | None:
-        """The job that keeps `migration` back, or None once every gate of it is open."""
+        """The job that keeps `migration` back, or None once every gate of it is open (the one
+        decision on each of its gates in this deploy pass)."""
         for gate in gates_of(migration):
             if gate.job_name in result.closed:
                 return gate.job_name
             try:
-                gates.pass_gate(gate.job_name, gate.limit(), needed_by=migration.app_label)
+                gate.pass_gate(needed_by=migration.app_label)
             except JobNotFinished as exc:
                 result.closed[gate.job_name] = exc
                 return gate.job_name
@@ -233,7 +160,7 @@ class OnlineExecutor:
         for job in sorted(result.closed):
             enqueued = dispatch.enqueue(job, actor=ACTOR, message="enqueued by migrate_online")
             if enqueued.message:
-                self.reporter.note(enqueued.message, warning=enqueued.warning)
+                self.report(Note(enqueued.message, warning=enqueued.warning))
             run = control.latest_run(job)
             result.progress[job] = one_line(progress_of(run)) if run else f"{job}: no run yet"
 
@@ -243,7 +170,7 @@ class OnlineExecutor:
                lock_wait: float) -> None:
         """Apply what the stage allows; with `wait`, wait at each gate and go on past it."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        deploy_lock.acquire(lock_wait, on_wait=self.reporter.note)
+        deploy_lock.acquire(lock_wait, on_wait=self.note)
         try:
             reconnects = 0
             while True:
@@ -263,23 +190,26 @@ class OnlineExecutor:
         """One pass; True when done (or stopped cleanly at a gate), False to pass again."""
         result = self.apply_pass(stage)
         if not result.gated:
-            self.reporter.note(f"migrate_online: done, {len(result.applied)} migration(s) "
-                               f"applied in the last pass; {self.pending_after(stage, result)}")
+            self.note(f"migrate_online: done, {len(result.applied)} migration(s) applied in the "
+                      f"last pass; {self.pending_after(stage, result)}")
             return True
         self.enqueue_gated(result)
-        self.reporter.stopped_at_gates(result)
+        self.report(StoppedAtGates(result))
         failed = [run for run in map(failed_run, result.jobs) if run is not None]
         if failed:
             raise JobFailed("a gate's job has failed: " + "; ".join(one_line(progress_of(r)) for r in failed)
                             + ". Fix the cause, then `python manage.py backfill retry JOB` and deploy again.")
         if not wait:
-            self.reporter.note("migrate_online: stopped cleanly at the gate(s) above; run it again "
-                               "(or with --wait) once the jobs are finished")
+            self.note("migrate_online: stopped cleanly at the gate(s) above; run it again "
+                      "(or with --wait) once the jobs are finished")
             return True
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         drive.wait_for(result.jobs, until_any=True, timeout=remaining, poll=poll,
-                       on_poll=self.reporter.waiting)
+                       on_poll=lambda runs: self.report(Waiting(runs)))
         return False
+
+    def note(self, text: str, warning: bool = False) -> None:
+        self.report(Note(text, warning))
 
     @staticmethod
     def pending_after(stage: Stage | None, result: Pass) -> str:
@@ -290,13 +220,13 @@ class OnlineExecutor:
 
     def reconnect(self, exc: DatabaseError, attempt: int, lock_wait: float) -> None:
         connection.close()
-        self.reporter.note(f"lost the database connection ({type(exc).__name__}: {str(exc).strip()}); "
-                           f"reconnecting ({attempt}/{MAX_RECONNECTS})", warning=True)
+        self.note(f"lost the database connection ({type(exc).__name__}: {str(exc).strip()}); "
+                  f"reconnecting ({attempt}/{MAX_RECONNECTS})", warning=True)
         error = pg.wait_for_database(RECONNECT_WAIT_SECONDS)
         if error:
             raise MigrationsWorkerError(f"database not reachable again after "
                                         f"{RECONNECT_WAIT_SECONDS:.0f}s: {error}") from exc
-        deploy_lock.acquire(lock_wait, on_wait=self.reporter.note)
+        deploy_lock.acquire(lock_wait, on_wait=self.note)
 
 
 def failed_run(job: str) -> JobRun | None:

@@ -8,9 +8,9 @@ changes take. A statement that matches several rules (an ALTER TABLE with severa
 the strongest mode and the longest hold among them; a statement that matches none is "unknown",
 never silently "safe".
 
-Regular expressions over text, as in `lint.sql`: comments and string literals are blanked out
-first, and a function's body too (it runs later, inside triggers); a DO block's body is read,
-since it runs now, dynamic SQL included.
+Regular expressions over text, built from `sqltext`'s (the one place SQL text is read):
+comments and string literals are blanked out first, and a function's body too (it runs later,
+inside triggers); a DO block's body is read, since it runs now, dynamic SQL included.
 """
 
 from __future__ import annotations
@@ -19,7 +19,16 @@ import enum
 import re
 from dataclasses import dataclass
 
-from ..sqltext import _IDENT, _QUALIFIED, RECOGNISED_SAFE_PATTERNS, _name
+from ..sqltext import (
+    ALTER_TABLE,
+    IDENT,
+    QUALIFIED,
+    RECOGNISED_SAFE_PATTERNS,
+    blank_dollar_bodies,
+    blank_literals,
+    object_name,
+    strip_comments,
+)
 
 # SET NOT NULL skips its scan when a validated CHECK (col IS NOT NULL) proves it (PostgreSQL 12+).
 _PROVEN_NOT_NULL = RECOGNISED_SAFE_PATTERNS["adding-not-nullable-field"]
@@ -81,7 +90,7 @@ class Hold(enum.IntEnum):
 COST = {Hold.NONE: 0.0, Hold.BRIEF: 0.0, Hold.ROWS: 1.0, Hold.SCAN: 1.0, Hold.BUILD: 3.0,
         Hold.REWRITE: 5.0, Hold.UNKNOWN: 0.0}
 
-_T = rf"(?P<table>{_QUALIFIED})"
+_T = rf"(?P<table>{QUALIFIED})"
 
 
 @dataclass(frozen=True)
@@ -107,18 +116,18 @@ def rule(kind: str, pattern: str, mode: Mode, hold: Hold, *, unless: str | None 
 
 
 _NOT_VALID = r"\bNOT\s+VALID\b"
-_ADD = rf"\bADD\s+(?:CONSTRAINT\s+{_IDENT}\s+)?"
+_ADD = rf"\bADD\s+(?:CONSTRAINT\s+{IDENT}\s+)?"
 _ADD_COLUMN = (r"\bADD\s+(?:COLUMN\s+)?(?:IF\s+NOT\s+EXISTS\s+)?(?!CONSTRAINT\b|CHECK\b|UNIQUE\b|"
-               rf"PRIMARY\b|FOREIGN\b|EXCLUDE\b){_IDENT}\s+[^,;]*?")
+               rf"PRIMARY\b|FOREIGN\b|EXCLUDE\b){IDENT}\s+[^,;]*?")
 
 # Order does not matter: every rule that matches counts (strongest mode, longest hold).
 RULES: tuple[Rule, ...] = (
     # -- indexes -------------------------------------------------------------------------------
     rule("create index concurrently", rf"\bCREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+"
-         rf"(?:IF\s+NOT\s+EXISTS\s+)?(?:{_QUALIFIED}\s+)?ON\s+(?:ONLY\s+)?{_T}",
+         rf"(?:IF\s+NOT\s+EXISTS\s+)?(?:{QUALIFIED}\s+)?ON\s+(?:ONLY\s+)?{_T}",
          Mode.SHARE_UPDATE_EXCLUSIVE, Hold.BUILD),
     rule("create index", rf"\bCREATE\s+(?:UNIQUE\s+)?INDEX\s+(?!\s*CONCURRENTLY)"
-         rf"(?:IF\s+NOT\s+EXISTS\s+)?(?:{_QUALIFIED}\s+)?ON\s+(?:ONLY\s+)?{_T}",
+         rf"(?:IF\s+NOT\s+EXISTS\s+)?(?:{QUALIFIED}\s+)?ON\s+(?:ONLY\s+)?{_T}",
          Mode.SHARE, Hold.BUILD),
     rule("drop index concurrently", rf"\bDROP\s+INDEX\s+CONCURRENTLY\s+(?:IF\s+EXISTS\s+)?{_T}",
          Mode.SHARE_UPDATE_EXCLUSIVE, Hold.BRIEF, table_from="index"),
@@ -152,20 +161,20 @@ RULES: tuple[Rule, ...] = (
          Hold.SCAN, table_from="alter"),
     rule("set not null", r"\bSET\s+NOT\s+NULL\b", Mode.ACCESS_EXCLUSIVE, Hold.SCAN,
          table_from="alter"),
-    rule("change a column's type", r"\bALTER\s+(?:COLUMN\s+)?" + _IDENT +
+    rule("change a column's type", r"\bALTER\s+(?:COLUMN\s+)?" + IDENT +
          r"\s+(?:SET\s+DATA\s+)?TYPE\b", Mode.ACCESS_EXCLUSIVE, Hold.REWRITE, table_from="alter"),
     rule("catalog-only change", r"\b(?:DROP\s+NOT\s+NULL|SET\s+DEFAULT|DROP\s+DEFAULT|DROP\s+"
          r"COLUMN|DROP\s+CONSTRAINT|RENAME)\b", Mode.ACCESS_EXCLUSIVE, Hold.BRIEF,
          table_from="alter"),
-    rule("storage setting", r"\bALTER\s+(?:COLUMN\s+)?" + _IDENT + r"\s+SET\s+STATISTICS\b|"
+    rule("storage setting", r"\bALTER\s+(?:COLUMN\s+)?" + IDENT + r"\s+SET\s+STATISTICS\b|"
          r"\bSET\s*\(|\bRESET\s*\(", Mode.SHARE_UPDATE_EXCLUSIVE, Hold.BRIEF, table_from="alter"),
     rule("enable or disable a trigger", r"\b(?:ENABLE|DISABLE)\s+(?:ALWAYS\s+|REPLICA\s+)?"
          r"TRIGGER\b", Mode.SHARE_ROW_EXCLUSIVE, Hold.BRIEF, table_from="alter"),
     # -- other tables a statement names ----------------------------------------------------------
     rule("references", rf"\bREFERENCES\s+{_T}", Mode.SHARE_ROW_EXCLUSIVE, Hold.BRIEF),
-    rule("create trigger", rf"\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:CONSTRAINT\s+)?TRIGGER\s+{_IDENT}"
+    rule("create trigger", rf"\bCREATE\s+(?:OR\s+REPLACE\s+)?(?:CONSTRAINT\s+)?TRIGGER\s+{IDENT}"
          rf"\s+(?:BEFORE|AFTER|INSTEAD\s+OF)\b.*?\bON\s+{_T}", Mode.SHARE_ROW_EXCLUSIVE, Hold.BRIEF),
-    rule("drop trigger", rf"\bDROP\s+TRIGGER\s+(?:IF\s+EXISTS\s+)?{_IDENT}\s+ON\s+{_T}",
+    rule("drop trigger", rf"\bDROP\s+TRIGGER\s+(?:IF\s+EXISTS\s+)?{IDENT}\s+ON\s+{_T}",
          Mode.ACCESS_EXCLUSIVE, Hold.BRIEF),
     rule("create table", rf"\bCREATE\s+(?:UNLOGGED\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?{_T}",
          Mode.ACCESS_EXCLUSIVE, Hold.BRIEF),
@@ -189,12 +198,11 @@ RULES: tuple[Rule, ...] = (
 # A LOCK TABLE names its mode; "IN ACCESS EXCLUSIVE MODE" is the default.
 _LOCK_MODE = re.compile(r"\bIN\s+(?P<mode>(?:ACCESS|ROW|SHARE|UPDATE|EXCLUSIVE|\s)+?)\s+MODE\b",
                         re.I)
-_ALTER_TABLE = re.compile(rf"\bALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?{_T}", re.I)
+_ALTER_TABLE = re.compile(ALTER_TABLE, re.I)
 # Statements that lock nothing: session settings and transaction control.
 _NOTHING = re.compile(r"^\s*(?:SET|RESET|BEGIN|COMMIT|START\s+TRANSACTION|SELECT\s+set_config)\b",
                       re.I)
 _DO = re.compile(r"^\s*DO\b", re.I)
-_DOLLAR_BODY = re.compile(r"\$(?P<tag>[A-Za-z_0-9]*)\$.*?\$(?P=tag)\$", re.S)
 _SYSTEM = re.compile(r"^(?:pg_|information_schema)", re.I)
 
 
@@ -225,12 +233,10 @@ class StatementLocks:
 def code_of(statement: str) -> str:
     """The statement's code as it runs now: comments and string literals blanked, a function's
     (dollar-quoted) body too; a DO block's body kept, literals and all (its dynamic SQL runs)."""
-    text = re.sub(r"--[^\n]*", " ", statement)
-    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = strip_comments(statement)
     if _DO.match(text):
         return text
-    text = _DOLLAR_BODY.sub(" ", text)
-    return re.sub(r"'(?:[^']|'')*'", "''", text)
+    return blank_literals(blank_dollar_bodies(text))
 
 
 def is_noise(statement: str) -> bool:
@@ -244,7 +250,7 @@ def locks_of(statement: str, before: str = "") -> StatementLocks:
     SQL that runs earlier (a SET NOT NULL after a validated CHECK proving it does not scan)."""
     code = code_of(statement)
     proven = _PROVEN_NOT_NULL(before, statement) if before else False
-    alter = [_name(m["table"]) for m in _ALTER_TABLE.finditer(code)]
+    alter = [object_name(m["table"]) for m in _ALTER_TABLE.finditer(code)]
     found: dict[tuple[str, bool], TableLock] = {}
     kinds: list[str] = []
     for r in RULES:
@@ -259,7 +265,7 @@ def locks_of(statement: str, before: str = "") -> StatementLocks:
         if r.table_from == "alter":
             tables = alter
         else:
-            tables = [_name(m["table"]) for m in matches] if "table" in r.pattern.groupindex else []
+            tables = [object_name(m["table"]) for m in matches] if "table" in r.pattern.groupindex else []
         tables = [table for table in tables if not _SYSTEM.match(table)]
         if r.mode != Mode.NONE and not tables:  # only the catalog (a DO block's own lookups)
             continue

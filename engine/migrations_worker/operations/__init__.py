@@ -9,7 +9,8 @@ seam to the data jobs. `RefuseReverse` and `RefuseReverseWhile` end a migration 
 reverse would lose data, saying why and what to do instead.
 """
 
-from .ddl import CreateIndexConcurrently, Safely, SafeSQL
+from .ddl import Safely, SafeSQL
+from .indexes import CreateIndexConcurrently
 from .jobs import EnqueueJob, RequireJob
 from .reverse import RefuseReverse, RefuseReverseWhile
 from .stage import Stage

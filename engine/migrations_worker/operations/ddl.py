@@ -8,6 +8,9 @@ cap, GitLab's `WithLockRetries` as the anchor), logging each wait. Queued behind
 again rather than wait. The table is the site's (`MIGRATIONS_WORKER["DDL"]`), and each
 operation may adjust it for its own steps (`lock_retry={...}`).
 
+Indexes built CONCURRENTLY, re-runnably, are `indexes.CreateIndexConcurrently`, on the same
+steps.
+
 A *step* is a list of statements that run in one transaction (e.g. the primary-key swap) or a
 single statement that cannot run in one (`CREATE INDEX CONCURRENTLY`). Operations here belong in
 `atomic = False` migrations: each step is its own transaction, so a retry never sleeps while
@@ -32,10 +35,6 @@ from .base import LockSafeOperation
 from .lock_retry import LockRetry
 
 log = logging.getLogger("migrations_worker.ddl")
-
-# An index column's direction, as SQL written here (never the text of the column spec itself).
-INDEX_ORDER = {"": sql.SQL(""), "ASC": sql.SQL(" ASC"), "DESC": sql.SQL(" DESC")}
-
 
 def run_step(
     statements: Sequence[str | sql.Composable],
@@ -159,30 +158,17 @@ def timeout_sql(
 
 def _is_concurrent(statements: Sequence[str | sql.Composable]) -> bool:
     """A lone CONCURRENTLY statement: it must run outside a transaction block."""
-    return len(statements) == 1 and "CONCURRENTLY" in _text(statements[0]).upper()
+    return len(statements) == 1 and "CONCURRENTLY" in text_of(statements[0]).upper()
 
 
-def _text(statement: str | sql.Composable) -> str:
+def text_of(statement: str | sql.Composable) -> str:
+    """A statement as PostgreSQL reads it (a composed one rendered on the connection)."""
     return statement if isinstance(statement, str) else statement.as_string(connection.connection)
 
 
 def _describe(statements: Sequence[str | sql.Composable]) -> str:
-    first = " ".join(_text(statements[0]).split())
+    first = " ".join(text_of(statements[0]).split())
     return first[:90] + ("..." if len(first) > 90 or len(statements) > 1 else "")
-
-
-def index_state(name: str) -> str:
-    """'missing', 'valid' or 'invalid' (a CONCURRENTLY build that died half-way)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
-            "WHERE c.relname = %s AND c.relnamespace = 'public'::regnamespace",
-            [name],
-        )
-        row = cursor.fetchone()
-    if row is None:
-        return "missing"
-    return "valid" if row[0] else "invalid"
 
 
 class SafeSQL(LockSafeOperation):
@@ -231,7 +217,7 @@ class SafeSQL(LockSafeOperation):
                                 lock_retry=lock_retry)
                 )
                 for statement in step:
-                    schema_editor.collected_sql.append(_text(statement).rstrip(";") + ";")
+                    schema_editor.collected_sql.append(text_of(statement).rstrip(";") + ";")
             return
         for step in steps:
             run_step(step, long_running=self.long_running, lock_retry=lock_retry,
@@ -239,85 +225,6 @@ class SafeSQL(LockSafeOperation):
 
     def describe(self):
         return self.description or "Lock-safe SQL"
-
-
-class CreateIndexConcurrently(LockSafeOperation):
-    """`CREATE [UNIQUE] INDEX CONCURRENTLY`, re-runnable: a valid index is kept, an INVALID one
-    left by a failed build is dropped and rebuilt (`IF NOT EXISTS` alone would keep it)."""
-
-    required = ("name", "table", "columns")
-    optional = {"unique": False, "state_operations": [], "lock_retry": None}
-
-    def __init__(self, name: str, table: str, columns: Sequence[str], unique: bool = False,
-                 state_operations: Sequence[Operation] = (), lock_retry: dict | None = None):
-        self.name = name
-        self.table = table
-        self.columns = list(columns)
-        self.unique = unique
-        self.state_operations = list(state_operations)
-        self.lock_retry = lock_retry
-        LockRetry.resolve(lock_retry)
-
-    def _columns(self) -> sql.Composable:
-        parts = []
-        for column in self.columns:
-            name, _, direction = column.partition(" ")
-            if direction.upper() not in INDEX_ORDER:
-                raise ValueError(f"bad index column {column!r}")
-            parts.append(sql.SQL("{}{}").format(sql.Identifier(name), INDEX_ORDER[direction.upper()]))
-        return sql.SQL(", ").join(parts)
-
-    def create_sql(self) -> sql.Composable:
-        return sql.SQL("CREATE {unique}INDEX CONCURRENTLY {name} ON {table} ({columns})").format(
-            unique=sql.SQL("UNIQUE " if self.unique else ""),
-            name=sql.Identifier(self.name),
-            table=sql.Identifier(self.table),
-            columns=self._columns(),
-        )
-
-    def drop_sql(self) -> sql.Composable:
-        return sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {name}").format(
-            name=sql.Identifier(self.name)
-        )
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        self._apply(schema_editor, self.create_sql(), lambda lock_retry: ensure_index(
-            self.name, self.create_sql(), self.drop_sql(), lock_retry))
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        self._apply(schema_editor, self.drop_sql(), lambda lock_retry: run_step(
-            [self.drop_sql()], long_running=True, lock_retry=lock_retry,
-            description=f"drop index {self.name}"))
-
-    def _apply(self, schema_editor, statement: sql.Composable,
-               run: Callable[[LockRetry], object]) -> None:
-        """`sqlmigrate` shows `statement` under its timeouts; a migration runs it."""
-        lock_retry = LockRetry.resolve(self.lock_retry)
-        if schema_editor.collect_sql:
-            schema_editor.collected_sql.extend(
-                timeout_sql(long_running=True, concurrent=True, lock_retry=lock_retry))
-            schema_editor.collected_sql.append(_text(statement) + ";")
-            return
-        run(lock_retry)
-
-    def describe(self):
-        return f"Create index {self.name} on {self.table} concurrently"
-
-
-def ensure_index(name: str, create: sql.Composable, drop: sql.Composable,
-                 lock_retry: LockRetry | None = None) -> None:
-    if index_state(name) == "valid":
-        log.info("index %s already exists and is valid", name)
-        return
-
-    def drop_if_invalid() -> None:
-        if index_state(name) == "invalid":
-            log.warning("index %s is INVALID (a failed build); dropping it to rebuild", name)
-            run_step([drop], long_running=True, lock_retry=lock_retry,
-                     description=f"drop invalid index {name}")
-
-    run_step([create], long_running=True, lock_retry=lock_retry,
-             description=f"create index {name}", before_attempt=drop_if_invalid)
 
 
 class Safely(Operation):

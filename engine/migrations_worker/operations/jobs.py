@@ -4,9 +4,17 @@
 added a column); `RequireJob` gates a later migration on it (`gates.pass_gate`: finished inline
 on a small database, otherwise the migration stops with the job's progress and the commands to
 watch or finish it).
+
+A gate is decided once per migration: by `RequireJob` under plain `migrate`; by the deploy
+executor under `migrate_online`, which asks the operation before the migration starts (so a
+closed gate keeps the migration back whole) and applies it within `gates_passed`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from .. import pg
 from ..exceptions import Irreversible
@@ -61,6 +69,22 @@ class EnqueueJob(JobOperation):
         return f"Enqueue data job {self.job_name}"
 
 
+# The jobs whose gates the caller has passed for the migration it is applying now.
+_PASSED: ContextVar[frozenset[str]] = ContextVar("migrations_worker_gates_passed",
+                                                  default=frozenset())
+
+
+@contextmanager
+def gates_passed(jobs: Iterable[str]) -> Iterator[None]:
+    """Within it, a `RequireJob` on one of `jobs` lets its migration through without deciding
+    the gate again: the caller decided it (`RequireJob.pass_gate`) just before."""
+    token = _PASSED.set(_PASSED.get() | frozenset(jobs))
+    try:
+        yield
+    finally:
+        _PASSED.reset(token)
+
+
 class RequireJob(JobOperation):
     optional = {"inline_limit": None}
 
@@ -68,10 +92,16 @@ class RequireJob(JobOperation):
         """The rows this gate finishes inline (None: the site's MW_GATE_INLINE_LIMIT)."""
         return gates.default_inline_limit() if self.inline_limit is None else self.inline_limit
 
+    def pass_gate(self, needed_by: str) -> None:
+        """Decide the gate and act on it (`gates.pass_gate`): return once the job is finished,
+        finishing a small remainder inline; raise JobNotFinished if it is not."""
+        gates.pass_gate(self.job_name, self.limit(), needed_by=needed_by)
+
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         # Finishing the job inline commits batch by batch.
         pg.require_no_transaction(f"RequireJob({self.job_name!r})")
-        gates.pass_gate(self.job_name, self.limit(), needed_by=app_label)
+        if self.job_name not in _PASSED.get():
+            self.pass_gate(needed_by=app_label)
 
     def describe(self):
         return f"Require data job {self.job_name} to be finished"

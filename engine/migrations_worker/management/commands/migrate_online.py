@@ -24,10 +24,11 @@ never break the release still serving traffic, and a forgotten flag must fail sa
 `--stage` nothing that needs the new release everywhere runs. The contract stage is a separate,
 explicit step after the rollout (`deploy/deploy.sh post`).
 
-The work is done by `migrations_worker.executor` (the apply loop and its gates) and
-`deploy_lock` (one deploy at a time); this command parses, calls and prints. Exit codes are
-those of every operator command (docs/troubleshooting.md, "Exit codes"): a deploy stopped
-cleanly at a gate whose job is still running exits 0.
+The work is done by `deploy.executor` (the apply loop and its gates), `deploy.pending` and
+`deploy.plan` (what is pending, read only) and `deploy.lock` (one deploy at a time); this
+command parses, calls, and renders what the executor reports (`deploy.events`, `Screen`). Exit
+codes are those of every operator command (docs/troubleshooting.md, "Exit codes"): a deploy
+stopped cleanly at a gate whose job is still running exits 0.
 """
 
 from __future__ import annotations
@@ -35,16 +36,26 @@ from __future__ import annotations
 import json
 import time
 
-from django.db.migrations.migration import Migration
+from django.core.management.base import OutputWrapper
+from django.core.management.color import Style
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
 from migrations_worker import pg
 from migrations_worker.checks import require_supported_database
 from migrations_worker.deploy import checks as deploy_checks
+from migrations_worker.deploy import costs, pending, plan
 from migrations_worker.deploy import lock as deploy_lock
-from migrations_worker.deploy import plan
-from migrations_worker.deploy.executor import OnlineExecutor, Pass, label
+from migrations_worker.deploy.events import (
+    Applied,
+    Applying,
+    Event,
+    Note,
+    Pass,
+    StoppedAtGates,
+    Waiting,
+)
+from migrations_worker.deploy.executor import OnlineExecutor
 from migrations_worker.exceptions import InvalidInput, Pending, TimedOut, UnsafeDatabase
 from migrations_worker.management.arguments import positive_seconds, seconds
 from migrations_worker.management.base import EngineCommand
@@ -55,6 +66,71 @@ from migrations_worker.runs.gates import Gate
 from migrations_worker.runs.progress import hold_text, one_line, progress_of
 
 STAGES = {"pre": Stage.PRE, "post": Stage.POST, "all": None}
+
+
+class Screen:
+    """What the deploy reports, as the operator reads it: a line per migration applied, the
+    gates a pass stopped at, live bars (or a line every ten seconds in a log) while waiting."""
+
+    def __init__(self, stdout: OutputWrapper, style: Style, console: Console, verbosity: int):
+        self.stdout, self.style, self.console, self.verbosity = stdout, style, console, verbosity
+        self.bar: Progress | None = None
+        self.tasks: dict[str, int] = {}
+        self.last_line = 0.0
+
+    def __call__(self, event: Event) -> None:
+        match event:
+            case Applying(migration) if self.verbosity >= 1:
+                self.stdout.write(f"  applying {migration}...", ending="")
+                self.stdout.flush()
+            case Applied() if self.verbosity >= 1:
+                self.stdout.write(self.style.SUCCESS(" OK"))
+            case Note(text, warning):
+                self.note(text, warning)
+            case StoppedAtGates(result):
+                self.stopped_at_gates(result)
+            case Waiting(runs):
+                self.waiting(runs)
+
+    def note(self, text: str, warning: bool = False) -> None:
+        self.console.print(f"[yellow]warning:[/] {text}" if warning else text)
+
+    def stopped_at_gates(self, result: Pass) -> None:
+        if result.applied:
+            self.console.print(f"applied {len(result.applied)} migration(s)")
+        self.console.print(f"[bold]pending:[/] {len(result.gated)} migration(s) wait for data jobs"
+                           + (f", {len(result.held)} more depend on them" if result.held else ""))
+        for migration, job in result.gated.items():
+            self.console.print(f"  {migration} waits for job {job}\n    {result.progress[job]}")
+        for job in result.jobs:
+            self.console.print(f"  watch it:  python manage.py backfill status {job} --watch")
+            self.console.print(f"  finish it in the foreground:  python manage.py backfill run {job}")
+        for migration, parent in result.held.items():
+            self.console.print(f"  {migration} (needs {parent})")
+        self.console.print("  then:  python manage.py migrate_online   (or --wait to wait here)")
+
+    def waiting(self, runs: dict[str, JobRun | None]) -> None:
+        if self.bar is None:
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                                TextColumn("{task.fields[detail]}"), console=self.console)
+            self.bar.start()
+        for job, run in runs.items():
+            if job not in self.tasks:
+                self.tasks[job] = self.bar.add_task(job, total=100, detail="")
+            if run is not None:
+                p = progress_of(run)
+                self.bar.update(self.tasks[job], completed=p.percent, detail=(
+                    f"{p.status}, {p.rows_done:,}/~{p.estimated_total:,} rows, ETA {p.eta}"
+                    + (f", {hold_text(p)}" if p.hold_reason else "")))
+        if not self.console.is_terminal and time.monotonic() - self.last_line >= 10:
+            self.last_line = time.monotonic()
+            for run in runs.values():
+                if run is not None:
+                    self.stdout.write(f"  waiting: {one_line(progress_of(run))}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 class Command(EngineCommand):
@@ -101,8 +177,7 @@ class Command(EngineCommand):
     def handle(self, *args, **options) -> None:
         self.console = Console(file=self.stdout, highlight=False, soft_wrap=True)
         self.verbosity = options["verbosity"]
-        self.bar: Progress | None = None
-        self.executor = OnlineExecutor(self, verbosity=self.verbosity)
+        self.screen = Screen(self.stdout, self.style, self.console, self.verbosity)
         if options["wait_for_db"] is not None:
             return self.wait_for_db(options["wait_for_db"])
         if options["preflight"]:
@@ -118,62 +193,11 @@ class Command(EngineCommand):
             return self.check(shown)
         require_supported_database()
         try:
-            self.executor.deploy(stage=STAGES[options["stage"] or "pre"], wait=options["wait"],
-                                 timeout=options["timeout"], poll=options["poll"],
-                                 lock_wait=options["lock_wait"])
+            OnlineExecutor(self.screen, verbosity=self.verbosity).deploy(
+                stage=STAGES[options["stage"] or "pre"], wait=options["wait"],
+                timeout=options["timeout"], poll=options["poll"], lock_wait=options["lock_wait"])
         finally:
-            if self.bar is not None:
-                self.bar.stop()
-
-    # -- the executor's reporter -------------------------------------------------------------
-
-    def migration(self, action: str, migration: Migration | None = None, fake: bool = False) -> None:
-        if self.verbosity < 1:
-            return
-        if action == "apply_start":
-            self.stdout.write(f"  applying {label(migration)}...", ending="")
-            self.stdout.flush()
-        elif action == "apply_success":
-            self.stdout.write(self.style.SUCCESS(" OK"))
-
-    def note(self, text: str, warning: bool = False) -> None:
-        self.console.print(f"[yellow]warning:[/] {text}" if warning else text)
-
-    def stopped_at_gates(self, result: Pass) -> None:
-        if result.applied:
-            self.console.print(f"applied {len(result.applied)} migration(s)")
-        self.console.print(f"[bold]pending:[/] {len(result.gated)} migration(s) wait for data jobs"
-                           + (f", {len(result.held)} more depend on them" if result.held else ""))
-        for migration, job in result.gated.items():
-            self.console.print(f"  {migration} waits for job {job}\n    {result.progress[job]}")
-        for job in result.jobs:
-            self.console.print(f"  watch it:  python manage.py backfill status {job} --watch")
-            self.console.print(f"  finish it in the foreground:  python manage.py backfill run {job}")
-        for migration, parent in result.held.items():
-            self.console.print(f"  {migration} (needs {parent})")
-        self.console.print("  then:  python manage.py migrate_online   (or --wait to wait here)")
-
-    def waiting(self, runs: dict[str, JobRun | None]) -> None:
-        """Live bars on a terminal; a line every ten seconds in a log."""
-        if self.bar is None:
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                                TextColumn("{task.fields[detail]}"), console=self.console)
-            self.bar.start()
-            self.tasks: dict[str, int] = {}
-            self.last_line = 0.0
-        for job, run in runs.items():
-            if job not in self.tasks:
-                self.tasks[job] = self.bar.add_task(job, total=100, detail="")
-            if run is not None:
-                p = progress_of(run)
-                self.bar.update(self.tasks[job], completed=p.percent, detail=(
-                    f"{p.status}, {p.rows_done:,}/~{p.estimated_total:,} rows, ETA {p.eta}"
-                    + (f", {hold_text(p)}" if p.hold_reason else "")))
-        if not self.console.is_terminal and time.monotonic() - self.last_line >= 10:
-            self.last_line = time.monotonic()
-            for run in runs.values():
-                if run is not None:
-                    self.stdout.write(f"  waiting: {one_line(progress_of(run))}")
+            self.screen.close()
 
     # -- read-only views ----------------------------------------------------------------------
 
@@ -187,22 +211,23 @@ class Command(EngineCommand):
                                + (f" in the {stage}-deploy stage" if stage else ""))
             return
         self.console.print(f"{len(found.migrations)} unapplied migration(s), in order:")
-        for line in plan.text_lines(found):
+        for line in costs.text_lines(found):
             self.console.print(line, markup=False)
 
     def check(self, stage: Stage | None) -> None:
-        executor = self.executor.loader_executor()
-        pending = [m for m in self.executor.unapplied(executor) if stage in (None, stage_of(m))]
-        runs = self.executor.pending_runs(executor, stage)
+        executor = pending.loader_executor()
+        migrations = [m for m in pending.unapplied(executor) if stage in (None, stage_of(m))]
+        runs = pending.pending_runs(executor, stage)
         seen: dict[str, Gate] = {}
-        for migration in pending:
-            lines = self.executor.gate_lines(migration, seen)
-            self.console.print(f"pending {stage_of(migration)}-deploy migration {label(migration)}"
+        for migration in migrations:
+            lines = pending.gate_lines(migration, seen)
+            self.console.print(f"pending {stage_of(migration)}-deploy migration "
+                               f"{pending.label(migration)}"
                                + "".join(f"\n    {line}" for line in lines))
         for run in runs:
             self.console.print(f"pending job {one_line(progress_of(run))}")
-        if pending or runs:
-            raise Pending(f"{len(pending)} migration(s) and {len(runs)} job(s) pending")
+        if migrations or runs:
+            raise Pending(f"{len(migrations)} migration(s) and {len(runs)} job(s) pending")
         self.console.print("migrate_online --check: nothing pending")
 
     # -- around the migration -------------------------------------------------------------------
@@ -217,7 +242,7 @@ class Command(EngineCommand):
         min_age = options["min_age"]
         sessions = deploy_checks.blocking_sessions(min_age)
         for session in sessions:
-            self.note(f"a session would stall DDL: {session.describe()}", warning=True)
+            self.screen.note(f"a session would stall DDL: {session.describe()}", warning=True)
         if sessions and options["session_wait"] > 0:
             self.console.print(f"waiting up to {options['session_wait']:.0f}s for them to end...")
             sessions = deploy_checks.wait_for_quiet(min_age, options["session_wait"])
@@ -231,7 +256,7 @@ class Command(EngineCommand):
         )
         if options["strict"]:
             raise UnsafeDatabase(message)
-        self.note(message, warning=True)
+        self.screen.note(message, warning=True)
 
     def postflight(self) -> None:
         problems = deploy_checks.schema_problems()

@@ -25,7 +25,7 @@ from django.db.migrations.recorder import MigrationRecorder
 from rich.console import Console
 from rich.table import Table
 
-from migrations_worker.deploy.executor import gates_of, label
+from migrations_worker.deploy.pending import gates_of, label
 from migrations_worker.models import JobRun, RunStatus
 from migrations_worker.runs.progress import format_duration
 from seed.releases import verify_writes

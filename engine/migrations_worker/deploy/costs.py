@@ -1,0 +1,218 @@
+"""What a plan of the pending migrations holds (`plan.build` estimates it) and how it reads:
+the text `migrate_online --plan` prints and the dict `--json` writes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+from django.utils import timezone
+
+from ..runs.progress import format_duration
+from . import locks
+
+
+@dataclass
+class TableCost:
+    table: str
+    lock: str  # PostgreSQL's name of the mode
+    hold: str  # locks.Hold, lower case
+    rows: int | None  # None: never analysed, or the table does not exist yet
+    bytes: int | None
+    new: bool = False  # created earlier in this plan: empty, no running code knows it
+
+    def describe(self) -> str:
+        if self.new:
+            return f"{self.table} (created by this plan)"
+        if self.bytes is None:
+            return f"{self.table} (not found)"
+        rows = f"{self.rows:,} rows" if self.rows is not None else "rows unknown, never analysed"
+        return f"{self.table} ({rows}, {size(self.bytes)})"
+
+
+@dataclass
+class StatementCost:
+    sql: str  # its first 200 characters, on one line
+    kinds: list[str]
+    lock: str  # the strongest mode it takes
+    hold: str
+    blocks: str
+    tables: list[TableCost]
+    lock_timeout: str
+    seconds: float | None  # its own estimated duration
+    held_seconds: float | None  # how long its locks are held: to the end of its step
+
+
+@dataclass
+class Step:
+    number: int
+    transaction: bool  # its statements commit together (a lock is held until the end)
+    statements: list[StatementCost] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float | None:
+        return total(s.seconds for s in self.statements)
+
+
+def total(durations) -> float | None:
+    """The sum of estimated durations, or None when any is unknown."""
+    values = list(durations)
+    return None if any(v is None for v in values) else sum(values)
+
+
+@dataclass
+class JobCost:
+    job: str
+    role: str  # "enqueues" or "requires"
+    gate: str
+    rows: int | None
+    rows_source: str
+    rate: float | None  # rows per second
+    rate_source: str
+    seconds: float | None
+
+    def describe(self) -> str:
+        rows = "rows unknown" if self.rows is None else f"{self.rows:,} row(s) to do"
+        if self.seconds == 0 and self.rows == 0:
+            return f"job {self.job} ({self.role}): nothing to do ({self.gate})"
+        rate = f"{self.rate:,.0f} rows/s" if self.rate else "an unknown rate"
+        return (f"job {self.job} ({self.role}): {rows} ({self.rows_source}), {approx(self.seconds)} "
+                f"at {rate} ({self.rate_source})")
+
+
+@dataclass
+class MigrationCost:
+    migration: str
+    stage: str
+    atomic: bool
+    gates: list[str]
+    steps: list[Step]
+    jobs: list[JobCost]
+    error: str = ""  # the SQL could not be rendered
+
+    @property
+    def seconds(self) -> float | None:
+        return total(s.seconds for s in self.steps)
+
+
+@dataclass
+class Plan:
+    stage: str
+    migrations: list[MigrationCost]
+    rows_per_second: float
+    scan_bytes_per_second: float
+
+    def jobs(self) -> dict[str, JobCost]:
+        """Each job once (a job enqueued by one migration and required by a later one)."""
+        found: dict[str, JobCost] = {}
+        for migration in self.migrations:
+            for job in migration.jobs:
+                found.setdefault(job.job, job)
+        return found
+
+    def as_dict(self) -> dict:
+        statements = [s for m in self.migrations for step in m.steps for s in step.statements]
+        ddl = [s.seconds for s in statements]
+        jobs = self.jobs()
+        return {
+            "generated_at": timezone.now().isoformat(),
+            "stage": self.stage,
+            "assumptions": {"rows_per_second": self.rows_per_second,
+                            "scan_bytes_per_second": self.scan_bytes_per_second},
+            "migrations": [{**asdict(m), "seconds": m.seconds,
+                            "steps": [{**asdict(step), "seconds": step.seconds} for step in m.steps]}
+                           for m in self.migrations],
+            "jobs": {name: asdict(job) for name, job in jobs.items()},
+            "totals": {
+                "migrations": len(self.migrations),
+                "statements": len(statements),
+                "ddl_seconds": None if any(v is None for v in ddl) else sum(ddl),
+                "job_seconds": {name: job.seconds for name, job in jobs.items()},
+                "strongest_lock": max((locks.Mode[s.lock.replace(" ", "_")] for s in statements),
+                                      default=locks.Mode.NONE).sql_name,
+            },
+        }
+
+
+# -- words --------------------------------------------------------------------------------------------
+
+
+def size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def timeout_words(value: str) -> str:
+    """A timeout setting as people say it: '2000ms' -> '2s', '0' -> 'none'."""
+    value = value.strip()
+    m = re.fullmatch(r"(\d+)\s*(ms)?", value)
+    if m is None:
+        return value
+    millis = int(m[1])  # a bare number is milliseconds too
+    if millis == 0:
+        return "none"
+    return f"{millis / 1000:g}s" if millis >= 1000 else f"{millis}ms"
+
+
+def approx(seconds: float | None) -> str:
+    if seconds is None:
+        return "duration unknown"
+    return "<1s" if seconds < 1 else f"~{format_duration(seconds)}"
+
+
+HOLD_WORDS = {
+    "none": "no table lock",
+    "brief": "brief (catalog only)",
+    "rows": "as long as the rows it changes take",
+    "scan": "a scan of the table",
+    "build": "an index build",
+    "rewrite": "a rewrite of the table",
+    "unknown": "unknown: read the SQL",
+}
+
+
+def statement_lines(s: StatementCost) -> list[str]:
+    """Two lines: the statement, then what it locks, on what, for how long."""
+    if not s.tables:
+        what = f"{HOLD_WORDS[s.hold]}" + ("" if s.hold != "none" else f" ({', '.join(s.kinds)})")
+        return [s.sql[:110], f"  {what}"]
+    on = "; ".join(f"{t.lock} on {t.describe()}" for t in s.tables)
+    how = HOLD_WORDS[s.hold] if s.hold in ("brief", "none", "unknown") else (
+        f"{HOLD_WORDS[s.hold]}, {approx(s.seconds)}")
+    held = ""
+    if s.held_seconds is not None and s.seconds is not None and s.held_seconds > s.seconds + 0.5:
+        held = f"; held until its step commits, {approx(s.held_seconds)}"
+    # Lock-safe steps ask again, backing off, when refused (operations/lock_retry.py): what the
+    # SQL shows is the first request's lock_timeout.
+    wait = (f"; its first lock request waits at most {s.lock_timeout}"
+            if s.lock_timeout != "none" else "")
+    return [s.sql[:110], f"  {on}: {', '.join(s.kinds)}, {how}; {s.blocks}{held}{wait}"]
+
+
+def text_lines(plan: Plan) -> list[str]:
+    """The plan as `migrate_online --plan` prints it (after its first line)."""
+    lines = []
+    for m in plan.migrations:
+        lines.append(f"  {m.migration}  [{m.stage}-deploy]")
+        lines += [f"      {line}" for line in m.gates]
+        if m.error:
+            lines.append(f"      SQL not renderable: {m.error}")
+        for step in m.steps:
+            how = "one transaction" if step.transaction else "outside a transaction"
+            lines.append(f"      step {step.number}, {how}, {approx(step.seconds)}:")
+            for s in step.statements:
+                lines += [f"        {line}" for line in statement_lines(s)]
+        lines += [f"      {job.describe()}" for job in m.jobs]
+    totals = plan.as_dict()["totals"]
+    jobs = ", ".join(f"{name} {approx(seconds)}" for name, seconds in totals["job_seconds"].items())
+    lines.append(f"estimated: schema changes {approx(totals['ddl_seconds'])} "
+                 f"(strongest lock {totals['strongest_lock']})"
+                 + (f"; data jobs: {jobs}" if jobs else "")
+                 + f" (at {size(int(plan.scan_bytes_per_second))}/s scanned, "
+                   f"{plan.rows_per_second:,.0f} rows/s for a job that has not run)")
+    return lines
