@@ -121,6 +121,12 @@ def run_of(url: str) -> tuple[str, str, int]:
                             "FROM migrations_worker_jobrun").fetchone() or ("", "", 0)
 
 
+def touches_of(url: str) -> dict[int, int]:
+    """How many widgets of a cloned target were touched how many times."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        return dict(conn.execute("SELECT touches, count(*) FROM engine_app_widget GROUP BY 1"))
+
+
 def leases_on(server: str) -> list[str]:
     """The targets holding an unexpired lease on one of `server`'s slots."""
     return sorted(ServerSlot.objects.filter(server=server, lease_until__gte=Now())
@@ -168,10 +174,7 @@ def test_four_databases_on_one_server_with_a_limit_of_two_never_run_more_than_tw
         assert waited
         assert all(f"server '{FIRST_SERVER}' already runs jobs on 2 database(s), its limit "
                    f"(SERVER_LIMIT 2): t" in m for m in waited)
-        for url in urls.values():
-            with psycopg.connect(url, autocommit=True) as conn:
-                touches = conn.execute("SELECT touches, count(*) FROM engine_app_widget GROUP BY 1")
-                assert dict(touches.fetchall()) == {1: 800}
+        assert all(touches_of(url) == {1: 800} for url in urls.values())
         assert leases_on(FIRST_SERVER) == []  # every finished run gave its slot back
 
 
@@ -205,7 +208,4 @@ def test_a_worker_killed_while_holding_the_servers_only_slot_frees_it_when_its_l
         processes.beat()
         wait_until(lambda: run_of(urls["t0"])[0] == RunStatus.FINISHED, 120,
                    message="t0 re-sent by beat and finished")
-        for url, rows in ((urls["t0"], 4_000), (urls["t1"], 300)):
-            with psycopg.connect(url, autocommit=True) as conn:
-                touches = conn.execute("SELECT touches, count(*) FROM engine_app_widget GROUP BY 1")
-                assert dict(touches.fetchall()) == {1: rows}
+        assert (touches_of(urls["t0"]), touches_of(urls["t1"])) == ({1: 4_000}, {1: 300})

@@ -35,7 +35,8 @@ class Tuning:
     max_lock_waiters: int = 0  # sessions queued on a lock on the job's tables before holding
     max_transaction_seconds: float = 600.0  # an older open transaction puts the run on hold
     max_replica_lag_seconds: float = 30.0
-    # WAL a standby may have left to replay: about what one replays in 10-30 s. Read from the
+    # WAL a standby may have left to replay (or an idle replication slot may retain, the WAL
+    # a disconnected standby will have to): about what one replays in 10-30 s. Read from the
     # standby's last report (every wal_receiver_status_interval, 10 s by default), so keep it
     # well above the WAL of a few batches.
     max_replica_lag_bytes: int = 1024**3
