@@ -21,6 +21,7 @@ from .exceptions import InvalidTuning, UnsupportedDatabase
 from .job import job_names
 from .operations.jobs import JobOperation
 from .operations.walk import operations_of
+from .runs.server_slots import limit as server_limit
 from .runs.throttle import Expected
 
 MINIMUM_SERVER_VERSION = 130000  # PostgreSQL 13.0, as connection.pg_version reports it
@@ -108,6 +109,19 @@ def expected_standbys_are_well_formed(app_configs=None, **kwargs) -> list[Error]
         return [Error(str(exc), hint="Set MW_EXPECTED_STANDBYS to a count (\"1\") or to the "
                       "standbys' application_names (\"replica_a,replica_b\").",
                       id="migrations_worker.E004")]
+    return []
+
+
+@register()
+def server_limit_is_well_formed(app_configs=None, **kwargs) -> list[Error]:
+    """MIGRATIONS_WORKER["SERVER_LIMIT"] (MW_SERVER_LIMIT) is a whole number: a typo there
+    would otherwise fail every run's health check."""
+    try:
+        server_limit()
+    except InvalidTuning as exc:
+        return [Error(str(exc), hint="Set MW_SERVER_LIMIT to how many databases of one server "
+                      "may be migrated at once (\"4\"), or 0 for no limit.",
+                      id="migrations_worker.E006")]
     return []
 
 

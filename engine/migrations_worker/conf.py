@@ -43,6 +43,10 @@ DEFAULTS: dict[str, Any] = {
     # The databases the engine migrates: alias -> labels ({"server": ..., "region": ...}); each
     # must be in DATABASES. None: only `default` (targets.py builds both from a targets file).
     "TARGETS": None,
+    # At most this many databases of one PostgreSQL server (a target's `server` label, else its
+    # host:port) have jobs worked at once, whichever workers and hosts work them; the others wait,
+    # on hold `server_busy`, and start as those finish (runs/server_slots.py). None or 0: no limit.
+    "SERVER_LIMIT": 4,
     # The streaming standbys a site has: application_names ("a,b") or how many ("2"); "" none.
     "STANDBYS": "",
     # Batch tuning under each job's and run's own (runs/throttle.py, `Tuning`).

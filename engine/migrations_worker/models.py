@@ -60,6 +60,8 @@ class HoldKind(models.TextChoices):
     LONG_TRANSACTION = "long_transaction", "long transaction"  # holds back vacuum
     MISSING_STANDBY = "missing_standby", "missing standby"  # expected, not connected or unreadable
     REPLICA_LAG = "replica_lag", "replica lag"  # a standby replays too far behind
+    STANDBY_SLOT = "standby_slot", "standby slot"  # a slot of no connected standby retains WAL
+    SERVER_BUSY = "server_busy", "server busy"  # the server's limit of databases at once is reached
 
 
 def percent_done(rows_done: int, estimated_total: int) -> float:
@@ -240,3 +242,28 @@ class QuarantinedKey(models.Model):
 
     def __str__(self) -> str:
         return f"run #{self.run_id} key {self.key} ({self.resolution})"
+
+
+class ServerSlot(models.Model):
+    """A lease on one of a PostgreSQL server's slots (MIGRATIONS_WORKER["SERVER_LIMIT"]): the
+    run `run_id` of the target database `target`, on `server`, may work batches until
+    `lease_until` (runs/server_slots.py). Only the control database (`default`) holds rows:
+    every worker of every host reads the same ones. A lease nobody renews (its worker died)
+    simply runs out; no process needs to survive for a slot to come free."""
+
+    server = models.CharField(max_length=200)
+    target = models.CharField(max_length=100)
+    run_id = models.BigIntegerField(help_text="The run's id in its own target database.")
+    holder = models.CharField(max_length=200, help_text="The worker that renewed it last.")
+    taken_at = models.DateTimeField()
+    lease_until = models.DateTimeField()
+
+    class Meta:
+        ordering = ["server", "target", "run_id"]
+        indexes = [models.Index(fields=["server", "lease_until"], name="mw_slot_server_lease_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["target", "run_id"], name="mw_slot_target_run_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.server}: {self.target} run #{self.run_id} until {self.lease_until}"

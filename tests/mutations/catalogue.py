@@ -352,4 +352,22 @@ MUTATIONS: list[Mutation] = [
         "    if False:\n",
         "tests/deploy/test_startjob.py::test_a_file_that_exists_is_never_written_over",
         "a second startjob of a name would lose the SQL and rules written into the first"),
+
+    # -- health per server (issue #20) ----------------------------------------------------------
+    Mutation(
+        "server limit: one database too many on a server",
+        "engine/migrations_worker/runs/server_slots.py",
+        "and len(holders) >= most:\n",
+        "and len(holders) > most:\n",
+        "tests/engine/test_server_health.py::"
+        "test_four_databases_on_one_server_with_a_limit_of_two_never_run_more_than_two_at_once",
+        "a third database of the server would take a slot while two hold theirs"),
+    Mutation(
+        "standby slots: an idle slot retaining WAL not watched",
+        "engine/migrations_worker/runs/throttle.py",
+        "                                          replica_lag, standby_slot)\n",
+        "                                          replica_lag)\n",
+        "tests/engine/test_server_health.py::"
+        "test_an_idle_slot_retaining_wal_on_the_second_server_holds_a_run_there_and_not_one_on_the_first",
+        "a standby gone away would fall further behind with every batch, unseen"),
 ]

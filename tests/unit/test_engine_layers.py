@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, ...]] = [
     # runs/: a run's life
     ("runs", "runs.states", "runs.batching", "runs.eta"),
     ("runs.progress", "runs.throttle"),
-    ("runs.quarantine", "runs.totals"),
+    ("runs.quarantine", "runs.totals", "runs.server_slots"),
     ("runs.claim", "runs.verdict"),
     ("runs.runner",),
     ("runs.control", "runs.undo"),

@@ -37,7 +37,7 @@ from psycopg.types.json import Jsonb
 from .. import pg
 from ..job import BatchResult, Job, get_job
 from ..models import BatchStatus, JobBatch, JobRun, RunStatus
-from . import batching, quarantine, throttle
+from . import batching, quarantine, server_slots, throttle
 from .claim import Claim, Claimer
 from .states import enter, record, transition
 from .totals import fold
@@ -108,6 +108,15 @@ class RunWorker:
     def work(
         self, max_seconds: float | None = None, on_batch: Callable[[JobRun], None] | None = None
     ) -> Outcome:
+        """Batches until the slice is over or the run needs something else; a run that left
+        `running` gives its server's slot back (server_slots) for another database's run."""
+        outcome = self._work(max_seconds, on_batch)
+        if outcome.kind in (Kind.STOPPED, Kind.DONE):
+            server_slots.release(self.using, self.run_id)
+        return outcome
+
+    def _work(self, max_seconds: float | None,
+              on_batch: Callable[[JobRun], None] | None) -> Outcome:
         started = time.monotonic()
         while True:
             outcome = self._health()
@@ -146,13 +155,16 @@ class RunWorker:
         return None
 
     def _health(self) -> Outcome | None:
-        """At most once a second: a busy database puts the run on hold (see throttle)."""
+        """At most once a second: a busy database puts the run on hold (see throttle), and so
+        does its server's limit, once the run is otherwise fit for a batch (server_slots)."""
         if time.monotonic() - self._last_health_check < 1.0:
             return None
         self._last_health_check = time.monotonic()
         hold = throttle.health_hold(self.job.tables_to_watch(), self.tuning, using=self.using)
         run = (self.runs.only("status", "hold_reason", "hold_kind", "job_name")
                .get(pk=self.run_id))
+        if hold is None and run.status == RunStatus.RUNNING:
+            hold = server_slots.take(self.using, self.run_id, self.name, self.tuning)
         changed = (hold.kind, hold.reason) if hold else ("", "")
         if changed != (run.hold_kind, run.hold_reason) and run.status == RunStatus.RUNNING:
             self._set_hold(run, hold)

@@ -35,7 +35,8 @@ class Tuning:
     max_lock_waiters: int = 0  # sessions queued on a lock on the job's tables before holding
     max_transaction_seconds: float = 600.0  # an older open transaction puts the run on hold
     max_replica_lag_seconds: float = 30.0
-    # WAL a standby may have left to replay: about what one replays in 10-30 s. Read from the
+    # WAL a standby may have left to replay (or an idle replication slot may retain, the WAL
+    # a disconnected standby will have to): about what one replays in 10-30 s. Read from the
     # standby's last report (every wal_receiver_status_interval, 10 s by default), so keep it
     # well above the WAL of a few batches.
     max_replica_lag_bytes: int = 1024**3
@@ -315,9 +316,39 @@ def replica_lag(cursor, tables: tuple[str, ...], tuning: Tuning) -> Hold | None:
     return replica_hold(standbys, expected_standbys(), tuning)
 
 
+# Physical slots no standby streams from, retaining more WAL than the limit: a standby that went
+# away keeps its slot, and the slot keeps every byte of WAL since it left (from its restart_lsn),
+# which the standby must replay when it is back, whether or not it is an expected one. A slot
+# whose WAL is already lost (wal_status 'lost', restart_lsn NULL) retains nothing any more.
+IDLE_SLOTS = """
+SELECT slot_name, wal_status, retained FROM (
+  SELECT slot_name, wal_status,
+         pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()
+                              ELSE pg_current_wal_lsn() END, restart_lsn) AS retained
+  FROM pg_replication_slots WHERE slot_type = 'physical' AND NOT active
+) slots
+WHERE retained > %s
+ORDER BY retained DESC, slot_name
+"""
+
+
+def standby_slot(cursor, tables: tuple[str, ...], tuning: Tuning) -> Hold | None:
+    """A disconnected standby, told by the WAL its slot retains: it has no row in
+    pg_stat_replication to read a lag from, and every batch puts it further behind (and fills
+    the primary's disk with WAL kept for it)."""
+    cursor.execute(IDLE_SLOTS, [tuning.max_replica_lag_bytes])
+    slots = [f"replication slot '{name}' has no standby connected and retains {_size(float(kept))} "
+             f"of WAL (wal_status {status})" for name, status, kept in cursor.fetchall()]
+    if not slots:
+        return None
+    return Hold(HoldKind.STANDBY_SLOT,
+                f"{'; '.join(slots)} (limit {_size(tuning.max_replica_lag_bytes)}): bring its "
+                "standby back, or drop the slot if that standby is gone for good")
+
+
 HealthCheck = Callable[[object, tuple[str, ...], Tuning], Hold | None]
 HEALTH_CHECKS: tuple[HealthCheck, ...] = (lock_waiters, ddl_backing_off, long_transaction,
-                                          replica_lag)
+                                          replica_lag, standby_slot)
 
 
 def health_hold(tables: tuple[str, ...], tuning: Tuning, *, using: str) -> Hold | None:

@@ -142,6 +142,9 @@ MIGRATIONS_WORKER = {
     # The streaming standbys this site has: their application_names ("a,b"), or how many ("2").
     # One that is not connected, or whose lag cannot be read, holds every run (docs/operating.md, "Standbys").
     "STANDBYS": os.environ.get("MW_EXPECTED_STANDBYS", ""),
+    # At most this many databases of one PostgreSQL server are migrated at once; the others wait
+    # (hold `server_busy`). 0: no limit (docs/operating.md, "Per-server limit").
+    "SERVER_LIMIT": int(os.environ.get("MW_SERVER_LIMIT", "4")),
     # Each target's labels (server, region, ...), by alias.
     "TARGETS": mw_targets.labels(TARGETS),
 }
