@@ -163,6 +163,18 @@ def test_the_admin_shows_a_run_on_far_and_an_operator_pauses_it_there(client):
     assert JobRun.objects.using("far").get(pk=far.pk).status == RunStatus.RUNNING
 
 
+@pytest.mark.parametrize("listing", ["jobbatch", "quarantinedkey"])
+def test_the_batches_and_keys_lists_show_the_chosen_target_and_offer_its_runs(client, listing):
+    client.force_login(ensure_operator("operator", "pw"))
+    far = run_on("far", 30)
+    page = client.get(f"/admin/migrations_worker/{listing}/?database=far")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Target: <b>far</b>" in html
+    if listing == "jobbatch":  # its run filter lists the runs of the target shown
+        assert f'href="?database=far&amp;run={far.pk}"' in html
+
+
 def test_the_admin_refuses_a_database_that_is_not_a_target(client):
     client.force_login(ensure_operator("operator", "pw"))
     assert client.get(f"{RUNS}?database=nowhere").status_code == 400

@@ -100,6 +100,8 @@ class RunFilter(admin.SimpleListFilter):
 class OnTarget:
     """A ModelAdmin mix-in: its lists and pages read the target the request names."""
 
+    change_list_template = "migrations_worker/target_change_list.html"
+
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).using(target_of(request))
 
