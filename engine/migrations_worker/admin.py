@@ -6,7 +6,8 @@ The runs list shows a live progress bar, status, rows/s, ETA and holds with thei
 in place from the status API, no reload); a run's page shows its progress, a chart of batch size
 and duration over time, the keys it quarantined (bad rows set aside, open or accepted), its
 errors with their batches, its batches (filterable by status) and its status-change log.
-Quarantined keys also have a list of their own, across runs.
+Quarantined keys also have a list of their own, across runs. Every list and page shows one
+target's (the `target` selector, `?database=NAME`; `ops/target_admin.py`) and says which.
 
 Only staff holding `migrations_worker.operate_jobrun` see and may use pause/resume/cancel/retry,
 each behind a confirmation page; every other staff user with view permission gets the same pages
@@ -18,12 +19,11 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth.models import Group, Permission, User
-from django.urls import reverse
-from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from .models import JobBatch, JobRun, QuarantinedKey
 from .ops.run_admin import OPERATE, JobRunAdmin, ReadOnlyAdmin
+from .ops.target_admin import RunFilter, run_link
 
 __all__ = ["OPERATE", "ensure_operator", "operators_group"]
 
@@ -72,14 +72,13 @@ class JobBatchAdmin(ReadOnlyAdmin):
         "id", "run_link", "start_key", "end_key", "status", "attempts", "batch_size",
         "rows_affected", "duration_ms", "worker", "error",
     )
-    list_filter = ("status", "run__job_name", "run")
+    list_filter = ("status", "run__job_name", RunFilter)
     list_select_related = ("run",)
     search_fields = ("error", "worker")
 
     @admin.display(description="run", ordering="run")
     def run_link(self, batch: JobBatch) -> SafeString:
-        url = reverse("admin:migrations_worker_jobrun_change", args=[batch.run_id])
-        return format_html('<a href="{}">{}</a>', url, batch.run)
+        return run_link(batch.run_id, batch._state.db, batch.run)
 
 
 @admin.register(QuarantinedKey)
@@ -95,5 +94,4 @@ class QuarantinedKeyAdmin(ReadOnlyAdmin):
 
     @admin.display(description="run", ordering="run")
     def run_link(self, key: QuarantinedKey) -> SafeString:
-        url = reverse("admin:migrations_worker_jobrun_change", args=[key.run_id])
-        return format_html('<a href="{}">{}</a>', url, key.run)
+        return run_link(key.run_id, key._state.db, key.run)

@@ -19,7 +19,7 @@ from migrations_worker.runs import control, runner, states
 from migrations_worker.runs.progress import eta_errors
 from tests.engine_app.support import JOB, make_widgets
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "near", "far"])
 ENDPOINTS = ("/ops/runs.json", "/ops/runs/1.json", "/ops/metrics")
 FIXED_100 = {"batch_size": 100, "min_batch_size": 100, "max_batch_size": 100}
 
@@ -187,7 +187,7 @@ def test_a_hold_reason_and_its_kind_show_while_the_hold_lasts(client, finished_a
     assert client.get(f"/ops/runs/{pending.pk}.json").json()["hold_reason"] == ""
 
 
-def scrape(client, accept: str = "") -> dict[tuple[str, tuple], float]:
+def scrape_every(client, accept: str = "") -> dict[tuple[str, tuple], float]:
     """/ops/metrics read back by prometheus_client's own parser: {(sample, labels): value}."""
     response = client.get("/ops/metrics", HTTP_ACCEPT=accept)
     assert response.status_code == 200
@@ -195,6 +195,13 @@ def scrape(client, accept: str = "") -> dict[tuple[str, tuple], float]:
              else text_string_to_metric_families)
     return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
             for family in parse(response.content.decode()) for sample in family.samples}
+
+
+def scrape(client, accept: str = "", target: str = "default") -> dict[tuple[str, tuple], float]:
+    """The samples of one target, without the labels every sample of it carries."""
+    return {(name, tuple(pair for pair in labels if pair[0] not in ("target", "server"))): value
+            for (name, labels), value in scrape_every(client, accept).items()
+            if dict(labels)["target"] == target}
 
 
 def test_metrics_give_the_latest_run_of_each_job_through_prometheus_client(client, finished_and_pending):

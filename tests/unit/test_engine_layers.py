@@ -41,8 +41,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("deploy.executor", "checks"),
     ("deploy.plan",),
     # ops/: what operators and machines read
-    ("ops", "ops.metrics", "ops.chart"),
-    ("ops.status", "urls"),
+    ("ops", "ops.targeting", "ops.chart"),
+    ("ops.metrics",),
+    ("ops.status", "urls", "ops.target_admin"),
     ("ops.run_admin",),
     # Django's entry modules
     ("admin", "management", "apps"),

@@ -9,20 +9,28 @@ authentication.
 Every metric is one entry of `FAMILIES`: a name, a kind, its help, its labels and a function
 from the scrape's `Snapshot` to its samples. A new one is one more entry, reading its own table
 through the snapshot's runs (as the quarantined keys and undo runs do).
+
+A scrape reads every target (conf.targets()), one `Snapshot` each, and labels every sample with
+its `target` and `server`. A target that cannot be read is left out of that scrape with
+`mw_target_up{target=...} 0` (1 for the others) and a warning in the log: one database down
+must not blind the dashboards to the rest of the fleet.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
+from django.db import DEFAULT_DB_ALIAS, DatabaseError
 from django.db.models import Count
 from django.utils import timezone
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from .. import conf
 from ..job import UndoJob, job_classes
 from ..models import (
     ACTIVE_STATUSES,
@@ -36,6 +44,9 @@ from ..models import (
     RunStatus,
 )
 from ..runs.progress import OTHER_HOLD, Progress, eta_errors, progress_of
+from . import targeting
+
+log = logging.getLogger(__name__)
 
 HOLD_KINDS = ", ".join([*HoldKind.values, OTHER_HOLD])
 
@@ -43,15 +54,16 @@ Sample = tuple[tuple[str, ...], float]
 
 
 class Snapshot:
-    """What one scrape reads, each part once and only if a family asks for it."""
+    """What one scrape reads of one target, each part once and only if a family asks for it."""
 
-    def __init__(self):
+    def __init__(self, using: str = DEFAULT_DB_ALIAS):
         self.now = timezone.now()
+        self.using = using
 
     @cached_property
     def latest(self) -> list[JobRun]:
         """The latest run of each job, by job name."""
-        runs = (JobRun.objects.order_by("job_name", "-id").distinct("job_name")
+        runs = (JobRun.objects.using(self.using).order_by("job_name", "-id").distinct("job_name")
                 .prefetch_related("checkpoints"))
         return list(runs)
 
@@ -62,7 +74,7 @@ class Snapshot:
     @cached_property
     def batches(self) -> dict[int, dict[str, int]]:
         counts = {run.pk: {status.value: 0 for status in BatchStatus} for run in self.latest}
-        rows = (JobBatch.objects.filter(run_id__in=list(counts)).values("run_id", "status")
+        rows = (JobBatch.objects.using(self.using).filter(run_id__in=list(counts)).values("run_id", "status")
                 .annotate(n=Count("id")).order_by())
         for row in rows:
             counts[row["run_id"]][row["status"]] = row["n"]
@@ -72,7 +84,7 @@ class Snapshot:
     def hold_events(self) -> dict[int, Counter]:
         """Holds recorded for each latest run, by the kind each event carries (one per change
         of reason), counted in the database."""
-        rows = (JobRunEvent.objects.filter(run_id__in=[run.pk for run in self.latest])
+        rows = (JobRunEvent.objects.using(self.using).filter(run_id__in=[run.pk for run in self.latest])
                 .exclude(hold_kind="").values("run_id", "hold_kind").annotate(n=Count("id"))
                 .order_by())
         counts: dict[int, Counter] = {run.pk: Counter() for run in self.latest}
@@ -87,14 +99,15 @@ class Snapshot:
 
     @cached_property
     def undo_runs(self) -> list[dict]:
-        return list(JobRun.objects.filter(job_name__in=list(self.undoes)).values("job_name", "status")
-                    .annotate(n=Count("id")).order_by("job_name", "status"))
+        return list(JobRun.objects.using(self.using).filter(job_name__in=list(self.undoes))
+                    .values("job_name", "status").annotate(n=Count("id"))
+                    .order_by("job_name", "status"))
 
     @cached_property
     def quarantined(self) -> dict[int, dict[str, int]]:
         """Each latest run's quarantined keys by resolution (open, accepted, retried)."""
         counts = {run.pk: {state.value: 0 for state in Resolution} for run in self.latest}
-        rows = (QuarantinedKey.objects.filter(run_id__in=list(counts))
+        rows = (QuarantinedKey.objects.using(self.using).filter(run_id__in=list(counts))
                 .values("run_id", "resolution").annotate(n=Count("id")).order_by())
         for row in rows:
             counts[row["run_id"]][row["resolution"]] = row["n"]
@@ -103,7 +116,7 @@ class Snapshot:
     @cached_property
     def runs_by_status(self) -> dict[str, int]:
         counts = {status.value: 0 for status in RunStatus}
-        for row in JobRun.objects.values("status").annotate(n=Count("id")).order_by():
+        for row in JobRun.objects.using(self.using).values("status").annotate(n=Count("id")).order_by():
             counts[row["status"]] = row["n"]
         return counts
 
@@ -189,6 +202,10 @@ def _runs(snapshot: Snapshot) -> Iterable[Sample]:
         yield (status,), float(n)
 
 
+def _up(snapshot: Snapshot) -> Iterable[Sample]:
+    yield (), 1.0  # kept only when every other family of the target could be read (`collect`)
+
+
 def _active(snapshot: Snapshot) -> Iterable[Sample]:
     yield (), float(sum(n for status, n in snapshot.runs_by_status.items()
                         if status in ACTIVE_STATUSES))
@@ -202,16 +219,21 @@ class Family:
     labels: tuple[str, ...]
     samples: Callable[[Snapshot], Iterable[Sample]]
 
-    def metric(self, snapshot: Snapshot) -> Metric:
-        metric = self.kind(self.name, self.help, labels=list(self.labels))
-        for values, value in self.samples(snapshot):
+    def metric(self, samples: Iterable[Sample]) -> Metric:
+        """The family with `samples`, each led by its target's labels (TARGET)."""
+        metric = self.kind(self.name, self.help, labels=[*TARGET, *self.labels])
+        for values, value in samples:
             metric.add_metric(list(values), value)
         return metric
 
 
+TARGET = ("target", "server")  # on every sample, before the family's own labels
 RUN = ("job", "run")
 GAUGE, COUNTER = GaugeMetricFamily, CounterMetricFamily
+TARGET_UP = Family("mw_target_up", GAUGE, "1 when the target's progress tables could be read "
+                   "this scrape; 0 and none of its samples when it could not", (), _up)
 FAMILIES: tuple[Family, ...] = (
+    TARGET_UP,
     Family("mw_run_info", GAUGE, "1 for the latest run of each job, labelled with its status",
            (*RUN, "status"), _info),
     Family("mw_run_rows_done", GAUGE, "rows the latest run has processed", RUN,
@@ -263,9 +285,25 @@ class ProgressCollector(Collector):
         return []  # registering must not read the database; names are checked by the tests
 
     def collect(self) -> Iterable[Metric]:
-        snapshot = Snapshot()
+        found: dict[str, list[Sample]] = {family.name: [] for family in self.families}
+        for using in conf.targets():
+            for name, samples in self.of_target(using).items():
+                found[name].extend(samples)
         for family in self.families:
-            yield family.metric(snapshot)
+            yield family.metric(found[family.name])
+
+    def of_target(self, using: str) -> dict[str, list[Sample]]:
+        """Every family's samples of one target, labelled with it; only `mw_target_up 0` when
+        its database cannot be read."""
+        where = (using, targeting.server_of(using))
+        snapshot = Snapshot(using)
+        try:
+            return {family.name: [((*where, *values), value)
+                                  for values, value in family.samples(snapshot)]
+                    for family in self.families}
+        except DatabaseError as exc:
+            log.warning("target=%s not read for the metrics: %s", using, targeting.first_line(exc))
+            return {TARGET_UP.name: [(where, 0.0)]}
 
 
 def registry() -> CollectorRegistry:

@@ -1,7 +1,8 @@
 """The runs in the Django admin (registered by `admin.py`): the list, with a live progress bar,
 status, rows/s, ETA and the hold (its kind and reason) or last error, updated in place from the
 status API; a run's page; and the operator's controls (`runs.controls`), each behind a
-confirmation page, offered only to staff holding `migrations_worker.operate_jobrun`."""
+confirmation page, offered only to staff holding `migrations_worker.operate_jobrun`. Every page
+shows, and every control acts on, one target's runs (`?database=NAME`, `target_admin`)."""
 
 from __future__ import annotations
 
@@ -23,15 +24,17 @@ from ..exceptions import MigrationsWorkerError
 from ..models import BatchStatus, JobRun, Resolution
 from ..runs.controls import CONTROLS, Control
 from ..runs.progress import format_duration, hold_text, progress_of
+from . import targeting
 from .chart import batch_chart
 from .status import run_payload
+from .target_admin import OnTarget, target_context
 
 OPERATE = "migrations_worker.operate_jobrun"
 BATCHES_SHOWN = 200
 QUARANTINED_SHOWN = 200
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(OnTarget, admin.ModelAdmin):
     def has_add_permission(self, request, obj=None) -> bool:
         return False
 
@@ -174,7 +177,7 @@ class JobRunAdmin(ReadOnlyAdmin):
         actor = f"admin:{request.user.get_username()}"
         for run in runs:
             try:
-                done = ctl.apply(run, actor=actor)
+                done = ctl.apply(run, actor=actor, using=run._state.db)
             except MigrationsWorkerError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
             else:
@@ -191,6 +194,7 @@ class JobRunAdmin(ReadOnlyAdmin):
         ]
         context = {
             **self.admin_site.each_context(request),
+            **target_context(request),
             "title": f"{ctl.label}: are you sure?",
             "opts": self.model._meta,
             "control": ctl,
@@ -216,25 +220,28 @@ class JobRunAdmin(ReadOnlyAdmin):
 
     def control_view(self, request: HttpRequest, run_id: int, verb: str) -> HttpResponse:
         """GET: the confirmation page for one run; POST with post=yes: do it."""
-        run = get_object_or_404(JobRun, pk=run_id)
+        run = get_object_or_404(self.get_queryset(request), pk=run_id)
         if not (self.has_view_permission(request, run) and self.has_operate_permission(request)):
             raise PermissionDenied
         ctl = CONTROLS.get(verb)
         if ctl is None:
             raise PermissionDenied
-        run_url = reverse("admin:migrations_worker_jobrun_change", args=[run.pk])
+        run_url = (reverse("admin:migrations_worker_jobrun_change", args=[run.pk])
+                   + targeting.query(run._state.db))
         if request.method == "POST" and request.POST.get("post") == "yes":
             self._apply(request, [run], ctl)
             return HttpResponseRedirect(run_url)
-        return self._confirmation(request, [run], ctl, form_url=request.path, cancel_url=run_url)
+        return self._confirmation(request, [run], ctl, form_url=request.get_full_path(),
+                                  cancel_url=run_url)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        run = JobRun.objects.filter(pk=object_id).first()
+        run = self.get_queryset(request).filter(pk=object_id).first()
         if run is not None:
             extra_context = {**(extra_context or {}), **self.run_page_context(request, run)}
         return super().change_view(request, object_id, form_url, extra_context)
 
     def run_page_context(self, request: HttpRequest, run: JobRun) -> dict:
+        using = run._state.db
         counts = dict(run.batches.values_list("status").annotate(n=Count("id")).order_by())
         shown_status = request.GET.get("batch_status", "")
         if shown_status not in BatchStatus.values:
@@ -250,11 +257,12 @@ class JobRunAdmin(ReadOnlyAdmin):
         if self.has_operate_permission(request):
             controls = [
                 {"control": c, "url": reverse("admin:migrations_worker_jobrun_control",
-                                              args=[run.pk, c.verb])}
+                                              args=[run.pk, c.verb]) + targeting.query(using)}
                 for c in CONTROLS.values() if c.allows(run)
             ]
         p = progress_of(run)
         return {
+            **target_context(request),
             "run": run,
             "progress": p,
             "hold_text": hold_text(p),

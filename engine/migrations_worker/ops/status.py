@@ -5,7 +5,12 @@ and the admin's live progress bars.
     GET /ops/runs/<id>.json       one run, with its batch counts, latest batches and status log
                                   (every run says how many keys it set aside, how many still open)
     GET /ops/metrics              the same figures for Prometheus (latest run of each job, runs
-                                  by status, holds by check, ETA errors): `metrics`
+                                  by status, holds by check, ETA errors), every target's: `metrics`
+
+Each target keeps its own runs: `?database=NAME` reads that target (`default` without it), and
+every answer and every run in it names its database; `/ops/runs.json?database=*` lists every
+target (its server, labels and whether it could be read) and all their runs. A name that is not
+a declared target is a 400 naming the declared ones.
 
 Who may read it: a staff user who may view runs (a session, as in the admin), or a client that
 sends `Authorization: Bearer <MW_STATUS_TOKEN>` when that setting is non-empty. Everyone else is
@@ -21,6 +26,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import wraps
 
+from django.db import DEFAULT_DB_ALIAS, DatabaseError
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
@@ -30,9 +36,11 @@ from django.views.decorators.http import require_safe
 from prometheus_client.exposition import choose_encoder
 
 from .. import conf
+from ..exceptions import UnknownTarget
 from ..models import ACTIVE_STATUSES, BatchStatus, JobBatch, JobRun, QuarantinedKey, Resolution, RunStatus
 from ..runs.progress import eta_errors, progress_of
 from . import metrics as progress_metrics
+from . import targeting
 
 VIEW_PERMISSION = "migrations_worker.view_jobrun"
 
@@ -79,21 +87,22 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def batch_counts(run_ids: Iterable[int]) -> dict[int, dict[str, int]]:
-    """Batches per status for each run, in one query."""
+def batch_counts(run_ids: Iterable[int], using: str = DEFAULT_DB_ALIAS) -> dict[int, dict[str, int]]:
+    """Batches per status for each run of target `using`, in one query."""
     counts: dict[int, dict[str, int]] = defaultdict(lambda: {s.value: 0 for s in BatchStatus})
-    rows = (JobBatch.objects.filter(run_id__in=list(run_ids)).values("run_id", "status")
+    rows = (JobBatch.objects.using(using).filter(run_id__in=list(run_ids)).values("run_id", "status")
             .annotate(n=Count("id")).order_by())
     for row in rows:
         counts[row["run_id"]][row["status"]] = row["n"]
     return counts
 
 
-def quarantined_counts(run_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+def quarantined_counts(run_ids: Iterable[int],
+                       using: str = DEFAULT_DB_ALIAS) -> dict[int, dict[str, int]]:
     """Each run's quarantined keys: how many are open (the run cannot finish), how many in all,
     in one query."""
     counts: dict[int, dict[str, int]] = defaultdict(lambda: {"open": 0, "total": 0})
-    rows = (QuarantinedKey.objects.filter(run_id__in=list(run_ids)).values("run_id")
+    rows = (QuarantinedKey.objects.using(using).filter(run_id__in=list(run_ids)).values("run_id")
             .annotate(total=Count("id"), open=Count("id", filter=Q(resolution=Resolution.OPEN)))
             .order_by())
     for row in rows:
@@ -103,11 +112,14 @@ def quarantined_counts(run_ids: Iterable[int]) -> dict[int, dict[str, int]]:
 
 def run_payload(run: JobRun, batches: dict[str, int] | None = None,
                 quarantined: dict[str, int] | None = None) -> dict:
-    """One run as the API, the admin's live view and `demo_report` see it."""
+    """One run as the API, the admin's live view and `demo_report` see it, naming the target
+    it was read from (its progress lives there)."""
     p = progress_of(run)
     now = timezone.now()
+    using = run._state.db or DEFAULT_DB_ALIAS
     return {
         "id": run.pk,
+        "database": using,
         "job": run.job_name,
         "status": run.status,
         "active": run.status in ACTIVE_STATUSES,
@@ -125,9 +137,9 @@ def run_payload(run: JobRun, batches: dict[str, int] | None = None,
                        for e in eta_errors(run)],
         "batch_size": p.batch_size,
         "batches_done": run.batches_done,
-        "batches": batches if batches is not None else batch_counts([run.pk])[run.pk],
+        "batches": batches if batches is not None else batch_counts([run.pk], using)[run.pk],
         "quarantined_keys": (quarantined if quarantined is not None
-                             else quarantined_counts([run.pk])[run.pk]),
+                             else quarantined_counts([run.pk], using)[run.pk]),
         "workers": run.workers,
         "hold_reason": p.hold_reason,
         "hold_kind": p.hold_kind,
@@ -141,12 +153,13 @@ def run_payload(run: JobRun, batches: dict[str, int] | None = None,
         "heartbeat_at": _iso(run.heartbeat_at),
         "heartbeat_age_seconds": round((now - run.heartbeat_at).total_seconds(), 1)
         if run.heartbeat_at and run.status not in RunStatus.terminal() else None,
-        "admin_url": reverse("admin:migrations_worker_jobrun_change", args=[run.pk]),
+        "admin_url": reverse("admin:migrations_worker_jobrun_change", args=[run.pk])
+        + targeting.query(using),
     }
 
 
-def _filtered_runs(request: HttpRequest):
-    runs = JobRun.objects.order_by("-id").prefetch_related("checkpoints")
+def _filtered_runs(request: HttpRequest, using: str):
+    runs = JobRun.objects.using(using).order_by("-id").prefetch_related("checkpoints")
     if request.GET.get("job"):
         runs = runs.filter(job_name=request.GET["job"])
     if request.GET.get("status"):
@@ -156,22 +169,54 @@ def _filtered_runs(request: HttpRequest):
     return runs
 
 
+def _runs_of(request: HttpRequest, using: str) -> list[dict]:
+    runs = list(_filtered_runs(request, using))
+    counts = batch_counts((r.pk for r in runs), using)
+    quarantined = quarantined_counts((r.pk for r in runs), using)
+    return [run_payload(run, counts[run.pk], quarantined[run.pk]) for run in runs]
+
+
+def unknown_target(exc: UnknownTarget) -> JsonResponse:
+    return JsonResponse({"error": str(exc), "targets": sorted(conf.targets())}, status=400)
+
+
 @status_access
 def runs_json(request: HttpRequest) -> JsonResponse:
-    runs = list(_filtered_runs(request))
-    counts = batch_counts(r.pk for r in runs)
-    quarantined = quarantined_counts(r.pk for r in runs)
-    return JsonResponse({
-        "generated_at": timezone.now().isoformat(),
-        "runs": [run_payload(run, counts[run.pk], quarantined[run.pk]) for run in runs],
-    })
+    if request.GET.get(targeting.PARAM) == targeting.EVERY:
+        return _every_target(request)
+    try:
+        using = targeting.chosen(request.GET)
+    except UnknownTarget as exc:
+        return unknown_target(exc)
+    return JsonResponse({"generated_at": timezone.now().isoformat(), "database": using,
+                         "runs": _runs_of(request, using)})
+
+
+def _every_target(request: HttpRequest) -> JsonResponse:
+    """Every target's runs, target by target; one that cannot be read is listed with its error
+    (and no runs) rather than failing the whole answer."""
+    targets, runs = [], []
+    for using in conf.targets():
+        target = {**targeting.describe(using), "reachable": True, "error": ""}
+        try:
+            runs.extend(_runs_of(request, using))
+        except DatabaseError as exc:
+            target.update(reachable=False, error=targeting.first_line(exc))
+        targets.append(target)
+    return JsonResponse({"generated_at": timezone.now().isoformat(), "database": targeting.EVERY,
+                         "targets": targets, "runs": runs})
 
 
 @status_access
 def run_json(request: HttpRequest, run_id: int) -> JsonResponse:
-    run = JobRun.objects.filter(pk=run_id).first()
+    try:
+        using = targeting.chosen(request.GET)
+    except UnknownTarget as exc:
+        return unknown_target(exc)
+    run = JobRun.objects.using(using).filter(pk=run_id).first()
     if run is None:
-        return JsonResponse({"error": f"no run #{run_id}"}, status=404)
+        return JsonResponse({"error": f"no run #{run_id} on database {using!r}",
+                             "database": using}, status=404)
     payload = run_payload(run)
     payload["latest_batches"] = [
         {"start_key": b.start_key, "end_key": b.end_key, "status": b.status,
