@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import psycopg
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from psycopg import sql
 
 from seed.legacy import LEGACY_TARGETS
@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = "config.settings.test"
 
 
-def server_url(database: str) -> str:
-    s = connection.settings_dict
+def server_url(database: str, alias: str = DEFAULT_DB_ALIAS) -> str:
+    """A URL for `database` on the server of the test target `alias` (`far`: the second one)."""
+    s = connections[alias].settings_dict
     password = f":{s['PASSWORD']}" if s.get("PASSWORD") else ""
     return f"postgres://{s['USER']}{password}@{s['HOST']}:{s['PORT']}/{database}"
 
@@ -55,9 +56,10 @@ class Database:
         return subprocess.Popen(self.command(*args), cwd=ROOT, env=self.env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
-    def migrate_legacy(self) -> None:
+    def migrate_legacy(self, *options: str) -> None:
+        """The legacy state the demo starts from; `options`: e.g. `--database far`."""
         for app, target in LEGACY_TARGETS:
-            self.manage("migrate", app, *([target] if target else []), "-v", "0")
+            self.manage("migrate", app, *([target] if target else []), "-v", "0", *options)
 
     def connect(self, **kwargs) -> psycopg.Connection:
         return psycopg.connect(self.url, autocommit=True, **kwargs)
@@ -77,15 +79,17 @@ class Database:
 
 
 class ScratchDatabase(Database):
-    """A database of the test's own on the test server, created empty and dropped afterwards."""
+    """A database of the test's own on the server of the test target `alias` (the test server
+    unless told), created empty and dropped afterwards."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, alias: str = DEFAULT_DB_ALIAS):
         from django.conf import settings
 
-        super().__init__(server_url(name), settings.CELERY_BROKER_URL)
+        super().__init__(server_url(name, alias), settings.CELERY_BROKER_URL)
+        self.alias = alias
 
     def _admin(self, statement: sql.Composable) -> None:
-        with psycopg.connect(server_url("postgres"), autocommit=True) as conn:
+        with psycopg.connect(server_url("postgres", self.alias), autocommit=True) as conn:
             conn.execute(statement)
 
     def create(self) -> ScratchDatabase:

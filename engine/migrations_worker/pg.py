@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from .exceptions import InsideTransaction
 
@@ -113,9 +113,9 @@ def transient(exc: BaseException, *, using: str = DEFAULT_DB_ALIAS) -> bool:
     return sqlstate(exc) in WAITED_STATES or connection_lost(exc, using=using)
 
 
-def require_no_transaction(what: str) -> None:
+def require_no_transaction(what: str, *, using: str = DEFAULT_DB_ALIAS) -> None:
     """The one check for steps that commit on their own (Django's NotInTransactionMixin)."""
-    if connection.in_atomic_block:
+    if connections[using].in_atomic_block:
         raise InsideTransaction(
             f"{what} must run outside a transaction: put it in a migration with `atomic = False`"
         )

@@ -102,6 +102,7 @@ class Plan:
     migrations: list[MigrationCost]
     rows_per_second: float
     scan_bytes_per_second: float
+    database: str = "default"  # the target it was read from
 
     def jobs(self) -> dict[str, JobCost]:
         """Each job once (a job enqueued by one migration and required by a later one)."""
@@ -117,6 +118,7 @@ class Plan:
         jobs = self.jobs()
         return {
             "generated_at": timezone.now().isoformat(),
+            "database": self.database,
             "stage": self.stage,
             "assumptions": {"rows_per_second": self.rows_per_second,
                             "scan_bytes_per_second": self.scan_bytes_per_second},

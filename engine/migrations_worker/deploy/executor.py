@@ -16,8 +16,11 @@ A gate is decided once per migration: here, before the migration starts (a close
 it back whole), and its `RequireJob` is told so (`jobs.gates_passed`) instead of deciding again;
 plain `migrate` has no such caller, and there `RequireJob` decides it.
 
-The deploy lock keeps a second deploy out; the command around this prints, nothing here does:
-what happens is reported as events (`events`) to a `Reporter`.
+A deploy works on one target (`using`, a database alias): its migrations, its jobs' runs and
+gates, its deploy lock, its reconnects; nothing of another database is read or written.
+
+The deploy lock keeps a second deploy of the same database out; the command around this prints,
+nothing here does: what happens is reported as events (`events`) to a `Reporter`.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import time
 
 from django.core.management.sql import emit_post_migrate_signal, emit_pre_migrate_signal
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 
@@ -75,16 +78,17 @@ def apply_engine_migrations(connection, progress_callback=None) -> list[str]:
 class OnlineExecutor:
     """The apply loop of a deploy; what happens is reported as events (`events`) to `report`."""
 
-    def __init__(self, report: Reporter, verbosity: int = 1):
+    def __init__(self, report: Reporter, verbosity: int = 1, using: str = DEFAULT_DB_ALIAS):
         self.report = report
         self.verbosity = verbosity
+        self.using = using
 
     # -- applying ---------------------------------------------------------------------------
 
     def apply_pass(self, stage: Stage | None = None) -> Pass:
         """Apply every unapplied migration of `stage` (None: of every stage) whose gates are
         open and whose parents are applied."""
-        executor = loader_executor()
+        executor = loader_executor(self.using)
         plan = engine_first(unapplied(executor))
         result = Pass()
         if stage == Stage.POST:
@@ -93,7 +97,7 @@ class OnlineExecutor:
             return result
         graph = executor.loader.graph
         pre_state = executor._create_project_state(with_applied_migrations=True)
-        emit_pre_migrate_signal(self.verbosity - 1, False, DEFAULT_DB_ALIAS,
+        emit_pre_migrate_signal(self.verbosity - 1, False, self.using,
                                 apps=pre_state.apps, plan=[(m, False) for m in plan])
         state = pre_state.clone()
         targets = graph.leaf_nodes()
@@ -119,7 +123,7 @@ class OnlineExecutor:
             result.applied.append(label(migration))
         if result.applied:  # content types, permissions: what `migrate` does after applying
             state.clear_delayed_apps_cache()
-            emit_post_migrate_signal(self.verbosity - 1, False, DEFAULT_DB_ALIAS, apps=state.apps,
+            emit_post_migrate_signal(self.verbosity - 1, False, self.using, apps=state.apps,
                                      plan=[(m, False) for m in plan if label(m) in result.applied])
         return result
 
@@ -131,7 +135,8 @@ class OnlineExecutor:
             return
         why = []
         for migration in pending[:5]:
-            waits = [f"waits for job {g.job_name}: {gates.decide(g.job_name, g.limit()).describe()}"
+            waits = [f"waits for job {g.job_name}: "
+                     f"{gates.decide(g.job_name, g.limit(), using=self.using).describe()}"
                      for g in gates_of(migration)]
             why.append(f"{label(migration)}" + (f" ({'; '.join(waits)})" if waits else ""))
         more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
@@ -141,15 +146,14 @@ class OnlineExecutor:
             "--wait` first (and roll the new release out only after it succeeds), then the post "
             "stage once the rollout is over.")
 
-    @staticmethod
-    def closed_gate(migration: Migration, result: Pass) -> str | None:
+    def closed_gate(self, migration: Migration, result: Pass) -> str | None:
         """The job that keeps `migration` back, or None once every gate of it is open (the one
         decision on each of its gates in this deploy pass)."""
         for gate in gates_of(migration):
             if gate.job_name in result.closed:
                 return gate.job_name
             try:
-                gate.pass_gate(needed_by=migration.app_label)
+                gate.pass_gate(needed_by=migration.app_label, using=self.using)
             except JobNotFinished as exc:
                 result.closed[gate.job_name] = exc
                 return gate.job_name
@@ -158,10 +162,11 @@ class OnlineExecutor:
     def enqueue_gated(self, result: Pass) -> None:
         """A closed gate asks for its job: start it if nothing runs it, send it if pending."""
         for job in sorted(result.closed):
-            enqueued = dispatch.enqueue(job, actor=ACTOR, message="enqueued by migrate_online")
+            enqueued = dispatch.enqueue(job, actor=ACTOR, message="enqueued by migrate_online",
+                                        using=self.using)
             if enqueued.message:
                 self.report(Note(enqueued.message, warning=enqueued.warning))
-            run = control.latest_run(job)
+            run = control.latest_run(job, using=self.using)
             result.progress[job] = one_line(progress_of(run)) if run else f"{job}: no run yet"
 
     # -- the deploy -------------------------------------------------------------------------
@@ -170,7 +175,7 @@ class OnlineExecutor:
                lock_wait: float) -> None:
         """Apply what the stage allows; with `wait`, wait at each gate and go on past it."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        deploy_lock.acquire(lock_wait, on_wait=self.note)
+        deploy_lock.acquire(lock_wait, on_wait=self.note, using=self.using)
         try:
             reconnects = 0
             while True:
@@ -178,12 +183,12 @@ class OnlineExecutor:
                     if self.deploy_pass(stage, wait, deadline, poll):
                         return
                 except DatabaseError as exc:
-                    if not pg.connection_lost(exc) or reconnects >= MAX_RECONNECTS:
+                    if not pg.connection_lost(exc, using=self.using) or reconnects >= MAX_RECONNECTS:
                         raise
                     reconnects += 1
                     self.reconnect(exc, reconnects, lock_wait)
         finally:
-            deploy_lock.release()
+            deploy_lock.release(self.using)
 
     def deploy_pass(self, stage: Stage | None, wait: bool, deadline: float | None,
                     poll: float) -> bool:
@@ -195,7 +200,8 @@ class OnlineExecutor:
             return True
         self.enqueue_gated(result)
         self.report(StoppedAtGates(result))
-        failed = [run for run in map(failed_run, result.jobs) if run is not None]
+        failed = [run for run in (failed_run(job, self.using) for job in result.jobs)
+                  if run is not None]
         if failed:
             raise JobFailed("a gate's job has failed: " + "; ".join(one_line(progress_of(r)) for r in failed)
                             + ". Fix the cause, then `python manage.py backfill retry JOB` and deploy again.")
@@ -205,7 +211,7 @@ class OnlineExecutor:
             return True
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         drive.wait_for(result.jobs, until_any=True, timeout=remaining, poll=poll,
-                       on_poll=lambda runs: self.report(Waiting(runs)))
+                       on_poll=lambda runs: self.report(Waiting(runs)), using=self.using)
         return False
 
     def note(self, text: str, warning: bool = False) -> None:
@@ -219,16 +225,16 @@ class OnlineExecutor:
         return "nothing pending" if stage is None else f"{stage}-deploy stage done; nothing pending"
 
     def reconnect(self, exc: DatabaseError, attempt: int, lock_wait: float) -> None:
-        connection.close()
+        connections[self.using].close()
         self.note(f"lost the database connection ({type(exc).__name__}: {str(exc).strip()}); "
                   f"reconnecting ({attempt}/{MAX_RECONNECTS})", warning=True)
-        error = pg.wait_for_database(RECONNECT_WAIT_SECONDS)
+        error = pg.wait_for_database(RECONNECT_WAIT_SECONDS, database=self.using)
         if error:
             raise MigrationsWorkerError(f"database not reachable again after "
                                         f"{RECONNECT_WAIT_SECONDS:.0f}s: {error}") from exc
-        deploy_lock.acquire(lock_wait, on_wait=self.note)
+        deploy_lock.acquire(lock_wait, on_wait=self.note, using=self.using)
 
 
-def failed_run(job: str) -> JobRun | None:
-    run = control.active_run(job)
+def failed_run(job: str, using: str = DEFAULT_DB_ALIAS) -> JobRun | None:
+    run = control.active_run(job, using=using)
     return run if run is not None and run.status == RunStatus.FAILED else None

@@ -1,5 +1,8 @@
 """One deploy step at a time per database: a session advisory lock, waited for, then refused.
 
+PostgreSQL scopes an advisory lock to its database, so each target has its own deploy lock: a
+deploy of one target never waits for a deploy of another, on the same server or not.
+
 A rerun may arrive while the session of the deploy it replaces is still being torn down by the
 server, so the lock is waited for a while before refusing. A killed deploy has its server
 session ended within a second (PostgreSQL 14+, `client_connection_check_interval`, set on every
@@ -12,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 
 from ..exceptions import DeployLocked
 
@@ -39,10 +42,11 @@ def holder(cursor) -> str:
     return f"pid {pid}, {application or 'unnamed'}, {state}: {' '.join(query.split())}"
 
 
-def acquire(wait: float, on_wait: Callable[[str], None] | None = None) -> None:
-    """Take the lock on this session, waiting up to `wait` seconds for another deploy to end;
-    DeployLocked, naming the holder, if it does not."""
-    with connection.cursor() as cursor:
+def acquire(wait: float, on_wait: Callable[[str], None] | None = None,
+            using: str = DEFAULT_DB_ALIAS) -> None:
+    """Take the lock of the database `using` on this session, waiting up to `wait` seconds for
+    another deploy of it to end; DeployLocked, naming the holder, if it does not."""
+    with connections[using].cursor() as cursor:
         deadline = time.monotonic() + wait
         told = False
         while True:
@@ -59,7 +63,8 @@ def acquire(wait: float, on_wait: Callable[[str], None] | None = None) -> None:
             time.sleep(0.5)
 
 
-def release() -> None:
+def release(using: str = DEFAULT_DB_ALIAS) -> None:
+    connection = connections[using]
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_unlock(%s)", [DEPLOY_LOCK_KEY])

@@ -2,12 +2,13 @@
 order they apply, each one's gates (as they stand) and the jobs it enqueues.
 
 The apply loop (`executor`), the plan (`plan`) and `migrate_online --check` read it here: the
-plan never builds an executor or pretends to run one.
+plan never builds an executor or pretends to run one. Everything is read from one target (its
+alias, `using`): its migrations table, its jobs' runs.
 """
 
 from __future__ import annotations
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 
@@ -31,9 +32,10 @@ def enqueues_of(migration: Migration) -> list[str]:
     return [op.job_name for op in operations_of(migration.operations, EnqueueJob)]
 
 
-def loader_executor() -> MigrationExecutor:
-    """Django's executor over the migrations on disk, refusing an inconsistent history or
-    conflicting leaves (as `migrate` does)."""
+def loader_executor(using: str = DEFAULT_DB_ALIAS) -> MigrationExecutor:
+    """Django's executor over the migrations on disk and those applied to the database `using`,
+    refusing an inconsistent history or conflicting leaves (as `migrate` does)."""
+    connection = connections[using]
     executor = MigrationExecutor(connection)
     executor.loader.check_consistent_history(connection)
     conflicts = executor.loader.detect_conflicts()
@@ -49,21 +51,23 @@ def unapplied(executor: MigrationExecutor) -> list[Migration]:
     return [migration for migration, _backwards in plan]
 
 
-def gate_lines(migration: Migration, seen: dict[str, gates.Gate]) -> list[str]:
-    """Each gate of `migration` as it stands (read only), and the jobs it enqueues; `seen`
-    keeps each job's gate as first read, for the migrations after it."""
+def gate_lines(migration: Migration, seen: dict[str, gates.Gate],
+               using: str = DEFAULT_DB_ALIAS) -> list[str]:
+    """Each gate of `migration` as it stands on `using` (read only), and the jobs it enqueues;
+    `seen` keeps each job's gate as first read, for the migrations after it."""
     lines = []
     for gate in gates_of(migration):
         if gate.job_name not in seen:
-            seen[gate.job_name] = gates.decide(gate.job_name, gate.limit(), ahead=True)
+            seen[gate.job_name] = gates.decide(gate.job_name, gate.limit(), ahead=True, using=using)
         lines.append(f"gate: {seen[gate.job_name].describe()}")
     return lines + [f"enqueues: {job}" for job in enqueues_of(migration)]
 
 
 def pending_runs(executor: MigrationExecutor, stage: Stage | None = None) -> list[JobRun]:
     """Runs still under way of the jobs the migrations enqueue or require (of one stage: the
-    jobs its migrations require)."""
-    if not gates.engine_tables_exist():
+    jobs its migrations require), on the executor's database."""
+    using = executor.connection.alias
+    if not gates.engine_tables_exist(using=using):
         return []
     jobs: set[str] = set()
     for migration in executor.loader.disk_migrations.values():
@@ -72,5 +76,5 @@ def pending_runs(executor: MigrationExecutor, stage: Stage | None = None) -> lis
                 jobs |= {gate.job_name for gate in gates_of(migration)}
             continue
         jobs |= {gate.job_name for gate in gates_of(migration)} | set(enqueues_of(migration))
-    runs = [control.active_run(job) for job in sorted(jobs)]
+    runs = [control.active_run(job, using=using) for job in sorted(jobs)]
     return [run for run in runs if run is not None]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-from django.db import DatabaseError, connection
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.migrations.migration import Migration
 
 from .. import conf
@@ -60,18 +60,19 @@ def scan_bytes_per_second() -> float:
     return float(conf.get("PLAN_SCAN_BYTES_PER_SECOND"))
 
 
-def build(stage: Stage | None = None) -> Plan:
-    """The plan of every unapplied migration (of `stage`, None: every stage), read only."""
-    executor = loader_executor()
+def build(stage: Stage | None = None, using: str = DEFAULT_DB_ALIAS) -> Plan:
+    """The plan of every unapplied migration (of `stage`, None: every stage) of the database
+    `using`, read only: its SQL rendered on its connection, its tables and jobs read there."""
+    executor = loader_executor(using)
     pending = unapplied(executor)
     state = executor._create_project_state(with_applied_migrations=True)
-    reader = _Catalog()
+    reader = _Catalog(using)
     seen_gates: dict[str, gates.Gate] = {}
     costs, before = [], ""
     for migration in pending:  # every one renders, so the next starts from the right state
         error, before_it = "", state.clone()
         try:
-            statements, state = collect_sql(migration, state, connection)
+            statements, state = collect_sql(migration, state, executor.connection)
         except Exception as exc:  # the plan says so instead of guessing
             error = f"{type(exc).__name__}: {exc}"
             state = migration.mutate_state(before_it, preserve=True)
@@ -82,16 +83,18 @@ def build(stage: Stage | None = None) -> Plan:
         if stage is not None and stage_of(migration) != stage:
             continue
         costs.append(MigrationCost(label(migration), str(stage_of(migration)), migration.atomic,
-                                   gate_lines(migration, seen_gates), steps,
+                                   gate_lines(migration, seen_gates, using), steps,
                                    _jobs(migration, seen_gates, reader), error))
     return Plan("all" if stage is None else str(stage), costs, rows_per_second(),
-                scan_bytes_per_second())
+                scan_bytes_per_second(), using)
 
 
 class _Catalog:
-    """Table sizes and index owners, read once each; tables this plan creates are new."""
+    """Table sizes and index owners, read once each from the database `using`; tables this plan
+    creates are new."""
 
-    def __init__(self):
+    def __init__(self, using: str):
+        self.using = using
         self.stats: dict[str, tuple[int | None, int | None]] = {}
         self.created: set[str] = set()
         self.indexes: dict[str, str] = {}  # index -> table, of indexes this plan builds
@@ -100,7 +103,8 @@ class _Catalog:
     def gate(self, job: str) -> gates.Gate:
         """Where a job stands (rows left, its run), read once."""
         if job not in self.gates:
-            self.gates[job] = gates.decide(job, gates.default_inline_limit(), ahead=True)
+            self.gates[job] = gates.decide(job, gates.default_inline_limit(), ahead=True,
+                                           using=self.using)
         return self.gates[job]
 
     def saw(self, code: str, found: locks.StatementLocks) -> None:
@@ -111,7 +115,7 @@ class _Catalog:
         self.indexes.update(created_indexes(code))
 
     def table_of_index(self, index: str) -> str:
-        with connection.cursor() as cursor:
+        with connections[self.using].cursor() as cursor:
             cursor.execute(INDEX_TABLE, [index])
             row = cursor.fetchone()
         return row[0] if row else self.indexes.get(index, index)
@@ -119,7 +123,7 @@ class _Catalog:
     def cost(self, lock: locks.TableLock) -> TableCost:
         table = self.table_of_index(lock.table) if lock.by_index else lock.table
         if table not in self.stats:
-            with connection.cursor() as cursor:
+            with connections[self.using].cursor() as cursor:
                 cursor.execute(TABLE_STATS, [table])
                 row = cursor.fetchone()
             self.stats[table] = (None, None) if row is None else (row[0] if row[0] >= 0 else None,
@@ -209,7 +213,8 @@ def _job(name: str, role: str, seen: dict[str, gates.Gate], reader: _Catalog) ->
             rows_source = "the table's estimate" if rows is not None else "table not found"
         except DatabaseError:
             rows, rows_source = None, "table not found"
-    run = gate.run or (control.latest_run(name) if gates.engine_tables_exist() else None)
+    run = gate.run or (control.latest_run(name, using=reader.using)
+                       if gates.engine_tables_exist(using=reader.using) else None)
     rate, rate_source = None, ""
     if run is not None:
         rate = sampled_rate(run) or progress_of(run).rows_per_second

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from django.db import DEFAULT_DB_ALIAS
+
 
 def seconds(text: str) -> float:
     """A duration in seconds from the command line: a finite number, zero or more."""
@@ -33,3 +35,14 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return value
+
+
+def add_database(parser: argparse.ArgumentParser) -> None:
+    """`--database NAME`: the target a command works on (checked by `conf.require_target`)."""
+    parser.add_argument("--database", default=DEFAULT_DB_ALIAS, metavar="NAME",
+                        help="the target database (a declared target; default: default)")
+
+
+def database_flag(using: str) -> str:
+    """The option a follow-up command needs to reach the same database ('' for default)."""
+    return "" if using == DEFAULT_DB_ALIAS else f" --database {using}"

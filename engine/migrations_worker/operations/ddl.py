@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 
-from django.db import DatabaseError, connection, migrations, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, migrations, transaction
 from django.db.migrations.operations.base import Operation
 from psycopg import sql
 
@@ -43,8 +43,10 @@ def run_step(
     lock_retry: LockRetry | None = None,
     description: str = "",
     before_attempt: Callable[[], None] | None = None,
+    using: str = DEFAULT_DB_ALIAS,
 ) -> int:
-    """Run `statements` in one transaction under lock_timeout, retrying on 55P03 only.
+    """Run `statements` in one transaction under lock_timeout, retrying on 55P03 only, on the
+    database `using` (the one being migrated: `schema_editor.connection.alias`).
 
     `long_running` lifts statement_timeout (index builds, VALIDATE CONSTRAINT): they hold only
     weak locks, and cutting them short would leave an invalid index behind. A step of a single
@@ -52,7 +54,8 @@ def run_step(
     `before_attempt` runs before every attempt, e.g. to drop the INVALID index that a
     CONCURRENTLY build refused its lock leaves behind. Returns the number of attempts it took.
     """
-    concurrent = _is_concurrent(statements)
+    connection = connections[using]
+    concurrent = _is_concurrent(statements, connection)
 
     def execute() -> None:
         with connection.cursor() as cursor:
@@ -63,9 +66,10 @@ def run_step(
         execute,
         long_running=long_running,
         lock_retry=lock_retry,
-        description=description or _describe(statements),
+        description=description or _describe(statements, connection),
         before_attempt=before_attempt,
         in_transaction=not concurrent,
+        using=using,
     )
 
 
@@ -77,14 +81,16 @@ def run_callable_step(
     description: str = "",
     before_attempt: Callable[[], None] | None = None,
     in_transaction: bool = True,
+    using: str = DEFAULT_DB_ALIAS,
 ) -> int:
     """The retry loop behind every lock-safe step (see `run_step`): one attempt per row of the
     timing table, until one is granted its lock. While it backs off, running jobs step aside."""
-    pg.require_no_transaction("a lock-safe DDL step")
+    pg.require_no_transaction("a lock-safe DDL step", using=using)
+    connection = connections[using]
     lock_retry = lock_retry or LockRetry.resolve()
     attempts = list(lock_retry.attempts())
     began = time.monotonic()
-    with backing_off() as signal:
+    with backing_off(using) as signal:
         for attempt in attempts:
             if before_attempt is not None:
                 before_attempt()
@@ -92,7 +98,7 @@ def run_callable_step(
                                        concurrent=not in_transaction)
             started = time.monotonic()
             try:
-                with (transaction.atomic() if in_transaction else nullcontext(),
+                with (transaction.atomic(using=using) if in_transaction else nullcontext(),
                       connection.cursor() as cursor, pg.timeouts(cursor, **limits)):
                     step()
             except Exception as exc:
@@ -118,10 +124,11 @@ def run_callable_step(
 
 
 @contextmanager
-def backing_off() -> Iterator[Callable[[], None]]:
-    """Yields a function that, called after a refused request, shows the running jobs that a
-    deploy step is backing off (`pg.DDL_BACKING_OFF_KEY`, see throttle.ddl_backing_off) until
-    the step ends, granted or not."""
+def backing_off(using: str = DEFAULT_DB_ALIAS) -> Iterator[Callable[[], None]]:
+    """Yields a function that, called after a refused request, shows the running jobs of the
+    database `using` that a deploy step is backing off (`pg.DDL_BACKING_OFF_KEY`, see
+    throttle.ddl_backing_off) until the step ends, granted or not."""
+    connection = connections[using]
     held = False
 
     def signal() -> None:
@@ -156,18 +163,19 @@ def timeout_sql(
     ]
 
 
-def _is_concurrent(statements: Sequence[str | sql.Composable]) -> bool:
+def _is_concurrent(statements: Sequence[str | sql.Composable], connection) -> bool:
     """A lone CONCURRENTLY statement: it must run outside a transaction block."""
-    return len(statements) == 1 and "CONCURRENTLY" in text_of(statements[0]).upper()
+    return len(statements) == 1 and "CONCURRENTLY" in text_of(statements[0], connection).upper()
 
 
-def text_of(statement: str | sql.Composable) -> str:
-    """A statement as PostgreSQL reads it (a composed one rendered on the connection)."""
+def text_of(statement: str | sql.Composable, connection) -> str:
+    """A statement as PostgreSQL reads it (a composed one rendered on `connection`, the Django
+    connection of the database being migrated)."""
     return statement if isinstance(statement, str) else statement.as_string(connection.connection)
 
 
-def _describe(statements: Sequence[str | sql.Composable]) -> str:
-    first = " ".join(text_of(statements[0]).split())
+def _describe(statements: Sequence[str | sql.Composable], connection) -> str:
+    first = " ".join(text_of(statements[0], connection).split())
     return first[:90] + ("..." if len(first) > 90 or len(statements) > 1 else "")
 
 
@@ -213,15 +221,17 @@ class SafeSQL(LockSafeOperation):
         if schema_editor.collect_sql:  # sqlmigrate: show the SQL, run nothing
             for step in steps:
                 schema_editor.collected_sql.extend(
-                    timeout_sql(long_running=self.long_running, concurrent=_is_concurrent(step),
+                    timeout_sql(long_running=self.long_running,
+                                concurrent=_is_concurrent(step, schema_editor.connection),
                                 lock_retry=lock_retry)
                 )
                 for statement in step:
-                    schema_editor.collected_sql.append(text_of(statement).rstrip(";") + ";")
+                    schema_editor.collected_sql.append(
+                        text_of(statement, schema_editor.connection).rstrip(";") + ";")
             return
         for step in steps:
             run_step(step, long_running=self.long_running, lock_retry=lock_retry,
-                     description=self.description)
+                     description=self.description, using=schema_editor.connection.alias)
 
     def describe(self):
         return self.description or "Lock-safe SQL"
@@ -271,7 +281,8 @@ class Safely(Operation):
             try:
                 for operation, (before, after) in pairs if forwards else reversed(pairs):
                     if (forwards and not schema_editor.collect_sql
-                            and _already_done(app_label, operation, before, after)):
+                            and _already_done(app_label, operation, before, after,
+                                              schema_editor.connection)):
                         log.info("%s: already in the database, skipped", operation.describe())
                         continue
                     if forwards:
@@ -292,13 +303,14 @@ class Safely(Operation):
             schema_editor.collected_sql.extend(timeout_sql(long_running=False, lock_retry=lock_retry))
             apply()
             return
-        run_callable_step(apply, lock_retry=lock_retry, description=self.describe())
+        run_callable_step(apply, lock_retry=lock_retry, description=self.describe(),
+                          using=schema_editor.connection.alias)
 
     def describe(self):
         return "Lock-safe: " + "; ".join(op.describe() for op in self.operations)
 
 
-def _column_exists(table: str, column: str) -> bool:
+def _column_exists(table: str, column: str, connection) -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
@@ -308,15 +320,15 @@ def _column_exists(table: str, column: str) -> bool:
         return cursor.fetchone() is not None
 
 
-def _already_done(app_label: str, operation: Operation, before, after) -> bool:
+def _already_done(app_label: str, operation: Operation, before, after, connection) -> bool:
     """Whether an AddField / RemoveField already took effect: a step that committed before its
     migration was recorded (a crash in between) is skipped on the re-run instead of failing."""
     if isinstance(operation, migrations.AddField):
         model = after.apps.get_model(app_label, operation.model_name)
         column = model._meta.get_field(operation.name).column
-        return column is not None and _column_exists(model._meta.db_table, column)
+        return column is not None and _column_exists(model._meta.db_table, column, connection)
     if isinstance(operation, migrations.RemoveField):
         model = before.apps.get_model(app_label, operation.model_name)
         column = model._meta.get_field(operation.name).column
-        return column is not None and not _column_exists(model._meta.db_table, column)
+        return column is not None and not _column_exists(model._meta.db_table, column, connection)
     return False

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.operations.base import Operation
 from psycopg import sql
 
@@ -21,9 +21,9 @@ log = logging.getLogger("migrations_worker.ddl")
 INDEX_ORDER = {"": sql.SQL(""), "ASC": sql.SQL(" ASC"), "DESC": sql.SQL(" DESC")}
 
 
-def index_state(name: str) -> str:
+def index_state(name: str, *, using: str = DEFAULT_DB_ALIAS) -> str:
     """'missing', 'valid' or 'invalid' (a CONCURRENTLY build that died half-way)."""
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
             "WHERE c.relname = %s AND c.relnamespace = 'public'::regnamespace",
@@ -76,12 +76,13 @@ class CreateIndexConcurrently(LockSafeOperation):
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         self._apply(schema_editor, self.create_sql(), lambda lock_retry: ensure_index(
-            self.name, self.create_sql(), self.drop_sql(), lock_retry))
+            self.name, self.create_sql(), self.drop_sql(), lock_retry,
+            using=schema_editor.connection.alias))
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         self._apply(schema_editor, self.drop_sql(), lambda lock_retry: run_step(
             [self.drop_sql()], long_running=True, lock_retry=lock_retry,
-            description=f"drop index {self.name}"))
+            description=f"drop index {self.name}", using=schema_editor.connection.alias))
 
     def _apply(self, schema_editor, statement: sql.Composable,
                run: Callable[[LockRetry], object]) -> None:
@@ -90,7 +91,7 @@ class CreateIndexConcurrently(LockSafeOperation):
         if schema_editor.collect_sql:
             schema_editor.collected_sql.extend(
                 timeout_sql(long_running=True, concurrent=True, lock_retry=lock_retry))
-            schema_editor.collected_sql.append(text_of(statement) + ";")
+            schema_editor.collected_sql.append(text_of(statement, schema_editor.connection) + ";")
             return
         run(lock_retry)
 
@@ -99,16 +100,16 @@ class CreateIndexConcurrently(LockSafeOperation):
 
 
 def ensure_index(name: str, create: sql.Composable, drop: sql.Composable,
-                 lock_retry: LockRetry | None = None) -> None:
-    if index_state(name) == "valid":
+                 lock_retry: LockRetry | None = None, *, using: str = DEFAULT_DB_ALIAS) -> None:
+    if index_state(name, using=using) == "valid":
         log.info("index %s already exists and is valid", name)
         return
 
     def drop_if_invalid() -> None:
-        if index_state(name) == "invalid":
+        if index_state(name, using=using) == "invalid":
             log.warning("index %s is INVALID (a failed build); dropping it to rebuild", name)
             run_step([drop], long_running=True, lock_retry=lock_retry,
-                     description=f"drop invalid index {name}")
+                     description=f"drop invalid index {name}", using=using)
 
     run_step([create], long_running=True, lock_retry=lock_retry,
-             description=f"create index {name}", before_attempt=drop_if_invalid)
+             description=f"create index {name}", before_attempt=drop_if_invalid, using=using)

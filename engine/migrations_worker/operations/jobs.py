@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from django.db import DEFAULT_DB_ALIAS
+
 from .. import pg
 from ..exceptions import Irreversible
 from ..runs import control, dispatch, gates
@@ -48,7 +50,8 @@ class EnqueueJob(JobOperation):
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         dispatch.enqueue(self.job_name, actor="migrate", message="enqueued by migration",
-                         batch_size=self.batch_size, workers=self.workers)
+                         batch_size=self.batch_size, workers=self.workers,
+                         using=schema_editor.connection.alias)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         """Refused while the job has a run that is not over: taking its migration back would
@@ -56,7 +59,7 @@ class EnqueueJob(JobOperation):
         migration again starts the job anew if its verification finds work (dispatch.enqueue)."""
         if schema_editor.collect_sql:
             return
-        run = control.active_run(self.job_name)
+        run = control.active_run(self.job_name, using=schema_editor.connection.alias)
         if run is not None:
             raise Irreversible(
                 f"migrating {app_label} back refused: data job {self.job_name} has run #{run.pk} "
@@ -92,16 +95,18 @@ class RequireJob(JobOperation):
         """The rows this gate finishes inline (None: the site's MW_GATE_INLINE_LIMIT)."""
         return gates.default_inline_limit() if self.inline_limit is None else self.inline_limit
 
-    def pass_gate(self, needed_by: str) -> None:
-        """Decide the gate and act on it (`gates.pass_gate`): return once the job is finished,
-        finishing a small remainder inline; raise JobNotFinished if it is not."""
-        gates.pass_gate(self.job_name, self.limit(), needed_by=needed_by)
+    def pass_gate(self, needed_by: str, *, using: str = DEFAULT_DB_ALIAS) -> None:
+        """Decide the gate on the database `using` and act on it (`gates.pass_gate`): return
+        once the job is finished, finishing a small remainder inline; raise JobNotFinished if
+        it is not."""
+        gates.pass_gate(self.job_name, self.limit(), needed_by=needed_by, using=using)
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         # Finishing the job inline commits batch by batch.
-        pg.require_no_transaction(f"RequireJob({self.job_name!r})")
+        using = schema_editor.connection.alias
+        pg.require_no_transaction(f"RequireJob({self.job_name!r})", using=using)
         if self.job_name not in _PASSED.get():
-            self.pass_gate(needed_by=app_label)
+            self.pass_gate(needed_by=app_label, using=using)
 
     def describe(self):
         return f"Require data job {self.job_name} to be finished"

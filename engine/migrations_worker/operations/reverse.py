@@ -20,8 +20,6 @@ own message, which would hide this one. Both raise `exceptions.Irreversible` (ex
 
 from __future__ import annotations
 
-from django.db import connection
-
 from ..exceptions import Irreversible
 from .base import DeclaredOperation
 
@@ -39,15 +37,16 @@ class ReverseRefusal(DeclaredOperation):
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         pass
 
-    def refusal(self, app_label: str) -> str:
-        """The refusal's message, or "" to let the reverse go on."""
+    def refusal(self, app_label: str, connection) -> str:
+        """The refusal's message, or "" to let the reverse go on; `connection` is the database
+        being migrated."""
         raise NotImplementedError
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
         if schema_editor.collect_sql:  # sqlmigrate --backwards: show the check, run nothing
             schema_editor.collected_sql.append(f"-- {self.describe()}")
             return
-        message = self.refusal(app_label)
+        message = self.refusal(app_label, schema_editor.connection)
         if message:
             raise Irreversible(f"migrating {app_label} back refused: {message}")
 
@@ -58,7 +57,7 @@ class RefuseReverse(ReverseRefusal):
     def __init__(self, reason: str):
         self.reason = reason
 
-    def refusal(self, app_label: str) -> str:
+    def refusal(self, app_label: str, connection) -> str:
         return self.reason
 
     def describe(self):
@@ -76,7 +75,7 @@ class RefuseReverseWhile(ReverseRefusal):
         self.query = query
         self.reason = reason
 
-    def refusal(self, app_label: str) -> str:
+    def refusal(self, app_label: str, connection) -> str:
         with connection.cursor() as cursor:
             cursor.execute(self.query)
             found = cursor.fetchone()[0]

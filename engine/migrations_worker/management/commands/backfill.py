@@ -27,7 +27,7 @@ from migrations_worker import conf
 from migrations_worker.checks import require_supported_database
 from migrations_worker.exceptions import InvalidInput, InvalidTransition, JobFailed
 from migrations_worker.job import UndoJob, get_job, job_classes, undo_job_for
-from migrations_worker.management.arguments import positive_int, seconds
+from migrations_worker.management.arguments import add_database, database_flag, positive_int, seconds
 from migrations_worker.management.base import EngineCommand
 from migrations_worker.models import JobRun, QuarantinedKey, RunStatus
 from migrations_worker.runs import control, dispatch, drive, runner, undo
@@ -107,8 +107,7 @@ class Command(EngineCommand):
         wait.add_argument("names", nargs="+", metavar="NAME")
         wait.add_argument("--timeout", type=seconds, default=None, help="seconds; exit 5 after")
         for action in sub.choices.values():
-            action.add_argument("--database", default=DEFAULT_DB_ALIAS, metavar="NAME",
-                                help="the target database (a declared target; default: default)")
+            add_database(action)
 
     def handle(self, *args, **options) -> None:
         self.console = Console(file=self.stdout, highlight=False, soft_wrap=True)
@@ -147,8 +146,7 @@ class Command(EngineCommand):
         return "" if self.using == DEFAULT_DB_ALIAS else f" on database {self.using}"
 
     def _flag(self) -> str:
-        """The option a follow-up command needs to reach the same database."""
-        return "" if self.using == DEFAULT_DB_ALIAS else f" --database {self.using}"
+        return database_flag(self.using)
 
     def _status_table(self, runs: list[JobRun]) -> Table:
         table = Table("run", "job", "status", "progress", "rows/s", "ETA", "batch", "hold / error")

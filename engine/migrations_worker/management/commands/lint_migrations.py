@@ -17,7 +17,8 @@ from collections import defaultdict
 
 from django.core.management.base import BaseCommand, CommandError
 
-from migrations_worker import lint
+from migrations_worker import conf, lint
+from migrations_worker.management.arguments import add_database
 
 
 class Command(BaseCommand):
@@ -30,12 +31,13 @@ class Command(BaseCommand):
             help="apps to lint (default: MIGRATIONS_WORKER['LINT_APPS'] in settings, else every "
             f"installed app with migrations outside site-packages; here: {', '.join(lint.lint_apps())})",
         )
-        parser.add_argument("--database", default="default")
+        add_database(parser)  # the target whose connection renders the SQL
         parser.add_argument("--format", choices=("text", "json"), default="text")
 
     def handle(self, *args, **options) -> None:
         try:
-            result = lint.lint(options["app_labels"] or None, database=options["database"])
+            result = lint.lint(options["app_labels"] or None,
+                               database=conf.require_target(options["database"]))
         except LookupError as exc:
             raise CommandError(str(exc), returncode=2) from None
         if options["format"] == "json":

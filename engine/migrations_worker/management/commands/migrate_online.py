@@ -9,7 +9,7 @@
     migrate_online --wait [--timeout S]
                                     ... and wait for each gate's job with live progress, going on
                                     past each gate as its job finishes
-    migrate_online --check          change nothing; exit 8 if migrations or jobs are pending (of
+    migrate_online --check [--json] change nothing; exit 8 if migrations or jobs are pending (of
                                     every stage, or of --stage)
     migrate_online --plan [--json]  print the unapplied migrations with each one's stage and gate,
                                     every statement's lock, table (rows, size) and rough duration,
@@ -18,6 +18,10 @@
     migrate_online --preflight [--min-age S] [--session-wait S] [--strict]
                                     warn about (or wait out) sessions that would stall DDL
     migrate_online --postflight     fail if any index is INVALID or any constraint unvalidated
+
+Every form takes `--database NAME`: the target (a declared database, `default` unless told) whose
+migrations, jobs, deploy lock and sessions it works on; nothing of another database is touched,
+and each target has its own deploy lock, so deploys of two targets run side by side.
 
 Why `pre` is the default: the step a pipeline runs before (or while) rolling out a release must
 never break the release still serving traffic, and a forgotten flag must fail safe: without
@@ -41,7 +45,7 @@ from django.core.management.color import Style
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 
-from migrations_worker import pg
+from migrations_worker import conf, pg
 from migrations_worker.checks import require_supported_database
 from migrations_worker.deploy import checks as deploy_checks
 from migrations_worker.deploy import costs, pending, plan
@@ -57,7 +61,12 @@ from migrations_worker.deploy.events import (
 )
 from migrations_worker.deploy.executor import OnlineExecutor
 from migrations_worker.exceptions import InvalidInput, Pending, TimedOut, UnsafeDatabase
-from migrations_worker.management.arguments import positive_seconds, seconds
+from migrations_worker.management.arguments import (
+    add_database,
+    database_flag,
+    positive_seconds,
+    seconds,
+)
 from migrations_worker.management.base import EngineCommand
 from migrations_worker.models import JobRun
 from migrations_worker.operations import Stage
@@ -72,8 +81,10 @@ class Screen:
     """What the deploy reports, as the operator reads it: a line per migration applied, the
     gates a pass stopped at, live bars (or a line every ten seconds in a log) while waiting."""
 
-    def __init__(self, stdout: OutputWrapper, style: Style, console: Console, verbosity: int):
+    def __init__(self, stdout: OutputWrapper, style: Style, console: Console, verbosity: int,
+                 using: str):
         self.stdout, self.style, self.console, self.verbosity = stdout, style, console, verbosity
+        self.flag = database_flag(using)  # what the commands it suggests need to reach it
         self.bar: Progress | None = None
         self.tasks: dict[str, int] = {}
         self.last_line = 0.0
@@ -103,11 +114,12 @@ class Screen:
         for migration, job in result.gated.items():
             self.console.print(f"  {migration} waits for job {job}\n    {result.progress[job]}")
         for job in result.jobs:
-            self.console.print(f"  watch it:  python manage.py backfill status {job} --watch")
-            self.console.print(f"  finish it in the foreground:  python manage.py backfill run {job}")
+            self.console.print(f"  watch it:  python manage.py backfill status {job} --watch{self.flag}")
+            self.console.print(f"  finish it in the foreground:  python manage.py backfill run {job}"
+                               f"{self.flag}")
         for migration, parent in result.held.items():
             self.console.print(f"  {migration} (needs {parent})")
-        self.console.print("  then:  python manage.py migrate_online   (or --wait to wait here)")
+        self.console.print(f"  then:  python manage.py migrate_online{self.flag}   (or --wait to wait here)")
 
     def waiting(self, runs: dict[str, JobRun | None]) -> None:
         if self.bar is None:
@@ -157,7 +169,8 @@ class Command(EngineCommand):
                                  "it; all: every migration in order (no previous release running). "
                                  "With --plan / --check: only that stage (default: every stage)")
         parser.add_argument("--json", action="store_true",
-                            help="with --plan: the plan as JSON, for pipelines")
+                            help="with --plan or --check: the answer as JSON, for pipelines")
+        add_database(parser)
         parser.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
                             help="with --wait: give up (exit 5) after this long")
         parser.add_argument("--poll", type=positive_seconds, default=2.0, metavar="SECONDS",
@@ -177,7 +190,8 @@ class Command(EngineCommand):
     def handle(self, *args, **options) -> None:
         self.console = Console(file=self.stdout, highlight=False, soft_wrap=True)
         self.verbosity = options["verbosity"]
-        self.screen = Screen(self.stdout, self.style, self.console, self.verbosity)
+        self.using = conf.require_target(options["database"])
+        self.screen = Screen(self.stdout, self.style, self.console, self.verbosity, self.using)
         if options["wait_for_db"] is not None:
             return self.wait_for_db(options["wait_for_db"])
         if options["preflight"]:
@@ -185,15 +199,15 @@ class Command(EngineCommand):
         if options["postflight"]:
             return self.postflight()
         shown = STAGES[options["stage"] or "all"]
-        if options["json"] and not options["plan"]:
-            raise InvalidInput("--json goes with --plan")
+        if options["json"] and not (options["plan"] or options["check"]):
+            raise InvalidInput("--json goes with --plan or --check")
         if options["plan"]:
             return self.show_plan(shown, as_json=options["json"])
         if options["check"]:
-            return self.check(shown)
-        require_supported_database()
+            return self.check(shown, as_json=options["json"])
+        require_supported_database(self.using)
         try:
-            OnlineExecutor(self.screen, verbosity=self.verbosity).deploy(
+            OnlineExecutor(self.screen, verbosity=self.verbosity, using=self.using).deploy(
                 stage=STAGES[options["stage"] or "pre"], wait=options["wait"],
                 timeout=options["timeout"], poll=options["poll"], lock_wait=options["lock_wait"])
         finally:
@@ -202,7 +216,7 @@ class Command(EngineCommand):
     # -- read-only views ----------------------------------------------------------------------
 
     def show_plan(self, stage: Stage | None, as_json: bool = False) -> None:
-        found = plan.build(stage)
+        found = plan.build(stage, self.using)
         if as_json:
             self.stdout.write(json.dumps(found.as_dict(), indent=2))
             return
@@ -214,38 +228,49 @@ class Command(EngineCommand):
         for line in costs.text_lines(found):
             self.console.print(line, markup=False)
 
-    def check(self, stage: Stage | None) -> None:
-        executor = pending.loader_executor()
+    def check(self, stage: Stage | None, as_json: bool = False) -> None:
+        executor = pending.loader_executor(self.using)
         migrations = [m for m in pending.unapplied(executor) if stage in (None, stage_of(m))]
         runs = pending.pending_runs(executor, stage)
         seen: dict[str, Gate] = {}
-        for migration in migrations:
-            lines = pending.gate_lines(migration, seen)
-            self.console.print(f"pending {stage_of(migration)}-deploy migration "
-                               f"{pending.label(migration)}"
-                               + "".join(f"\n    {line}" for line in lines))
-        for run in runs:
-            self.console.print(f"pending job {one_line(progress_of(run))}")
+        found = [(migration, pending.gate_lines(migration, seen, self.using))
+                 for migration in migrations]
+        if as_json:
+            self.stdout.write(json.dumps({
+                "database": self.using, "stage": "all" if stage is None else str(stage),
+                "migrations": [{"migration": pending.label(m), "stage": str(stage_of(m)),
+                                "gates": lines} for m, lines in found],
+                "jobs": [{"job": run.job_name, "run": run.pk, "status": run.status,
+                          "progress": one_line(progress_of(run))} for run in runs],
+            }, indent=2))
+        else:
+            for migration, lines in found:
+                self.console.print(f"pending {stage_of(migration)}-deploy migration "
+                                   f"{pending.label(migration)}"
+                                   + "".join(f"\n    {line}" for line in lines))
+            for run in runs:
+                self.console.print(f"pending job {one_line(progress_of(run))}")
         if migrations or runs:
             raise Pending(f"{len(migrations)} migration(s) and {len(runs)} job(s) pending")
-        self.console.print("migrate_online --check: nothing pending")
+        if not as_json:
+            self.console.print("migrate_online --check: nothing pending")
 
     # -- around the migration -------------------------------------------------------------------
 
     def wait_for_db(self, timeout: float) -> None:
-        error = pg.wait_for_database(timeout)
+        error = pg.wait_for_database(timeout, database=self.using)
         if error:
             raise TimedOut(f"database not reachable after {timeout:.0f}s: {error}")
         self.console.print("database is up")
 
     def preflight(self, options) -> None:
         min_age = options["min_age"]
-        sessions = deploy_checks.blocking_sessions(min_age)
+        sessions = deploy_checks.blocking_sessions(min_age, self.using)
         for session in sessions:
             self.screen.note(f"a session would stall DDL: {session.describe()}", warning=True)
         if sessions and options["session_wait"] > 0:
             self.console.print(f"waiting up to {options['session_wait']:.0f}s for them to end...")
-            sessions = deploy_checks.wait_for_quiet(min_age, options["session_wait"])
+            sessions = deploy_checks.wait_for_quiet(min_age, options["session_wait"], self.using)
         if not sessions:
             self.console.print(f"preflight: no session in a transaction older than {min_age:.0f}s")
             return
@@ -259,7 +284,7 @@ class Command(EngineCommand):
         self.screen.note(message, warning=True)
 
     def postflight(self) -> None:
-        problems = deploy_checks.schema_problems()
+        problems = deploy_checks.schema_problems(self.using)
         if problems:
             raise UnsafeDatabase("the schema was left half-migrated:\n" + "\n".join(
                 f"  {problem.describe()}" for problem in problems))

@@ -26,23 +26,20 @@ DATABASES["default"]["TEST"] = {"NAME": TEST_DATABASE_NAME}  # noqa: F405
 # database on the same server, and `far`, on the second server (`deploy/services.sh second up`).
 # Their test names derive from TEST_DATABASE_NAME too. A worker subprocess gets DATABASE_URL and
 # SECOND_DATABASE_URL pointing at the test databases (tests/conftest.py), so the same names
-# reach the same databases there. Their tables (the engine's and engine_app's: the router) are
-# made from the models, not by migrating: the project's migration operations still run their SQL
-# on `default` whatever the alias (the deploy's targets come next), and these tests are about a
-# run's life, not a deploy.
+# reach the same databases there. Each is migrated like `default`, with the project's own
+# migrations: every migration operation runs on the database being migrated.
 SECOND_DATABASE_URL = os.environ.get("SECOND_DATABASE_URL",
                                      "postgres://postgres@127.0.0.1:55434/investments2")
 DATABASES["near"] = {  # noqa: F405
     **DATABASES["default"],  # noqa: F405
     "NAME": f"{DATABASES['default']['NAME']}_near",  # noqa: F405
-    "TEST": {"NAME": f"{TEST_DATABASE_NAME}_near", "MIGRATE": False},
+    "TEST": {"NAME": f"{TEST_DATABASE_NAME}_near"},
 }
 DATABASES["far"] = {  # noqa: F405
     **mw_targets.database_settings(mw_targets.Target("far", SECOND_DATABASE_URL),
                                    DATABASES["default"]),  # noqa: F405
-    "TEST": {"NAME": f"{TEST_DATABASE_NAME}_far", "MIGRATE": False},
+    "TEST": {"NAME": f"{TEST_DATABASE_NAME}_far"},
 }
-DATABASE_ROUTERS = ["tests.engine_app.routers.TestTargetsRouter"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_BEAT_SCHEDULE = {
     name: {**entry, "schedule": 1.0} for name, entry in CELERY_BEAT_SCHEDULE.items()
