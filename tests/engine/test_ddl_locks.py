@@ -276,11 +276,15 @@ def test_a_step_backing_off_from_a_lock_puts_running_jobs_on_hold_until_it_ends(
     step = threading.Thread(target=migrate)
     step.start()
     try:
+        # While its lock request waits, the step is a lock waiter on the table (that check
+        # comes first); between its attempts it is backing off, which is what the job is told.
         seen = []
         wait_until(lambda: seen.append(health_hold(tables, tuning, using="default"))
-                   or seen[-1] is not None, 10, message="the job to be told")
+                   or getattr(seen[-1], "kind", None) == HoldKind.DDL_BACKOFF, 10,
+                   message="the job to be told")
         assert seen[-1] == Hold(HoldKind.DDL_BACKOFF,
                                 "1 deploy step(s) backing off from a lock: stepping aside")
+        assert {hold.kind for hold in seen if hold} <= {HoldKind.LOCK_WAITERS, HoldKind.DDL_BACKOFF}
     finally:
         holder.close()  # the step's next request is granted
     step.join(30)
