@@ -16,14 +16,16 @@ from __future__ import annotations
 import json
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.db import connection
 
 from seed.releases import instruments, positions, verify_writes
-from tests.scratch import ScratchDatabase
+from tests.scratch import Database, ScratchDatabase
 from tests.workers import Processes, flush_broker
 
 # Slow jobs (a pause after each batch, groups merged one by one) and more duplicate groups, so
@@ -69,14 +71,13 @@ class Traffic:
         return json.loads(self.output.read_text())
 
 
-@pytest.fixture
-def releases(seeded, tmp_path):
-    """Starts a release's load; whatever is still running when the test ends (an assertion
-    failed before it was stopped) is killed, so no load outlives its test."""
+def started_releases(db: ScratchDatabase, workdir: Path) -> Iterator[Callable[[str], Traffic]]:
+    """For a fixture: starts a release's load on `db`; whatever is still running when the test
+    ends (an assertion failed before it was stopped) is killed, so no load outlives its test."""
     started: list[Traffic] = []
 
     def start(release: str) -> Traffic:
-        started.append(Traffic(seeded, release, tmp_path))
+        started.append(Traffic(db, release, workdir))
         return started[-1]
 
     yield start
@@ -86,9 +87,15 @@ def releases(seeded, tmp_path):
             traffic.process.wait(timeout=10)
 
 
-def stage(db: ScratchDatabase, name: str) -> str:
-    result = db.manage("migrate_online", "--stage", name, "--wait", "--timeout", "300", "--poll", "0.3",
-                       timeout=400, check=False)
+@pytest.fixture
+def releases(seeded, tmp_path):
+    yield from started_releases(seeded, tmp_path)
+
+
+def stage(db: ScratchDatabase | Database, name: str, *options: str) -> str:
+    """One stage of the deploy (`--wait`ed), which must succeed; `options` e.g. `--database far`."""
+    result = db.manage("migrate_online", *options, "--stage", name, "--wait", "--timeout", "300",
+                       "--poll", "0.3", timeout=400, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 

@@ -20,7 +20,7 @@ from migrations_worker.deploy.lock import DEPLOY_LOCK_KEY
 from migrations_worker.models import JobRun
 from seed.releases import verify_writes
 from tests.conftest import database_url
-from tests.deploy.test_rolling_deploy import TUNING, Traffic
+from tests.deploy.test_rolling_deploy import TUNING, stage, started_releases
 from tests.scratch import Database, ScratchDatabase
 from tests.workers import Processes, flush_broker, wait_until
 
@@ -75,26 +75,8 @@ def far_workers(far_legacy, tmp_path, request):
 @pytest.fixture
 def far_releases(far_legacy, tmp_path):
     """A release's load on the far database: the application of that region, whose own
-    database is `far` (its DATABASE_URL); killed if a test ends before stopping it."""
-    _, scratch = far_legacy
-    started: list[Traffic] = []
-
-    def start(release: str) -> Traffic:
-        started.append(Traffic(scratch, release, tmp_path))
-        return started[-1]
-
-    yield start
-    for traffic in started:
-        if traffic.process.poll() is None:
-            traffic.process.kill()
-            traffic.process.wait(timeout=10)
-
-
-def far_stage(fleet: Database, name: str) -> str:
-    result = fleet.manage("migrate_online", "--database", "far", "--stage", name, "--wait",
-                          "--timeout", "300", "--poll", "0.3", timeout=400, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+    database is `far` (its DATABASE_URL)."""
+    yield from started_releases(far_legacy[1], tmp_path)
 
 
 @pytest.mark.slow
@@ -108,11 +90,11 @@ def test_a_staged_deploy_of_far_keeps_both_releases_writes_and_leaves_default_un
 
     previous = far_releases("previous")
     time.sleep(1.0)
-    pre = far_stage(fleet, "pre")
+    pre = stage(fleet, "pre", "--database", "far")
     new = far_releases("new")  # the rollout: both releases write to far
     time.sleep(3.0)
     old = previous.stop()
-    post = far_stage(fleet, "post")
+    post = stage(fleet, "post", "--database", "far")
     time.sleep(0.5)
     current = new.stop()
 
