@@ -25,6 +25,7 @@ class MigrationsWorkerConfig(AppConfig):
 
     def ready(self) -> None:
         from . import celery, checks, pg  # noqa: F401 - the Celery app is every thread's default
+        from .fleet import tasks  # noqa: F401 - the fleet's tasks, beside tasks.py's
 
         import_job_modules()
         connection_created.connect(pg.check_client_connection, dispatch_uid="mw-client-check")

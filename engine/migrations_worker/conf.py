@@ -53,12 +53,18 @@ DEFAULTS: dict[str, Any] = {
     "TUNING": {},
     # The DDL lock-retry table (operations/lock_retry.py) under each operation's own.
     "DDL": {},
+    # Fleet rollouts (fleet/): how often a target waiting at its gates is looked at again, and
+    # after how long a step sent to the workers but not reported is sent again (a duplicate finds
+    # the target's deploy lock taken and does nothing).
+    "FLEET_POLL_SECONDS": 5.0,
+    "FLEET_RESEND_SECONDS": 60.0,
     # `migrate_online --plan` estimates: a data job's rows per second, a table scan's bytes.
     "PLAN_ROWS_PER_SECOND": 5_000.0,
     "PLAN_SCAN_BYTES_PER_SECOND": 100 * 1024**2,
 }
 
 REQUEUE_STALE_RUNS = "migrations_worker.requeue_stale_runs"
+ADVANCE_ROLLOUTS = "migrations_worker.advance_rollouts"
 
 # Under the project's CELERY_* settings: one message reserved per worker process at a time (a
 # slice can run for seconds; a prefetched one would wait behind it, its lease ticking), and a
@@ -104,19 +110,21 @@ def flower_url() -> str:
 
 
 class CelerySettings(Mapping):
-    """Django's CELERY_* settings over `CELERY_DEFAULTS`, plus the engine's beat entry.
+    """Django's CELERY_* settings over `CELERY_DEFAULTS`, plus the engine's beat entries.
 
     Read by the Celery app when it first needs its configuration (after Django's settings are
-    loaded). The beat entry re-sends stale runs; it is added unless the project's own
-    CELERY_BEAT_SCHEDULE already schedules that task."""
+    loaded). The beat entries re-send stale runs and advance open fleet rollouts; each is added
+    unless the project's own CELERY_BEAT_SCHEDULE already schedules that task."""
 
     def _merged(self) -> dict[str, Any]:
         merged = {**CELERY_DEFAULTS,
                   **{key: getattr(settings, key) for key in dir(settings) if key.startswith("CELERY_")}}
         schedule = dict(merged.get("CELERY_BEAT_SCHEDULE") or {})
-        if not any(entry.get("task") == REQUEUE_STALE_RUNS for entry in schedule.values()):
-            schedule["migrations_worker.requeue-stale-runs"] = {
-                "task": REQUEUE_STALE_RUNS, "schedule": float(get("REQUEUE_INTERVAL_SECONDS"))}
+        for key, task in (("migrations_worker.requeue-stale-runs", REQUEUE_STALE_RUNS),
+                          ("migrations_worker.advance-rollouts", ADVANCE_ROLLOUTS)):
+            if not any(entry.get("task") == task for entry in schedule.values()):
+                schedule[key] = {
+                    "task": task, "schedule": float(get("REQUEUE_INTERVAL_SECONDS"))}
         merged["CELERY_BEAT_SCHEDULE"] = schedule
         return merged
 

@@ -19,14 +19,18 @@ and `migrate` answer a pipeline the same way. The tree:
     │   ├── StageNotReady                  post-deploy asked for while pre-deploy work is pending
     │   ├── JobExists                      startjob: the job is registered, or a file it would
     │   │                                  write is there (it never overwrites one)
-    │   └── Irreversible                   a migration's reverse or a job's undo refused: the
-    │                                      message says why and what to do instead
+    │   ├── Irreversible                   a migration's reverse or a job's undo refused: the
+    │   │                                  message says why and what to do instead
+    │   └── RolloutOpen                    another fleet rollout is not over (or the same one was
+    │                                      asked for with other options)
     ├── JobFailed                       4  a run failed or was cancelled: an operator must act
+    │   └── RolloutHalted                  a target of a fleet rollout failed: the rollout stopped
     ├── TimedOut                        5  gave up waiting
     ├── BrokerUnavailable               6  the Celery broker cannot be reached
     ├── UnsafeDatabase                  7  sessions that would stall DDL, or a half-built schema
     └── Pending                         8  migrations or jobs are still to do
-        └── JobNotFinished                 a gated migration was reached before its job finished
+        ├── JobNotFinished                 a gated migration was reached before its job finished
+        └── RolloutPaused                  a fleet rollout is paused by an operator
 """
 
 from __future__ import annotations
@@ -117,8 +121,17 @@ class Irreversible(Conflict):
     and what to do instead (the undo to run first, the migration to take back first)."""
 
 
+class RolloutOpen(Conflict):
+    """A fleet rollout is not over: one at a time, and a re-run must ask for the same one."""
+
+
 class JobFailed(MigrationsWorkerError):
     exit_code = ExitCode.JOB_FAILED
+
+
+class RolloutHalted(JobFailed):
+    """A target of a fleet rollout failed; nothing more is sent until an operator retries or
+    skips it (the message names the target, why, and the command)."""
 
 
 class TimedOut(MigrationsWorkerError):
@@ -143,3 +156,7 @@ class JobNotFinished(Pending):
     def __init__(self, job_name: str, message: str):
         super().__init__(message)
         self.job_name = job_name
+
+
+class RolloutPaused(Pending):
+    """A fleet rollout is paused: `fleet resume` goes on."""

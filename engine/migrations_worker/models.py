@@ -267,3 +267,115 @@ class ServerSlot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.server}: {self.target} run #{self.run_id} until {self.lease_until}"
+
+
+class RolloutStatus(models.TextChoices):
+    """A rollout's life (fleet/rollouts.py). Only one rollout is not over at a time."""
+
+    RUNNING = "running"  # targets of the current wave are worked, the next wave waits for them
+    PAUSED = "paused"  # an operator paused it: no step is sent until `fleet resume`
+    HALTED = "halted"  # a target failed: nothing more is sent until `fleet retry` or `fleet skip`
+    DONE = "done"  # every target passed its stage (or was skipped)
+
+    @classmethod
+    def open(cls) -> tuple["RolloutStatus", ...]:
+        return (cls.RUNNING, cls.PAUSED, cls.HALTED)
+
+
+class TargetStatus(models.TextChoices):
+    """Where one target of a rollout stands."""
+
+    PENDING = "pending"  # its wave has not reached it
+    RUNNING = "running"  # a step applies its migrations (or was sent to a worker to)
+    WAITING = "waiting"  # stopped at gates: its data jobs run, a step looks again soon
+    HELD = "held"  # its server did not answer; a step tries again soon, nothing is lost
+    PASSED = "passed"  # its stage is done and verified
+    FAILED = "failed"  # its stage failed: the rollout halts
+    SKIPPED = "skipped"  # an operator skipped it, with a reason
+
+    @classmethod
+    def active(cls) -> tuple["TargetStatus", ...]:
+        return (cls.RUNNING, cls.WAITING, cls.HELD)
+
+    @classmethod
+    def through(cls) -> tuple["TargetStatus", ...]:
+        """A wave is through when each of its targets is in one of these."""
+        return (cls.PASSED, cls.SKIPPED)
+
+
+class Rollout(models.Model):
+    """One stage of a deploy across many databases, in waves (fleet/rollouts.py). Lives in the
+    control database (`default`) only; each target's own progress stays in its own tables, so
+    this is a summary that `fleet rollout` can rebuild by looking at the targets."""
+
+    stage = models.CharField(max_length=10)
+    status = models.CharField(max_length=10, choices=RolloutStatus.choices,
+                              default=RolloutStatus.RUNNING)
+    waves_spec = models.CharField(max_length=200, help_text="As asked: '1,25%,100%'.")
+    select = models.JSONField(default=dict, blank=True, help_text="Labels a target must have.")
+    parallel = models.PositiveSmallIntegerField()
+    actor = models.CharField(max_length=200, blank=True, default="")
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["status"], name="mw_one_open_rollout",
+                                    condition=Q(status__in=["running", "paused", "halted"])),
+        ]
+
+    def __str__(self) -> str:
+        return f"rollout #{self.pk} ({self.stage}, {self.status})"
+
+
+class RolloutTarget(models.Model):
+    """One target of a rollout: its wave, where its stage stands, and what its last step saw."""
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="targets")
+    target = models.CharField(max_length=100)
+    server = models.CharField(max_length=200, blank=True, default="")
+    wave = models.PositiveSmallIntegerField(help_text="1 is the canary.")
+    position = models.PositiveSmallIntegerField()
+    status = models.CharField(max_length=10, choices=TargetStatus.choices,
+                              default=TargetStatus.PENDING)
+    attempt = models.PositiveIntegerField(default=0, help_text="Raised by each start and retry; "
+                                          "a step of an older attempt does nothing.")
+    steps = models.PositiveIntegerField(default=0)
+    detail = models.TextField(blank=True, default="", help_text="What the last step saw.")
+    jobs = models.JSONField(default=list, blank=True, help_text="Its data jobs, as last seen.")
+    applied = models.JSONField(default=list, blank=True, help_text="Migrations applied by it.")
+    error = models.TextField(blank=True, default="")
+    reason = models.TextField(blank=True, default="", help_text="An operator's retry or skip.")
+    next_step_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["rollout", "wave", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["rollout", "target"], name="mw_rollout_target_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.target} (wave {self.wave}, {self.status})"
+
+
+class RolloutEvent(models.Model):
+    """The rollout's timeline: waves started, targets started, passed, held, failed, retried."""
+
+    rollout = models.ForeignKey(Rollout, on_delete=models.CASCADE, related_name="events")
+    at = models.DateTimeField(auto_now_add=True)
+    target = models.CharField(max_length=100, blank=True, default="")
+    kind = models.CharField(max_length=20)
+    actor = models.CharField(max_length=200, blank=True, default="")
+    message = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} {self.target or 'rollout'} {self.kind}: {self.message}"

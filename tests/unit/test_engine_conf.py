@@ -34,12 +34,16 @@ def test_the_projects_celery_settings_win_over_the_engines_defaults(settings):
     assert merged["CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP"] is True
 
 
-def test_beat_re_sends_stale_runs_once_whether_or_not_the_project_schedules_it(settings):
+def test_beat_re_sends_stale_runs_and_advances_rollouts_once_whether_or_not_the_project_schedules_them(
+        settings):
     settings.CELERY_BEAT_SCHEDULE = {"mine": {"task": "shop.tick", "schedule": 5.0}}
     settings.MIGRATIONS_WORKER = {"REQUEUE_INTERVAL_SECONDS": 2}
     schedule = conf.CelerySettings()["CELERY_BEAT_SCHEDULE"]
     assert schedule == {"mine": {"task": "shop.tick", "schedule": 5.0},
                         "migrations_worker.requeue-stale-runs": {
-                            "task": conf.REQUEUE_STALE_RUNS, "schedule": 2.0}}
-    settings.CELERY_BEAT_SCHEDULE = {"own": {"task": conf.REQUEUE_STALE_RUNS, "schedule": 1.0}}
+                            "task": conf.REQUEUE_STALE_RUNS, "schedule": 2.0},
+                        "migrations_worker.advance-rollouts": {
+                            "task": conf.ADVANCE_ROLLOUTS, "schedule": 2.0}}
+    settings.CELERY_BEAT_SCHEDULE = {"own": {"task": conf.REQUEUE_STALE_RUNS, "schedule": 1.0},
+                                     "fleet": {"task": conf.ADVANCE_ROLLOUTS, "schedule": 3.0}}
     assert conf.CelerySettings()["CELERY_BEAT_SCHEDULE"] == settings.CELERY_BEAT_SCHEDULE

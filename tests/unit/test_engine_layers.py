@@ -17,7 +17,7 @@ import pytest
 ENGINE = Path(__file__).resolve().parents[2] / "engine" / "migrations_worker"
 # Sub-packages whose modules are layered one by one; any other package (operations, lint,
 # management) is one unit.
-ROOMS = ("runs", "deploy", "ops")
+ROOMS = ("runs", "deploy", "fleet", "ops")
 
 # Lowest first, room by room (STYLE.md, "Imports go one way").
 LAYERS: list[tuple[str, ...]] = [
@@ -40,6 +40,11 @@ LAYERS: list[tuple[str, ...]] = [
     ("deploy.events", "deploy.costs"),
     ("deploy.executor", "checks"),
     ("deploy.plan",),
+    # fleet/: one stage across many databases, in waves
+    ("fleet", "fleet.waves"),
+    ("fleet.rollouts",),
+    ("fleet.step", "fleet.view", "fleet.plan"),
+    ("fleet.tasks",),
     # ops/: what operators and machines read
     ("ops", "ops.targeting", "ops.chart"),
     ("ops.metrics",),

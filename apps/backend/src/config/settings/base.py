@@ -129,6 +129,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "migrations_worker.requeue_stale_runs",
         "schedule": float(os.environ.get("MW_REQUEUE_INTERVAL_SECONDS", "15")),
     },
+    # Open fleet rollouts go on without the `fleet rollout` command that started them.
+    "advance-rollouts": {
+        "task": "migrations_worker.advance_rollouts",
+        "schedule": float(os.environ.get("MW_FLEET_ADVANCE_SECONDS", "5")),
+    },
 }
 
 # The engine's settings (the rest keep the defaults in engine/migrations_worker/conf.py, listed in
