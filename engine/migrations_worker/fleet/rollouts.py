@@ -41,7 +41,7 @@ from ..models import (
     RunStatus,
     TargetStatus,
 )
-from ..runs import dispatch
+from ..runs import dispatch, quarantine
 from ..targets import Target
 from . import waves
 
@@ -229,12 +229,10 @@ def operator_target(rollout: Rollout, name: str, reason: str, verb: str) -> Roll
 
 def retry(name: str, *, reason: str, actor: str) -> Rollout:
     """Work a failed (or held) target again from where its own tables say it stands, and let the
-    rollout go on. Its failed data jobs are retried first (`backfill retry`, on that target):
-    the operator has fixed what made them fail."""
+    rollout go on. Its stopped data jobs go on first (`restart_runs`)."""
     with transaction.atomic(using=CONTROL):
         retried(operator_target(require_open(), name, reason, "retry"))
-    for run in JobRun.objects.using(name).filter(status=RunStatus.FAILED):
-        dispatch.retry(run, actor=actor, using=name)
+    restart_runs(name, actor)
     with transaction.atomic(using=CONTROL):
         rollout = rollouts().select_for_update().get(pk=require_open().pk)
         target = retried(operator_target(rollout, name, reason, "retry"))
@@ -248,6 +246,17 @@ def retry(name: str, *, reason: str, actor: str) -> Rollout:
             rollout.save(update_fields=["status", "error", "updated_at"])
         event(rollout, "retry", reason, target=name, actor=actor)
     return advance(rollout.pk, actor)
+
+
+def restart_runs(using: str, actor: str) -> None:
+    """What a retry of a target does to its stopped jobs, the operator having fixed the cause:
+    a failed run is retried (`backfill retry`); a paused one (an operator's pause, or the engine's
+    over its quarantine budget) has its quarantined keys walked again and resumes."""
+    for run in JobRun.objects.using(using).filter(status=RunStatus.FAILED):
+        dispatch.retry(run, actor=actor, using=using)
+    for run in JobRun.objects.using(using).filter(status__in=(RunStatus.PAUSED, RunStatus.PAUSING)):
+        quarantine.requeue(run, using=using)
+        dispatch.resume(run, actor=actor, using=using)
 
 
 def retried(target: RolloutTarget) -> RolloutTarget:

@@ -31,7 +31,7 @@ from ..deploy import pending
 from ..deploy.events import Applied, Event, StoppedAtGates
 from ..deploy.executor import OnlineExecutor
 from ..exceptions import DeployLocked, MigrationsWorkerError
-from ..models import RolloutStatus, RolloutTarget, TargetStatus
+from ..models import RolloutStatus, RolloutTarget, RunStatus, TargetStatus
 from ..operations import Stage
 from ..operations.stage import stage_of
 from ..runs import control
@@ -39,6 +39,7 @@ from ..runs.progress import hold_text, progress_of
 from . import rollouts
 from .rollouts import CONTROL
 
+STOPPED = (RunStatus.PAUSING, RunStatus.PAUSED, RunStatus.CANCELLING, RunStatus.CANCELLED)
 # How long a step waits for a target's server to answer before holding the target.
 CONNECT_SECONDS = 5.0
 
@@ -85,6 +86,21 @@ def job_views(jobs: list[str], using: str) -> list[dict]:
     return views
 
 
+def stopped_jobs(jobs: list[str], using: str) -> list[str]:
+    """Gate jobs that will not go on by themselves, each with why: paused (by an operator, or by
+    the engine past its quarantine budget: more bad rows than bad data explains) or cancelled.
+    A failed one the deploy pass reports itself (JobFailed)."""
+    found = []
+    for job in jobs:
+        run = control.latest_run(job, using=using)
+        if run is None or run.status not in STOPPED:
+            continue
+        why = run.events.filter(to_status__in=STOPPED).order_by("-at", "-id").values_list(
+            "message", flat=True).first()
+        found.append(f"job {job} is {run.status}: {why or 'by an operator'}")
+    return found
+
+
 def verify(using: str, stage: Stage) -> list[str]:
     """Why the stage is not done and sound on `using`, or nothing: what `deploy/deploy.sh`
     checks after its migrate (`--postflight` and `--check --stage`)."""
@@ -111,8 +127,13 @@ def work(using: str, stage: Stage, server: str) -> Outcome:
             stage, wait=False, deadline=None, poll=0)
         if recorder.stopped is not None:
             jobs = recorder.stopped.result.jobs
+            views = job_views(jobs, using)
+            stopped = stopped_jobs(jobs, using)
+            if stopped:
+                return Outcome(TargetStatus.FAILED, "a gate's job stopped", recorder.applied,
+                               views, error="; ".join(stopped))
             return Outcome(TargetStatus.WAITING, f"at the gates of {', '.join(jobs)}",
-                           recorder.applied, job_views(jobs, using))
+                           recorder.applied, views)
         problems = verify(using, stage)
         if problems:
             return Outcome(TargetStatus.FAILED, "verification failed", recorder.applied,
