@@ -18,6 +18,8 @@ from .runs.dispatch import RUN_SLICE, dispatch_run
 log = logging.getLogger("migrations_worker.tasks")
 # A slice that lost the database logs once a minute while it waits for it to come back.
 DATABASE_WAIT_SECONDS = 60.0
+# A slice that lost another target's database is sent again this much later.
+OTHER_DATABASE_RETRY_SECONDS = 5.0
 
 
 @shared_task(
@@ -62,13 +64,20 @@ def _work_slice(task, run_id: int, job_name: str, epoch: int, lane: int, databas
         connections[database].close()
         log.warning("run=%s job=%s database=%s lost the database (%s); waiting for it",
                     run_id, job_name, database, f"{type(exc).__name__}: {exc}".strip())
-        # Until it is back: returning earlier would have Celery store this task's result in
-        # the database that is down, and fail the same way. (A newer dispatch by beat fences
-        # the message re-sent below.)
-        while error := pg.wait_for_database(DATABASE_WAIT_SECONDS, database):
-            log.warning("run=%s job=%s database=%s still down (%s); still waiting",
-                        run_id, job_name, database, error)
-        outcome = runner.Outcome(runner.Kind.CONTINUE, delay=0.5, status="database-lost")
+        if database == DEFAULT_DB_ALIAS:
+            # Until it is back: returning earlier would have Celery store this task's result in
+            # the database that is down, and fail the same way. (A newer dispatch by beat
+            # fences the message re-sent below.)
+            while error := pg.wait_for_database(DATABASE_WAIT_SECONDS, database):
+                log.warning("run=%s job=%s database=%s still down (%s); still waiting",
+                            run_id, job_name, database, error)
+            delay = 0.5
+        else:
+            # Another target's server: the result goes to the project's own database, which is
+            # up, and a worker waiting here would be lost to every other target of a fleet
+            # (two runs of a stopped server would stop two workers). The slice comes back later.
+            delay = OTHER_DATABASE_RETRY_SECONDS
+        outcome = runner.Outcome(runner.Kind.CONTINUE, delay=delay, status="database-lost")
     if outcome.kind in (runner.Kind.CONTINUE, runner.Kind.HOLD, runner.Kind.WAIT):
         try:
             run_slice.apply_async((run_id, job_name, epoch, lane), {"database": database},

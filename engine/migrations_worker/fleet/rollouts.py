@@ -185,6 +185,19 @@ def halt(rollout: Rollout, target: RolloutTarget, actor: str = "") -> None:
     event(rollout, "halted", rollout.error, target=target.target, actor=actor)
 
 
+def settle_halt(rollout: Rollout, actor: str) -> None:
+    """After an operator dealt with a failed target: the rollout goes on, unless another target
+    is still failed; then it stays halted, its message now naming that one."""
+    if rollout.status != RolloutStatus.HALTED:
+        return
+    failed = rollout.targets.filter(status=TargetStatus.FAILED).order_by("wave", "position").first()
+    if failed is not None:
+        halt(rollout, failed, actor)
+        return
+    rollout.status, rollout.error = RolloutStatus.RUNNING, ""
+    rollout.save(update_fields=["status", "error", "updated_at"])
+
+
 def require_open(status: tuple[str, ...] | None = None) -> Rollout:
     rollout = open_rollout()
     if rollout is None:
@@ -241,9 +254,7 @@ def retry(name: str, *, reason: str, actor: str) -> Rollout:
         target.next_step_at = None
         target.save(update_fields=["status", "error", "reason", "attempt", "next_step_at",
                                    "updated_at"])
-        if rollout.status == RolloutStatus.HALTED:
-            rollout.status, rollout.error = RolloutStatus.RUNNING, ""
-            rollout.save(update_fields=["status", "error", "updated_at"])
+        settle_halt(rollout, actor)
         event(rollout, "retry", reason, target=name, actor=actor)
     return advance(rollout.pk, actor)
 
@@ -277,9 +288,7 @@ def skip(name: str, *, reason: str, actor: str) -> Rollout:
         target.status, target.reason, target.finished_at = TargetStatus.SKIPPED, reason, timezone.now()
         target.attempt += 1  # a step of it still under way does nothing more
         target.save(update_fields=["status", "reason", "finished_at", "attempt", "updated_at"])
-        if rollout.status == RolloutStatus.HALTED:
-            rollout.status, rollout.error = RolloutStatus.RUNNING, ""
-            rollout.save(update_fields=["status", "error", "updated_at"])
+        settle_halt(rollout, actor)
         event(rollout, "skipped", reason, target=name, actor=actor)
     return advance(rollout.pk, actor)
 

@@ -41,7 +41,7 @@ from .rollouts import CONTROL
 
 STOPPED = (RunStatus.PAUSING, RunStatus.PAUSED, RunStatus.CANCELLING, RunStatus.CANCELLED)
 # How long a step waits for a target's server to answer before holding the target.
-CONNECT_SECONDS = 5.0
+CONNECT_SECONDS = 2.0
 
 
 @dataclass
@@ -95,7 +95,10 @@ def stopped_jobs(jobs: list[str], using: str) -> list[str]:
         run = control.latest_run(job, using=using)
         if run is None or run.status not in STOPPED:
             continue
-        why = run.events.filter(to_status__in=STOPPED).order_by("-at", "-id").values_list(
+        # What began the stop (a pause asked for, or over the budget), not how it settled.
+        since = run.events.filter(to_status=RunStatus.RUNNING).order_by("-id").values_list(
+            "id", flat=True).first() or 0
+        why = run.events.filter(to_status__in=STOPPED, id__gt=since).order_by("id").values_list(
             "message", flat=True).first()
         found.append(f"job {job} is {run.status}: {why or 'by an operator'}")
     return found
@@ -191,7 +194,10 @@ def record(rollout_id: int, name: str, attempt: int, outcome: Outcome, worker: s
         target.applied = [*target.applied, *outcome.applied]
         if outcome.jobs or outcome.status != TargetStatus.WAITING:
             target.jobs = outcome.jobs or target.jobs
-        target.next_step_at = now + timedelta(seconds=float(conf.get("FLEET_POLL_SECONDS")))
+        poll = float(conf.get("FLEET_POLL_SECONDS"))
+        # A held target's server is asked less often: each look costs a worker CONNECT_SECONDS.
+        target.next_step_at = now + timedelta(
+            seconds=poll * (2 if outcome.status == TargetStatus.HELD else 1))
         if outcome.status is not None:
             target.status = outcome.status
         if outcome.status in (TargetStatus.PASSED, TargetStatus.FAILED):

@@ -13,6 +13,9 @@ MIGRATIONS_WORKER = {
     **MIGRATIONS_WORKER,
     "STALE_HEARTBEAT_SECONDS": 3,
     "TUNING": {"lease_seconds": 3.0, "retry_backoff_seconds": 0.5},
+    # A fleet rollout looks at its waiting targets every second, re-sends a lost step after 10.
+    "FLEET_POLL_SECONDS": 1.0,
+    "FLEET_RESEND_SECONDS": 10.0,
     "TARGETS": {
         **MIGRATIONS_WORKER["TARGETS"],
         "near": {"server": "pg-first"},
