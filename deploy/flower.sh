@@ -11,7 +11,8 @@
 #   PY=.venv/bin/python        the interpreter
 #
 # In Flower, task migrations_worker.run_slice's arguments are (run id, job name, epoch, lane):
-# the run is the one at /admin/migrations_worker/jobrun/<run id>/.
+# the run is the one at /admin/migrations_worker/jobrun/<run id>/. Task migrations_worker.fleet_step's
+# are (rollout id, target, stage, attempt): the target each step worked on is in its arguments.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"

@@ -8,6 +8,7 @@ and duration over time, the keys it quarantined (bad rows set aside, open or acc
 errors with their batches, its batches (filterable by status) and its status-change log.
 Quarantined keys also have a list of their own, across runs. Every list and page shows one
 target's (the `target` selector, `?database=NAME`; `ops/target_admin.py`) and says which.
+The Rollout model's list is the fleet page (`ops/fleet_admin.py`): a fleet rollout, wave by wave.
 
 Only staff holding `migrations_worker.operate_jobrun` see and may use pause/resume/cancel/retry,
 each behind a confirmation page; every other staff user with view permission gets the same pages
@@ -21,7 +22,8 @@ from django.contrib import admin
 from django.contrib.auth.models import Group, Permission, User
 from django.utils.safestring import SafeString
 
-from .models import JobBatch, JobRun, QuarantinedKey
+from .models import JobBatch, JobRun, QuarantinedKey, Rollout
+from .ops.fleet_admin import RolloutAdmin
 from .ops.run_admin import OPERATE, JobRunAdmin, ReadOnlyAdmin
 from .ops.target_admin import RunFilter, run_link
 
@@ -34,6 +36,7 @@ OPERATOR_PERMISSIONS = (
     ("migrations_worker", "view_jobbatch"),
     ("migrations_worker", "view_jobrunevent"),
     ("migrations_worker", "view_quarantinedkey"),
+    ("migrations_worker", "view_rollout"),
     ("django_celery_results", "view_taskresult"),
     ("django_celery_results", "view_groupresult"),
 )
@@ -64,6 +67,7 @@ def ensure_operator(username: str, password: str) -> User:
 
 
 admin.site.register(JobRun, JobRunAdmin)
+admin.site.register(Rollout, RolloutAdmin)
 
 
 @admin.register(JobBatch)

@@ -46,10 +46,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("fleet.step", "fleet.view", "fleet.plan"),
     ("fleet.tasks",),
     # ops/: what operators and machines read
-    ("ops", "ops.targeting", "ops.chart"),
+    ("ops", "ops.targeting", "ops.chart", "ops.fleet_metrics"),
     ("ops.metrics",),
-    ("ops.status", "urls", "ops.target_admin"),
-    ("ops.run_admin",),
+    ("ops.status", "ops.fleet_status", "urls", "ops.target_admin"),
+    ("ops.run_admin", "ops.fleet_admin"),
     # Django's entry modules
     ("admin", "management", "apps"),
 ]

@@ -18,6 +18,15 @@ def latest(rollout_id: int | None = None) -> Rollout | None:
     return found.filter(pk=rollout_id).first() if rollout_id is not None else found.first()
 
 
+def recent(limit: int = 20) -> list[dict]:
+    """The newest rollouts, one line each: what the fleet page and `/ops/fleet.json` offer to
+    open instead of the latest."""
+    return [{"id": r.pk, "stage": r.stage, "status": r.status, "actor": r.actor,
+             "created_at": r.created_at.isoformat(),
+             "finished_at": r.finished_at.isoformat() if r.finished_at else None}
+            for r in rollouts()[:limit]]
+
+
 def eta_seconds(target: RolloutTarget) -> float | None:
     """A waiting target's ETA: its slowest job's; None when unknown."""
     etas = [job.get("eta_seconds") for job in target.jobs if job.get("status") != "finished"]

@@ -14,6 +14,9 @@ A scrape reads every target (conf.targets()), one `Snapshot` each, and labels ev
 its `target` and `server`. A target that cannot be read is left out of that scrape with
 `mw_target_up{target=...} 0` (1 for the others) and a warning in the log: one database down
 must not blind the dashboards to the rest of the fleet.
+
+The fleet rollout's gauges (`mw_fleet_*`) come from the control database, through the rollout's
+own read model: `fleet_metrics`, a second collector of the same registry.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from ..models import (
 )
 from ..runs.progress import OTHER_HOLD, Progress, eta_errors, progress_of
 from . import targeting
+from .fleet_metrics import FleetCollector
 
 log = logging.getLogger(__name__)
 
@@ -310,4 +314,5 @@ def registry() -> CollectorRegistry:
     """A registry of this scrape's own: only the engine's metrics."""
     found = CollectorRegistry(auto_describe=False)
     found.register(ProgressCollector())
+    found.register(FleetCollector())
     return found
