@@ -29,7 +29,7 @@ from .ops.target_admin import RunFilter, run_link
 
 __all__ = ["OPERATE", "ensure_operator", "operators_group"]
 
-# What an operator needs: see runs, batches and the task results, and steer runs.
+# What an operator needs: see runs, batches and the task results, and steer runs and rollouts.
 OPERATOR_PERMISSIONS = (
     ("migrations_worker", "operate_jobrun"),
     ("migrations_worker", "view_jobrun"),
@@ -37,6 +37,7 @@ OPERATOR_PERMISSIONS = (
     ("migrations_worker", "view_jobrunevent"),
     ("migrations_worker", "view_quarantinedkey"),
     ("migrations_worker", "view_rollout"),
+    ("migrations_worker", "change_rollout"),
     ("django_celery_results", "view_taskresult"),
     ("django_celery_results", "view_groupresult"),
 )
