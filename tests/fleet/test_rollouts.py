@@ -72,6 +72,17 @@ def test_a_staged_deploy_rolls_out_wave_by_wave_and_each_target_ends_fully_migra
         assert pending_check(fleet, name, "--stage", "post") == 8, name  # the contract is left
         assert set(job_runs(db).values()) == {1}, name
 
+    # The control tables lost: a new rollout of the same stage rebuilds the state from the
+    # targets' own tables, each passing at its first step with nothing done again.
+    Rollout.objects.all().delete()
+    rebuilt = fleet.fleet("rollout", "--stage", "pre", *WAVES, "--parallel", "2")
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    rollout = Rollout.objects.get()
+    assert {(status, tuple(applied), steps) for status, applied, steps
+            in rollout.targets.values_list("status", "applied", "steps")} == {("passed", (), 1)}
+    for name, db in fleet.targets.items():
+        assert set(job_runs(db).values()) == {1}, name
+
     post = fleet.fleet("rollout", "--stage", "post", *WAVES, "--parallel", "2")
     assert post.returncode == 0, post.stdout + post.stderr
     second = Rollout.objects.exclude(pk=rollout.pk).get()
@@ -142,3 +153,22 @@ def test_a_second_rollout_with_other_options_is_refused_while_one_is_open_and_ba
     assert paused.returncode == 0 and "paused" in paused.stdout
     follow = fleet.fleet("rollout", "--stage", "pre")
     assert follow.returncode == 8 and "fleet resume" in follow.stderr
+
+
+def test_a_post_rollout_before_the_pre_stage_halts_at_the_canary_and_touches_no_other_target(
+        fleet, fleet_workers):
+    fleet_workers.worker("w1")
+    fleet_workers.beat()
+    before = {name: db.rows("SELECT app, name FROM django_migrations ORDER BY id")
+              for name, db in fleet.targets.items()}
+    post = fleet.fleet("rollout", "--stage", "post", *WAVES)
+    assert post.returncode == 4, post.stdout + post.stderr
+    assert "target t1 (wave 1, server pg-first) failed its post stage" in post.stderr
+    assert "pre-deploy migration(s) are not applied yet" in post.stderr
+    rollout = Rollout.objects.get()
+    assert dict(rollout.targets.values_list("target", "status")) == {
+        "t1": TargetStatus.FAILED, "t2": TargetStatus.PENDING, "t3": TargetStatus.PENDING,
+        "t4": TargetStatus.PENDING}
+    for name, db in fleet.targets.items():
+        after = db.rows("SELECT app, name FROM django_migrations ORDER BY id")
+        assert after == before[name], f"{name} was migrated"
