@@ -53,6 +53,13 @@ class Target:
             f"{settings_dict.get('PORT') or 5432}"
 
 
+def database_flag(using: str) -> str:
+    """What a command an operator is told to run needs to reach the database `using`: '' for
+    `default`, else ` --database NAME` (a fleet's halt names `backfill retry JOB --database eu`,
+    not a command that would look at the wrong database)."""
+    return "" if using == DEFAULT else f" --database {using}"
+
+
 def env_override(name: str) -> str:
     return f"MW_TARGET_{name.upper()}_URL"
 

@@ -63,6 +63,8 @@ def test_bad_data_in_wave_two_halts_the_rollout_before_wave_three_and_a_retry_af
     assert halted.returncode == 4, halted.stdout + halted.stderr
     assert "target t2 (wave 2, server pg-second) failed its pre stage" in halted.stderr
     assert "over the budget of 1" in halted.stderr
+    # The commands it suggests reach t2, not the control database.
+    assert "`backfill quarantine alerts_uuid --database t2` lists them" in halted.stderr
     assert "fleet retry t2 --reason" in halted.stderr and "fleet skip t2" in halted.stderr
     rollout = Rollout.objects.get()
     assert rollout.status == RolloutStatus.HALTED

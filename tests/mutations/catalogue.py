@@ -229,8 +229,8 @@ MUTATIONS: list[Mutation] = [
         GATE, "the test only checked that the names appear (this passes it), not 'waits for' first"),
     Mutation(
         "gate: finishes a big remainder inline instead of waiting", "engine/migrations_worker/runs/gates.py",
-        "    return Gate(job_name, GateState.CLOSED, run or latest, remaining)\n",
-        "    return Gate(job_name, GateState.INLINE, run or latest, remaining)\n",
+        "    return Gate(job_name, GateState.CLOSED, run or latest, remaining, database=using)\n",
+        "    return Gate(job_name, GateState.INLINE, run or latest, remaining, database=using)\n",
         GATE, "the deploy step, not the workers, would do the job under the deploy lock"),
     Mutation(
         "gate: decided again by RequireJob after the deploy decided it",

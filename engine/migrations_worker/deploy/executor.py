@@ -40,6 +40,7 @@ from ..operations.jobs import gates_passed
 from ..operations.stage import stage_of
 from ..runs import control, dispatch, drive, gates
 from ..runs.progress import one_line, progress_of
+from ..targets import database_flag
 from . import lock as deploy_lock
 from .events import Applied, Applying, Note, Pass, Reporter, StoppedAtGates, Waiting
 from .pending import gates_of, label, loader_executor, unapplied
@@ -142,7 +143,8 @@ class OnlineExecutor:
         more = f" and {len(pending) - 5} more" if len(pending) > 5 else ""
         raise StageNotReady(
             f"the post-deploy stage cannot start: {len(pending)} pre-deploy migration(s) are not "
-            f"applied yet: {', '.join(why)}{more}. Run `python manage.py migrate_online --stage pre "
+            f"applied yet: {', '.join(why)}{more}. Run `python manage.py migrate_online --stage pre"
+            f"{database_flag(self.using)} "
             "--wait` first (and roll the new release out only after it succeeds), then the post "
             "stage once the rollout is over.")
 
@@ -204,7 +206,8 @@ class OnlineExecutor:
                   if run is not None]
         if failed:
             raise JobFailed("a gate's job has failed: " + "; ".join(one_line(progress_of(r)) for r in failed)
-                            + ". Fix the cause, then `python manage.py backfill retry JOB` and deploy again.")
+                            + ". Fix the cause, then `python manage.py backfill retry JOB"
+                            f"{database_flag(self.using)}` and deploy again.")
         if not wait:
             self.note("migrate_online: stopped cleanly at the gate(s) above; run it again "
                       "(or with --wait) once the jobs are finished")

@@ -43,6 +43,3 @@ def add_database(parser: argparse.ArgumentParser) -> None:
                         help="the target database (a declared target; default: default)")
 
 
-def database_flag(using: str) -> str:
-    """The option a follow-up command needs to reach the same database ('' for default)."""
-    return "" if using == DEFAULT_DB_ALIAS else f" --database {using}"

@@ -21,6 +21,7 @@ from django.db import DEFAULT_DB_ALIAS
 from .. import pg
 from ..exceptions import Irreversible
 from ..runs import control, dispatch, gates
+from ..targets import database_flag
 from .base import DeclaredOperation
 
 
@@ -64,7 +65,8 @@ class EnqueueJob(JobOperation):
             raise Irreversible(
                 f"migrating {app_label} back refused: data job {self.job_name} has run #{run.pk} "
                 f"({run.status}), which works on what this migration made. Cancel it first "
-                f"(python manage.py backfill cancel {self.job_name}), or let it finish, then "
+                f"(python manage.py backfill cancel {self.job_name}"
+                f"{database_flag(schema_editor.connection.alias)}), or let it finish, then "
                 "migrate back again."
             )
 

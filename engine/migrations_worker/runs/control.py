@@ -13,6 +13,7 @@ from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from ..exceptions import AlreadyActive, InvalidInput, InvalidTuning
 from ..job import Job, UndoJob, get_job, job_classes
 from ..models import ACTIVE_STATUSES, BatchStatus, JobRun, RunStatus
+from ..targets import database_flag
 from . import batching, quarantine, verdict
 from .states import record, transition
 from .throttle import Tuning, site_defaults
@@ -101,7 +102,7 @@ def create(request: RunRequest, *, actor: str = "", using: str) -> JobRun:
     job, job_name = request.job, request.job.name
     existing = active_run(job_name, using=using)
     if existing is not None:
-        raise AlreadyActive(_already_active_message(existing))
+        raise AlreadyActive(_already_active_message(existing, using))
     try:
         with transaction.atomic(using=using):
             with connections[using].cursor() as cursor:
@@ -121,17 +122,19 @@ def create(request: RunRequest, *, actor: str = "", using: str) -> JobRun:
                    using=using)
     except IntegrityError:
         # Another start won the race between our check and our insert.
-        raise AlreadyActive(_already_active_message(active_run(job_name, using=using))) from None
+        raise AlreadyActive(_already_active_message(active_run(job_name, using=using),
+                                                    using)) from None
     return run
 
 
-def _already_active_message(run: JobRun | None) -> str:
+def _already_active_message(run: JobRun | None, using: str) -> str:
     if run is None:
         return "another run of this job was started at the same time"
+    on = database_flag(using)
     hint = {
-        RunStatus.FAILED: "retry it with `backfill retry` or cancel it",
-        RunStatus.PAUSED: "resume it with `backfill resume` or cancel it",
-    }.get(run.status, "watch it with `backfill status`, or cancel it first")
+        RunStatus.FAILED: f"retry it with `backfill retry {run.job_name}{on}` or cancel it",
+        RunStatus.PAUSED: f"resume it with `backfill resume {run.job_name}{on}` or cancel it",
+    }.get(run.status, f"watch it with `backfill status {run.job_name}{on}`, or cancel it first")
     return f"{run.job_name} already has run #{run.pk} ({run.status}); {hint}"
 
 
@@ -160,7 +163,7 @@ def accept_quarantined(run: JobRun, *, actor: str, keys: list[int] | None = None
         if unknown:
             raise InvalidInput(f"run #{run.pk} of {run.job_name} has no open quarantined key "
                                f"{', '.join(map(str, unknown))}; `backfill quarantine "
-                               f"{run.job_name}` lists them")
+                               f"{run.job_name}{database_flag(using)}` lists them")
         if not open_now:
             raise InvalidInput(f"run #{run.pk} of {run.job_name} has no open quarantined key")
         marked = quarantine.accept(run, actor, keys, using=using)

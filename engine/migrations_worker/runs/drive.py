@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from ..exceptions import AlreadyActive, JobFailed, TimedOut
 from ..models import JobRun, RunStatus
+from ..targets import database_flag
 from . import control, runner
 from .progress import one_line, progress_of
 from .states import transition
@@ -56,13 +57,18 @@ def run_inline(job_name: str, *, actor: str, worker_name: str, message: str,
 
 
 # What an operator does about a run that cannot be worked as it is.
-OPERATOR_FIX: dict[str, Callable[[str], str]] = {
-    RunStatus.PAUSED: lambda job: f"it was paused by an operator; resume it with `backfill resume {job}`",
-    RunStatus.PAUSING: lambda job: f"it is being paused; resume it with `backfill resume {job}`",
-    RunStatus.CANCELLING: lambda job: f"it is being cancelled; start it again with `backfill start {job}`",
-    RunStatus.FAILED: lambda job: (f"fix the cause, then `backfill retry {job}` (keys it set "
-                                   f"aside: `backfill quarantine {job}`)"),
-    RunStatus.CANCELLED: lambda job: f"it was cancelled; start it again with `backfill start {job}`",
+# Each takes the job and what its commands need to reach the run's database (`database_flag`).
+OPERATOR_FIX: dict[str, Callable[[str, str], str]] = {
+    RunStatus.PAUSED: lambda job, on: (f"it was paused by an operator; resume it with "
+                                       f"`backfill resume {job}{on}`"),
+    RunStatus.PAUSING: lambda job, on: (f"it is being paused; resume it with "
+                                        f"`backfill resume {job}{on}`"),
+    RunStatus.CANCELLING: lambda job, on: (f"it is being cancelled; start it again with "
+                                           f"`backfill start {job}{on}`"),
+    RunStatus.FAILED: lambda job, on: (f"fix the cause, then `backfill retry {job}{on}` (keys it set "
+                                       f"aside: `backfill quarantine {job}{on}`)"),
+    RunStatus.CANCELLED: lambda job, on: (f"it was cancelled; start it again with "
+                                          f"`backfill start {job}{on}`"),
 }
 
 
@@ -79,7 +85,8 @@ def wait_for(job_names: list[str], *, until_any: bool = False, timeout: float | 
         stopped = [r for r in runs.values()
                    if r is not None and r.status in (RunStatus.FAILED, RunStatus.CANCELLED)]
         if stopped:
-            raise JobFailed("; ".join(f"{one_line(progress_of(r))}: {OPERATOR_FIX[r.status](r.job_name)}"
+            on = database_flag(using)
+            raise JobFailed("; ".join(f"{one_line(progress_of(r))}: {OPERATOR_FIX[r.status](r.job_name, on)}"
                                       for r in stopped))
         finished = [r is not None and r.status == RunStatus.FINISHED for r in runs.values()]
         if any(finished) if until_any else all(finished):

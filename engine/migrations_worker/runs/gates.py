@@ -18,6 +18,7 @@ from .. import conf
 from ..exceptions import JobNotFinished
 from ..job import get_job
 from ..models import JobRun, RunStatus
+from ..targets import database_flag
 from . import control, drive
 from .progress import one_line, progress_of
 
@@ -44,6 +45,12 @@ class Gate:
     state: GateState
     run: JobRun | None = None
     remaining: int | None = None
+    database: str = DEFAULT_DB_ALIAS
+
+    @property
+    def on(self) -> str:
+        """What the commands the refusal suggests need to reach the gate's database."""
+        return database_flag(self.database)
 
     def describe(self) -> str:
         if self.state == GateState.UNKNOWN:
@@ -61,12 +68,12 @@ class Gate:
         where = f" (needed by {needed_by})" if needed_by else ""
         held = ""
         if self.state == GateState.HELD and self.run is not None:
-            held = f" Cannot continue: {drive.OPERATOR_FIX[self.run.status](self.job)}."
+            held = f" Cannot continue: {drive.OPERATOR_FIX[self.run.status](self.job, self.on)}."
         return JobNotFinished(
             self.job,
             f"data job {self.job}{where} is not finished: {self.describe()}.{held}"
-            f" Watch it: python manage.py backfill status {self.job} --watch."
-            f" Finish it in the foreground: python manage.py backfill run {self.job}."
+            f" Watch it: python manage.py backfill status {self.job} --watch{self.on}."
+            f" Finish it in the foreground: python manage.py backfill run {self.job}{self.on}."
             " Then run the migration again.",
         )
 
@@ -80,26 +87,26 @@ def decide(job_name: str, inline_limit: int, *, ahead: bool = False,
     """What the gate on `job_name` would do now. `ahead`: the gate lies further down a plan, so
     its job's tables (or the engine's) may not exist yet."""
     if ahead and not engine_tables_exist(using=using):
-        return Gate(job_name, GateState.UNKNOWN)
+        return Gate(job_name, GateState.UNKNOWN, database=using)
     latest = control.latest_run(job_name, using=using)
     finished = latest is not None and latest.status == RunStatus.FINISHED
     if finished and not control.undone_since(latest, using=using):
-        return Gate(job_name, GateState.OPEN, latest, 0)
+        return Gate(job_name, GateState.OPEN, latest, 0, database=using)
     try:
         with connections[using].cursor() as cursor:
             remaining = get_job(job_name).count_remaining(cursor)
     except DatabaseError:
         if not ahead:
             raise
-        return Gate(job_name, GateState.UNKNOWN)
+        return Gate(job_name, GateState.UNKNOWN, database=using)
     if finished and not remaining:  # undone since, but what the gate needs still holds
-        return Gate(job_name, GateState.OPEN, latest, 0)
+        return Gate(job_name, GateState.OPEN, latest, 0, database=using)
     run = control.active_run(job_name, using=using)
     if run is not None and run.status in HELD_BY_OPERATOR:
-        return Gate(job_name, GateState.HELD, run, remaining)
+        return Gate(job_name, GateState.HELD, run, remaining, database=using)
     if remaining <= inline_limit:
-        return Gate(job_name, GateState.INLINE, run, remaining)
-    return Gate(job_name, GateState.CLOSED, run or latest, remaining)
+        return Gate(job_name, GateState.INLINE, run, remaining, database=using)
+    return Gate(job_name, GateState.CLOSED, run or latest, remaining, database=using)
 
 
 def pass_gate(job_name: str, inline_limit: int, *, needed_by: str = "",

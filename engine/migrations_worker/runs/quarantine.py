@@ -22,6 +22,7 @@ from psycopg import sql
 
 from ..job import Job
 from ..models import BatchStatus, JobBatch, JobRun, QuarantinedKey, Resolution
+from ..targets import database_flag
 from .throttle import Tuning
 
 log = logging.getLogger("migrations_worker.quarantine")
@@ -94,19 +95,21 @@ def over_budget(run: JobRun, tuning: Tuning, *, using: str) -> str:
     return (f"{quarantined} key(s) quarantined, over the budget of {allowed:,.0f} "
             f"({tuning.quarantine_allowance} key(s), or {tuning.quarantine_rate:.2%} of the "
             f"{run.rows_done:,} row(s) done): more likely a bug than bad rows. "
-            f"`backfill quarantine {run.job_name}` lists them; fix the cause and "
-            f"`backfill resume {run.job_name}`, or accept them first")
+            f"`backfill quarantine {run.job_name}{database_flag(using)}` lists them; fix the "
+            f"cause and `backfill resume {run.job_name}{database_flag(using)}`, or accept them "
+            "first")
 
 
-def blocking_message(job_name: str, keys: QuerySet[QuarantinedKey]) -> str:
+def blocking_message(job_name: str, keys: QuerySet[QuarantinedKey], *, using: str) -> str:
     """Why a run whose walk is over cannot finish: its open keys, the first few with their
     errors, and the ways out."""
     count = keys.count()
     shown = "; ".join(f"key {q.key} ({q.error[:160]})" for q in keys.order_by("key")[:3])
     more = f"; and {count - 3} more" if count > 3 else ""
+    on = database_flag(using)
     return (f"{count} quarantined key(s) left open: {shown}{more}. `backfill quarantine "
-            f"{job_name}` lists them; fix the rows and `backfill retry {job_name}`, or accept "
-            f"them with `backfill quarantine {job_name} --accept`")
+            f"{job_name}{on}` lists them; fix the rows and `backfill retry {job_name}{on}`, or "
+            f"accept them with `backfill quarantine {job_name} --accept{on}`")
 
 
 def requeue(run: JobRun, *, using: str) -> int:

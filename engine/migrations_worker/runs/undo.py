@@ -15,6 +15,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 from ..exceptions import AlreadyActive, Irreversible
 from ..job import undo_job_for
+from ..targets import database_flag
 from . import control
 
 
@@ -37,7 +38,8 @@ def request(job_name: str, groups: Sequence[str] = (), *,
         if run is not None:
             raise AlreadyActive(
                 f"{name} has run #{run.pk} ({run.status}); an undo must not race it: wait for it "
-                f"to finish, or cancel it (python manage.py backfill cancel {name}), then undo"
+                f"to finish, or cancel it (python manage.py backfill cancel {name}"
+                f"{database_flag(using)}), then undo"
             )
     with transaction.atomic(using=using), connections[using].cursor() as cursor:
         reason = undo.refusal(cursor)

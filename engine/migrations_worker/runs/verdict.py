@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from ..job import Job
 from ..models import JobRun, RunStatus
+from ..targets import database_flag
 from . import quarantine
 from .states import record, transition
 
@@ -19,14 +20,16 @@ def conclude(run: JobRun, job: Job, actor: str, *, using: str) -> str:
     still_open = quarantine.open_keys(run.pk, using=using)
     if still_open.exists():
         return _settle_as(run, RunStatus.FAILED, actor,
-                          quarantine.blocking_message(run.job_name, still_open), using=using)
+                          quarantine.blocking_message(run.job_name, still_open, using=using),
+                          using=using)
     with connections[using].cursor() as cursor:
         remaining = job.count_remaining(cursor)
     accepted = quarantine.accepted_count(run.pk, using=using)
     if remaining > accepted:
         return _settle_as(run, RunStatus.FAILED, actor,
                           f"verification failed: {remaining} row(s) still need {run.job_name}; "
-                          f"`backfill retry {run.job_name}` walks the keys they are in again",
+                          f"`backfill retry {run.job_name}{database_flag(using)}` walks the keys "
+                          "they are in again",
                           using=using)
     left = (f"{remaining} row(s) left, no more than the {accepted} accepted quarantined key(s)"
             if remaining else "0 rows left")

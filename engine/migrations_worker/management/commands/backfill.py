@@ -27,12 +27,13 @@ from migrations_worker import conf
 from migrations_worker.checks import require_supported_database
 from migrations_worker.exceptions import InvalidInput, InvalidTransition, JobFailed
 from migrations_worker.job import UndoJob, get_job, job_classes, undo_job_for
-from migrations_worker.management.arguments import add_database, database_flag, positive_int, seconds
+from migrations_worker.management.arguments import add_database, positive_int, seconds
 from migrations_worker.management.base import EngineCommand
 from migrations_worker.models import JobRun, QuarantinedKey, RunStatus
 from migrations_worker.runs import control, dispatch, drive, runner, undo
 from migrations_worker.runs.controls import CONTROLS
 from migrations_worker.runs.progress import hold_text, one_line, progress_of
+from migrations_worker.targets import database_flag
 
 
 def quarantined_row(q: QuarantinedKey) -> dict:

@@ -63,7 +63,6 @@ from migrations_worker.deploy.executor import OnlineExecutor
 from migrations_worker.exceptions import InvalidInput, Pending, TimedOut, UnsafeDatabase
 from migrations_worker.management.arguments import (
     add_database,
-    database_flag,
     positive_seconds,
     seconds,
 )
@@ -73,6 +72,7 @@ from migrations_worker.operations import Stage
 from migrations_worker.operations.stage import stage_of
 from migrations_worker.runs.gates import Gate
 from migrations_worker.runs.progress import hold_text, one_line, progress_of
+from migrations_worker.targets import database_flag
 
 STAGES = {"pre": Stage.PRE, "post": Stage.POST, "all": None}
 
