@@ -156,6 +156,7 @@ def test_resume_and_retry_with_the_broker_down_say_so_and_leave_the_run_as_it_wa
 
     from tests.engine_app.models import Knob
 
+    JobRun.objects.all().delete()  # the run creating the test database enqueued, if this is first
     make_widgets(300)
     Knob.objects.create(name="fail_at", value=150)
     with pytest.raises(CommandError):
