@@ -30,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 
+import psycopg
+
 from bench.common import APP_DEPLOY, APP_LOAD, BROKER_URL, PG_SERVER, RESULTS, ROOT, django_env
 from bench.contenders import CELERY, Process, flush_broker
 from bench.fleet_report import write_report
@@ -78,16 +80,28 @@ def environment(control: str, targets: Path) -> dict[str, str]:
     return {**env, "MW_TARGETS_FILE": str(targets), "PYTHON": sys.executable}
 
 
-def run_loop(members: list[seed_fleet.Member], stage: str, env: dict[str, str], logs: Path) -> None:
-    """The shell loop: `deploy/deploy.sh STAGE` per database, one after the other."""
+WAVES = """
+SELECT r.stage, t.wave, count(*), extract(epoch FROM max(t.finished_at) - min(t.started_at))
+FROM migrations_worker_rollouttarget t JOIN migrations_worker_rollout r ON r.id = t.rollout_id
+GROUP BY r.stage, t.wave ORDER BY min(t.started_at)
+"""
+
+
+def run_loop(members: list[seed_fleet.Member], stage: str, env: dict[str, str], logs: Path) -> list[float]:
+    """The shell loop: `deploy/deploy.sh STAGE` per database, one after the other. Returns the
+    seconds each took."""
+    took = []
     with open(logs / f"loop_{stage}.log", "ab") as out:
         for member in members:
+            began = time.monotonic()
             done = subprocess.run(["deploy/deploy.sh", stage], cwd=ROOT, stdout=out,
                                   stderr=subprocess.STDOUT, check=False,
                                   env={**env, "DEPLOY_DATABASE": member.name})
             if done.returncode != 0:
                 raise RuntimeError(f"deploy/deploy.sh {stage} on {member.name} exited "
                                    f"{done.returncode}: see {logs / f'loop_{stage}.log'}")
+            took.append(time.monotonic() - began)
+    return took
 
 
 def run_rollout(stage: str, env: dict[str, str], logs: Path) -> None:
@@ -106,13 +120,14 @@ def measure(contender: str, members: list[seed_fleet.Member], env: dict[str, str
     load = FleetLoad(members, args.rate)
     load.start()
     time.sleep(args.idle)
-    stages = {}
+    stages: dict[str, dict] = {}
+    per_database: dict[str, list[float]] = {}
     try:
         for stage in ("pre", "post"):
             log(f"{contender}: {stage} stage across {len(members)} database(s)")
             began = time.time()
             if contender == "loop":
-                run_loop(members, stage, env, logs)
+                per_database[stage] = run_loop(members, stage, env, logs)
             else:
                 run_rollout(stage, env, logs)
             stages[stage] = {"start": began, "end": time.time()}
@@ -124,6 +139,7 @@ def measure(contender: str, members: list[seed_fleet.Member], env: dict[str, str
         by_database = load.stop(first, last)
     return {"contender": contender, "seconds": last - first,
             "stages": {k: v["end"] - v["start"] for k, v in stages.items()},
+            "per_database": per_database,
             "databases": {m.name: {"server": m.server.label, **by_database[m.name]}
                           for m in members}}
 
@@ -162,6 +178,10 @@ def run(args) -> dict:
             "-l", "INFO"], env, logs))
         for contender in CONTENDERS:
             results[contender] = measure(contender, fleets[contender], env, logs, args)
+        with psycopg.connect(servers[0].database_url(control)) as conn:
+            results["rollout"]["waves"] = [
+                {"stage": stage, "wave": wave, "targets": count, "seconds": float(seconds or 0)}
+                for stage, wave, count, seconds in conn.execute(WAVES)]
     finally:
         for process in processes:
             process.stop()

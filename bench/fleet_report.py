@@ -31,6 +31,21 @@ def pairs(result: dict) -> list[tuple[str, dict, dict]]:
             for name, other in zip(sorted(loop), sorted(rollout), strict=True)]
 
 
+def time_notes(loop: dict, rollout: dict) -> list[str]:
+    """The loop's time per database, and the rollout's per wave."""
+    notes = []
+    for stage, took in loop.get("per_database", {}).items():
+        if took:
+            notes.append(f"- loop, {stage} stage: {len(took)} runs of `deploy/deploy.sh {stage}`, "
+                         f"one after the other, {sum(took) / len(took):.1f}s each "
+                         f"({min(took):.1f}-{max(took):.1f}s)")
+    for wave in rollout.get("waves", []):
+        notes.append(f"- rollout, {wave['stage']} stage, wave {wave['wave']}"
+                     f"{' (canary)' if wave['wave'] == 1 else ''}: {wave['targets']} database(s) "
+                     f"in {wave['seconds']:.1f}s")
+    return notes
+
+
 def render(result: dict) -> str:
     loop, rollout = result["contenders"]["loop"], result["contenders"]["rollout"]
     ratio = rollout["seconds"] / loop["seconds"] if loop["seconds"] else float("nan")
@@ -56,6 +71,11 @@ def render(result: dict) -> str:
         f"| no database's load worse than in the loop (more errors, or p99 > "
         f"{P99_MARGIN:.1f}x the loop's) | {len(worse_ones)} of {len(found)} worse | {load_goal} |",
         "",
+        f"Each database's load is measured over its contender's whole run: {loop['seconds']:.0f}s "
+        f"for the loop, in which each database is deployed for about "
+        f"1/{len(found)} of the time and idles the rest, and {rollout['seconds']:.0f}s for the "
+        "rollout, in which the databases of a wave are deployed side by side.",
+        "",
         "## Wall time",
         "",
         "| contender | pre stage | post stage | both |",
@@ -66,6 +86,7 @@ def render(result: dict) -> str:
         stages = figures["stages"]
         lines.append(f"| {name} | {stages.get('pre', 0):.1f}s | {stages.get('post', 0):.1f}s | "
                      f"{figures['seconds']:.1f}s |")
+    lines += ["", "## Where the time went", "", *time_notes(loop, rollout)]
     lines += [
         "",
         "## The live load on each database, from the pre stage's start to the post stage's end",

@@ -151,7 +151,7 @@ def render(console: Console, fleet: list[tuple[str, str, str]], reports: dict[st
         console.print("\n[bold]How long each phase took[/] (the whole fleet)")
         for phase, seconds in phases:
             console.print(f"  {phase:<56} {seconds:8.1f}s")
-    verdict = ("[green]every database verified, every write of either release kept[/]" if all_ok
+    verdict = ("[green]every database verified[/]" if all_ok
                else "[red]some database did not verify: see above[/]")
     console.print(f"\n{len(fleet)} database(s): {verdict}")
     return all_ok
