@@ -25,8 +25,14 @@ services-down:
 lint: venv
 	$(VENV)/bin/ruff check .
 
+# FLEET=N: the fleet demo instead, N seeded databases on two servers rolled out in waves
+# (deploy/fleet_demo.sh; e.g. make demo FLEET=4 SIZE=small).
 demo: services
+ifdef FLEET
+	deploy/fleet_demo.sh $(FLEET) $(SIZE)
+else
 	deploy/demo.sh $(SIZE)
+endif
 
 # Flower on 127.0.0.1:5555 for workers you started yourself; needs FLOWER_BASIC_AUTH=user:password.
 flower: services

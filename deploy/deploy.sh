@@ -26,6 +26,8 @@
 #                               not finished and the script exits 8, so a pipeline does not go on
 #   DEPLOY_WAIT_TIMEOUT=        give up waiting (exit 5) after this many seconds
 #   PYTHON=python               the interpreter that runs manage.py
+#   DEPLOY_DATABASE=            the target to deploy (docs/targets.md), by name; unset: `default`
+#                               (DATABASE_URL). The workers serve it through the same targets file
 #
 # Exit codes (those of every operator command, docs/troubleshooting.md "Exit codes"): 0 the stage is done,
 # 1 a migration or the script failed, 2 bad usage, 3 `post` before `pre` finished (or another
@@ -42,6 +44,7 @@ DEPLOY_SESSION_WAIT=${DEPLOY_SESSION_WAIT:-0}
 DEPLOY_STRICT_PREFLIGHT=${DEPLOY_STRICT_PREFLIGHT:-0}
 DEPLOY_WAIT=${DEPLOY_WAIT:-1}
 DEPLOY_WAIT_TIMEOUT=${DEPLOY_WAIT_TIMEOUT:-}
+DEPLOY_DATABASE=${DEPLOY_DATABASE:-}
 
 STAGE=${1:-}
 case "$STAGE" in
@@ -53,7 +56,7 @@ esac
 step() { printf '\n[deploy %s] === %s ===\n' "$STAGE" "$*"; }
 say() { printf '[deploy %s] %s\n' "$STAGE" "$*"; }
 fail() { printf '[deploy %s] FAILED (exit %s): %s\n' "$STAGE" "$1" "$2" >&2; exit "$1"; }
-manage() { "$PYTHON" manage.py "$@"; }
+manage() { "$PYTHON" manage.py "$@" ${DEPLOY_DATABASE:+--database "$DEPLOY_DATABASE"}; }
 
 step "1/4 database"
 rc=0; manage migrate_online --wait-for-db "$DEPLOY_DB_TIMEOUT" || rc=$?

@@ -138,3 +138,16 @@ def test_the_compose_migrate_services_run_the_two_stages():
     assert compose["services"]["migrate"]["command"] == ["deploy/deploy.sh", "pre"]
     assert compose["services"]["migrate-post"]["command"] == ["deploy/deploy.sh", "post"]
     assert os.access(SCRIPT, os.X_OK)
+
+
+def test_deploy_database_names_the_target_every_step_works_on(tmp_path):
+    """DEPLOY_DATABASE reaches each manage.py call as `--database`: an undeclared one is refused
+    before anything is touched, naming the declared targets."""
+    targets = tmp_path / "targets.toml"
+    targets.write_text('[targets.eu]\nurl = "postgres://postgres@127.0.0.1:1/eu"\n')
+    done = deploy("pre", "postgres://postgres@127.0.0.1:1/none", DEPLOY_DATABASE="us",
+                  MW_TARGETS_FILE=str(targets))
+
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "unknown database 'us': the declared targets are default, eu" in done.stderr
+    assert "=== 2/4 preflight ===" not in done.stdout

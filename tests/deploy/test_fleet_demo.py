@@ -1,0 +1,101 @@
+"""The fleet demo's and the fleet bench's groundwork: seeded databases over both servers, declared
+in a targets file the engine loads, and the bench's fleet report rendered from a raw result."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import psycopg
+import pytest
+from django.db import connection
+
+from bench.fleet_report import render
+from migrations_worker import targets as mw_targets
+from seed import fleet
+from seed.fleet_report import superseded
+from seed.schema import legacy_state_problems
+from tests.conftest import ROOT
+from tests.scratch import server_url
+
+
+@pytest.fixture
+def two_servers(db):
+    servers = [fleet.parse_server(f"pg-1={server_url('postgres')}"),
+               fleet.parse_server(f"pg-2={server_url('postgres', alias='far')}")]
+    prefix = f"{connection.settings_dict['NAME'][:24]}_fl"
+    made = fleet.members(prefix, 2, servers, {"fleet": "demo"})
+    yield prefix, servers, made
+    fleet.drop_all(made)
+    for server in servers:
+        fleet.drop(server, f"{prefix}_template")
+
+
+def test_seeding_a_fleet_of_two_puts_one_seeded_legacy_database_on_each_server(two_servers, tmp_path):
+    prefix, servers, made = two_servers
+    fleet.create(made, "small", template_prefix=prefix, log=lambda _: None)
+    path = fleet.write_targets(tmp_path / "targets.toml", made, {"server": "pg-1"})
+
+    declared = {t.name: t for t in mw_targets.load(path, {})}
+    assert set(declared) == {"default", f"{prefix}_01", f"{prefix}_02"}
+    assert declared["default"].labels == {"server": "pg-1"}
+    for member, server in zip(made, servers, strict=True):
+        target = declared[member.name]
+        assert target.url == server.database_url(member.name)
+        assert target.labels == {"server": server.label, "fleet": "demo"}
+        with psycopg.connect(target.url) as conn, conn.cursor() as cursor:
+            assert legacy_state_problems(cursor) == ([], [])
+            cursor.execute("SELECT count(*) FROM investments_alert")
+            assert cursor.fetchone()[0] > 1000
+            cursor.execute("SELECT count(*) FROM migrations_worker_jobrun")
+            assert cursor.fetchone()[0] == 0
+
+
+def test_a_second_fleet_copies_the_seeded_templates_without_seeding_again(two_servers):
+    prefix, servers, made = two_servers
+    fleet.create(made, "small", template_prefix=prefix, log=lambda _: None)
+    seen: list[str] = []
+    fleet.create(made, "small", template_prefix=prefix, log=seen.append)
+    assert not any("seeding" in line for line in seen)
+    assert all(fleet.marker_of(s, f"{prefix}_template") == fleet.marker("small") for s in servers)
+
+
+def test_a_fleet_prefix_that_cannot_name_a_target_is_refused():
+    server = fleet.Server("pg-1", "postgres://postgres@127.0.0.1:55432")
+    with pytest.raises(fleet.FleetError, match="prefix"):
+        fleet.members("Demo-fleet", 2, [server])
+
+
+def test_the_demo_report_sets_apart_only_texts_the_release_itself_replaced():
+    texts = [[7, "sector", "Energy"], [7, "sector", "Utilities"], [8, "industry", "Banks"],
+             [7, "sector", "Utilities"]]
+    assert superseded(texts) == {"text sector='Energy' of asset 7 not archived"}
+
+
+def test_the_bench_fleet_case_answers_its_help():
+    done = subprocess.run([sys.executable, "-m", "bench.fleet", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "--databases" in done.stdout and "--report" in done.stdout
+
+
+def load(p99: float, errors: int = 0) -> dict:
+    return {"server": "pg-1", "statements": 400, "errors": errors, "p50_ms": 2.0, "p99_ms": p99,
+            "max_ms": p99 * 2, "per_second": 20.0, "first_errors": []}
+
+
+def test_the_bench_fleet_report_gives_the_ratio_and_names_a_database_whose_load_was_worse():
+    raw = {"when": "2026-12-06 10:00", "machine": "x86_64, 2 CPUs", "scale": "small",
+           "databases": 2, "workers": 2, "rate": 20.0,
+           "servers": {"pg-1": "postgres://h:1", "pg-2": "postgres://h:2"},
+           "contenders": {
+               "loop": {"seconds": 100.0, "stages": {"pre": 80.0, "post": 20.0},
+                        "databases": {"bench_fleet_loop_01": load(10.0),
+                                      "bench_fleet_loop_02": load(10.0)}},
+               "rollout": {"seconds": 50.0, "stages": {"pre": 40.0, "post": 10.0},
+                           "databases": {"bench_fleet_rollout_01": load(10.5),
+                                         "bench_fleet_rollout_02": load(30.0, errors=1)}}}}
+    text = render(raw)
+    assert "| 0.50x | met |" in text
+    assert "1 of 2 worse | MISSED" in text
+    assert "| _02 | pg-1 |" in text and "1 errors against 0" in text
