@@ -48,6 +48,7 @@ from . import waves
 CONTROL = DEFAULT_DB_ALIAS
 STEP_TASK = "migrations_worker.fleet_step"
 STAGES = ("pre", "post")
+DEFAULT_PARALLEL = 4  # targets of a wave worked at once
 
 
 def rollouts():
@@ -101,7 +102,7 @@ def start(stage: str, *, waves_spec: str | None, parallel: int | None,
     try:
         with transaction.atomic(using=CONTROL):
             rollout = rollouts().create(stage=stage, waves_spec=spec, select=dict(select or {}),
-                                        parallel=parallel or 4, actor=actor)
+                                        parallel=parallel or DEFAULT_PARALLEL, actor=actor)
             position = 0
             for number, wave in enumerate(cut, start=1):
                 for name in wave:
@@ -145,7 +146,7 @@ def advance(rollout_id: int, actor: str = "") -> Rollout:
             return rollout
         now = timezone.now()
         in_wave = [t for t in targets if t.wave == wave]
-        if all(t.status == TargetStatus.PENDING for t in in_wave):
+        if not any(t.started_at for t in in_wave):
             event(rollout, "wave", f"wave {wave} starts: {', '.join(t.target for t in in_wave)}"
                   + (" (the canary, alone)" if wave == 1 else ""), actor=actor)
         active = [t for t in in_wave if t.status in TargetStatus.active()]

@@ -167,6 +167,12 @@ def run_step(rollout_id: int, name: str, stage: str, attempt: int, worker: str =
         rollout_id=rollout_id, target=name)
     if fenced(target, attempt):
         return "fenced"
+    if name not in conf.targets():
+        record(rollout_id, name, attempt, Outcome(
+            TargetStatus.FAILED, "not declared", error=f"{name} is not a declared target on "
+            f"worker {worker or '?'}: give every worker the same MW_TARGETS_FILE"), worker)
+        rollouts.advance(rollout_id, actor=worker)
+        return str(TargetStatus.FAILED)
     try:
         outcome = work(name, Stage(stage), target.server)
     except Exception as exc:  # a migration's own code raised: the target fails, the rollout halts
@@ -183,11 +189,11 @@ def record(rollout_id: int, name: str, attempt: int, outcome: Outcome, worker: s
     """Write what the step saw, unless an operator acted on the target meanwhile."""
     now = timezone.now()
     with transaction.atomic(using=CONTROL):
-        target = RolloutTarget.objects.using(CONTROL).select_for_update().select_related(
-            "rollout").get(rollout_id=rollout_id, target=name)
+        # The rollout's row first, then the target's: the order every tick takes them in.
+        rollout = rollouts.rollouts().select_for_update().get(pk=rollout_id)
+        target = rollout.targets.select_for_update().get(target=name)
         if target.attempt != attempt or target.status not in TargetStatus.active():
             return
-        rollout = target.rollout
         before = target.status
         target.steps += 1
         target.detail = outcome.detail
@@ -211,5 +217,4 @@ def record(rollout_id: int, name: str, attempt: int, outcome: Outcome, worker: s
             rollouts.event(rollout, str(target.status), outcome.error or outcome.detail,
                            target=name, actor=worker)
         if target.status == TargetStatus.FAILED and rollout.status == RolloutStatus.RUNNING:
-            rollouts.halt(rollouts.rollouts().select_for_update().get(pk=rollout_id), target,
-                          worker)
+            rollouts.halt(rollout, target, worker)

@@ -79,7 +79,8 @@ class Command(EngineCommand):
                                  help=f"cumulative wave sizes, counts or percentages (default "
                                       f"{waves.DEFAULT_WAVES}); the first is the canary")
             command.add_argument("--parallel", type=positive_int, default=None, metavar="N",
-                                 help="targets of a wave worked at once (default 4)")
+                                 help="targets of a wave worked at once (default "
+                                      f"{rollouts.DEFAULT_PARALLEL})")
             command.add_argument("--select", action="append", default=[], metavar="LABEL=VALUE",
                                  help="only targets with this label (repeatable: all must match)")
         sub.choices["plan"].add_argument("--json", action="store_true")
@@ -129,7 +130,8 @@ class Command(EngineCommand):
 
     def plan(self, options, select) -> None:
         spec = options["waves"] or waves.DEFAULT_WAVES
-        found = plan.build(options["stage"], spec, options["parallel"] or 4, select)
+        found = plan.build(options["stage"], spec, options["parallel"] or rollouts.DEFAULT_PARALLEL,
+                           select)
         if options["json"]:
             self.stdout.write(json.dumps(found, indent=2))
             return
