@@ -153,6 +153,12 @@ def test_a_second_rollout_with_other_options_is_refused_while_one_is_open_and_ba
     assert paused.returncode == 0 and "paused" in paused.stdout
     follow = fleet.fleet("rollout", "--stage", "pre")
     assert follow.returncode == 8 and "fleet resume" in follow.stderr
+    resumed = fleet.fleet("resume", "--reason", "looked")
+    assert resumed.returncode == 0 and "now running" in resumed.stdout
+    done = fleet.fleet("rollout", "--stage", "pre")
+    assert done.returncode == 0, done.stdout + done.stderr
+    kinds = list(Rollout.objects.get().events.values_list("kind", "message"))
+    assert ("paused", "a look first") in kinds and ("resumed", "looked") in kinds
 
 
 def test_a_post_rollout_before_the_pre_stage_halts_at_the_canary_and_touches_no_other_target(
