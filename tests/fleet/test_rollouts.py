@@ -131,7 +131,7 @@ def test_the_rollout_survives_its_command_killed_between_waves_and_a_rerun_resum
         assert applied == [], name
 
 
-def test_a_second_rollout_with_other_options_is_refused_while_one_is_open_and_bad_input_is_exit_2(
+def test_while_a_rollout_is_open_another_is_refused_bad_input_exits_2_and_a_pause_holds_it_until_resumed(
         fleet, fleet_workers):
     fleet_workers.worker("w1")
     started = fleet.fleet("rollout", "--stage", "pre", *WAVES, "--detach")
