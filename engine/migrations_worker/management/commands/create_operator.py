@@ -82,7 +82,7 @@ class Command(EngineCommand):
                 raise InvalidInput(f"{variable} is set but empty: put the operator's password in it")
             return os.environ[variable]
         if not sys.stdin.isatty():
-            raise InvalidInput(f"no password: set the environment variable {variable} (or name "
+            raise InvalidInput(f"the password is missing: set the environment variable {variable} (or name "
                          "another with --password-env), or run the command in a terminal to "
                          "be asked for it")
         first = getpass.getpass("Password: ")
