@@ -67,14 +67,36 @@ as_pg() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# Something already listens on 127.0.0.1:PORT (bash's /dev/tcp: no extra tool needed).
+port_taken() { timeout 2 bash -c ': <>"/dev/tcp/127.0.0.1/$1"' port_taken "$1" 2>/dev/null; }
+
+# A port above PORT that nothing listens on, to suggest.
+free_port_after() {
+  local port=$(($1 + 10))
+  while port_taken "$port"; do port=$((port + 10)); done
+  echo "$port"
+}
+
+# Stop before starting WHAT on PORT when another server (a second checkout's services, a local
+# PostgreSQL or Redis) holds it, naming the port and the VARIABLE that moves it: otherwise the
+# server fails with only "could not start server. Examine the log output.".
+# PORT VARIABLE WHAT COMMAND
+refuse_taken_port() {
+  port_taken "$1" || return 0
+  die "127.0.0.1:$1 is already taken by another server (another checkout's deploy/services.sh, or a $3 installed on this machine), so this $3 cannot listen there. Choose another port: $2=$(free_port_after "$1") deploy/services.sh $4 (use the same $2 for every later deploy/services.sh command; \`deploy/services.sh env\` then prints the URLs)"
+}
+
 server_running() { [ -s "$1/PG_VERSION" ] && as_pg "$(pg_bindir)/pg_ctl" -D "$1" status >/dev/null 2>&1; }
 pg_running() { server_running "$PG_DATA"; }
-redis_running() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping >/dev/null 2>&1; }
+# A Redis answers PONG there (in time: redis-cli waits forever on a server that never answers).
+redis_running() { [ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
 
-# A PostgreSQL server on loopback: DATA PORT DATABASE (initialised on first use, the database
-# created if missing). Both servers of this script start the same way.
+# A PostgreSQL server on loopback: DATA PORT DATABASE VARIABLE COMMAND (initialised on first
+# use, the database created if missing; VARIABLE and COMMAND: what to run on another port). Both
+# servers of this script start the same way.
 server_up() {
   local data=$1 port=$2 db=$3 bin; bin=$(pg_bindir)
+  server_running "$data" || refuse_taken_port "$port" "$4" PostgreSQL "$5"
   mkdir -p "$LOCAL"
   if [ "$(id -u)" -eq 0 ]; then
     id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
@@ -93,7 +115,9 @@ server_up() {
     say "PostgreSQL already running on 127.0.0.1:$port"
   else
     as_pg "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start -o \
-      "-p $port -c listen_addresses=127.0.0.1 -k $PG_RUN -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null
+      "-p $port -c listen_addresses=127.0.0.1 -k $PG_RUN -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null ||
+      { refuse_taken_port "$port" "$4" PostgreSQL "$5"  # taken meanwhile
+        die "PostgreSQL did not start on 127.0.0.1:$port; the end of $data/server.log: $(tail -n 5 "$data/server.log" 2>/dev/null)"; }
     say "PostgreSQL up on 127.0.0.1:$port (log: $data/server.log)"
   fi
   if ! "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -Atqc "SELECT 1 FROM pg_database WHERE datname='$db'" postgres | grep -q 1; then
@@ -109,7 +133,7 @@ server_down() {
   fi
 }
 
-pg_up() { server_up "$PG_DATA" "$PG_PORT" "$PG_DB"; }
+pg_up() { server_up "$PG_DATA" "$PG_PORT" "$PG_DB" PG_PORT up; }
 
 redis_up() {
   mkdir -p "$REDIS_DIR"
@@ -117,6 +141,7 @@ redis_up() {
     say "Redis already running on 127.0.0.1:$REDIS_PORT"
     return 0
   fi
+  refuse_taken_port "$REDIS_PORT" REDIS_PORT Redis up
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$REDIS_DIR" --daemonize yes \
     --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" --save "" --appendonly no
   for _ in $(seq 50); do redis_running && break; sleep 0.1; done
@@ -206,6 +231,7 @@ standby_up() {
   if standby_running; then
     say "standby already running on 127.0.0.1:$STANDBY_PORT"
   else
+    refuse_taken_port "$STANDBY_PORT" STANDBY_PORT PostgreSQL "standby up"
     # max_connections as on the primary: a standby refuses to replay with fewer.
     as_pg "$bin/pg_ctl" -D "$STANDBY_DATA" -l "$STANDBY_DATA/standby.log" -w -t 60 start -o \
       "-p $STANDBY_PORT -c listen_addresses=127.0.0.1 -k $PG_RUN -c max_connections=200 -c fsync=off -c full_page_writes=off" >/dev/null ||
@@ -257,7 +283,7 @@ second_up() {
   [ "$SECOND_PG_PORT" != "$PG_PORT" ] && [ "$SECOND_PG_PORT" != "$STANDBY_PORT" ] ||
     die "SECOND_PG_PORT ($SECOND_PG_PORT) must differ from PG_PORT ($PG_PORT) and STANDBY_PORT ($STANDBY_PORT)"
   ensure_binaries
-  server_up "$SECOND_DATA" "$SECOND_PG_PORT" "$SECOND_PG_DB"
+  server_up "$SECOND_DATA" "$SECOND_PG_PORT" "$SECOND_PG_DB" SECOND_PG_PORT "second up"
 }
 
 second_status() {

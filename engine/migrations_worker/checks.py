@@ -1,7 +1,8 @@
 """System checks: the engine works only on PostgreSQL 13 or newer, and says so before anything
 runs; every job a migration names is registered, so a typo fails `check`, not a deploy; and the
-standbys the site expects are written as a count or names; and MIGRATIONS_WORKER holds only keys
-the engine reads (a misspelt one would be ignored without a word).
+standbys the site expects are written as a count or names; MIGRATIONS_WORKER holds only keys
+the engine reads (a misspelt one would be ignored without a word); and a status token, when set,
+is long enough not to be guessed.
 
 Why 13: the migrations rely on `gen_random_uuid()` in core (13+; before, it needs pgcrypto), and
 the engine on `FOR UPDATE SKIP LOCKED`, `lock_timeout` and concurrent index builds. An older
@@ -132,3 +133,14 @@ def engine_settings_are_known(app_configs=None, **kwargs) -> list[Error]:
                   hint=f"Known settings: {', '.join(sorted(conf.DEFAULTS))} (docs/engine-install.md).",
                   id="migrations_worker.E005")
             for key in conf.unknown_keys()]
+
+
+@register()
+def status_token_is_long_enough(app_configs=None, **kwargs) -> list[Error]:
+    """A short MW_STATUS_TOKEN opens the status API to whoever guesses it: refused before any
+    command runs (and never accepted by the API, `conf.status_token_problem`)."""
+    problem = conf.status_token_problem()
+    if not problem:
+        return []
+    return [Error(problem + ".", hint=f"Make one with: {conf.RANDOM_STRING_COMMAND}",
+                  id="migrations_worker.E007")]

@@ -99,9 +99,26 @@ def unknown_keys() -> list[str]:
     return sorted(set(getattr(settings, "MIGRATIONS_WORKER", {})) - set(DEFAULTS))
 
 
+# The shortest MW_STATUS_TOKEN accepted: the token is a password sent on every scrape, and a short
+# one is guessed; 32 random characters (secrets.token_urlsafe(32) gives 43) are out of reach.
+MIN_STATUS_TOKEN_LENGTH = 32
+RANDOM_STRING_COMMAND = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+
+
 def status_token() -> str:
     """`MW_STATUS_TOKEN`: a bearer token the status API accepts; "" turns token auth off."""
     return getattr(settings, "MW_STATUS_TOKEN", "")
+
+
+def status_token_problem() -> str:
+    """Why the configured status token may not be used (too short), or ''. The system check
+    refuses it at start-up; the status API never accepts it either, for a web process started
+    without the checks (gunicorn runs none)."""
+    token = status_token()
+    if not token or len(token) >= MIN_STATUS_TOKEN_LENGTH:
+        return ""
+    return (f"MW_STATUS_TOKEN is {len(token)} characters long; it must have at least "
+            f"{MIN_STATUS_TOKEN_LENGTH} (or be empty, to turn token access off)")
 
 
 def flower_url() -> str:

@@ -6,6 +6,7 @@ test starts is stopped afterwards, even when it fails.
 """
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -393,4 +394,70 @@ def test_second_up_on_the_first_servers_port_is_refused(services):
     result = services.run("second", "up", env={"SECOND_PG_PORT": str(services.pg_port)})
     assert result.returncode == 2
     assert "SECOND_PG_PORT" in result.stderr and "must differ from PG_PORT" in result.stderr
+    assert not (services.local / "postgres2").exists()
+
+
+# -- a port another server holds ------------------------------------------------------------------
+
+
+@pytest.fixture
+def occupy():
+    """Someone else's server on a port (another checkout's, a PostgreSQL of the machine): a socket
+    that listens and never answers; closed after the test."""
+    sockets = []
+
+    def listen(port: int) -> None:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+        sockets.append(sock)
+
+    yield listen
+    for sock in sockets:
+        sock.close()
+
+
+def suggested(result: subprocess.CompletedProcess, variable: str) -> int:
+    found = re.search(rf"Choose another port: {variable}=(\d+) deploy/services.sh", result.stderr)
+    assert found, output(result)
+    return int(found.group(1))
+
+
+def test_up_on_a_port_another_server_holds_says_which_and_how_to_choose_another(services, occupy):
+    occupy(services.pg_port)
+    result = services.run("up")
+    assert result.returncode == 2
+    assert f"127.0.0.1:{services.pg_port} is already taken by another server" in result.stderr
+    assert "PG_PORT=" in result.stderr and "deploy/services.sh up" in result.stderr
+    assert "could not start server" not in output(result)
+    assert not (services.local / "postgres").exists()  # stopped before initdb
+    assert not listening(services.redis_port)
+
+    # The advice works: the suggested port is free, and the server starts there.
+    port = suggested(result, "PG_PORT")
+    assert port != services.pg_port and not listening(port)
+    again = services.run("up", env={"PG_PORT": str(port)})
+    assert again.returncode == 0, output(again)
+    assert f"PostgreSQL up on 127.0.0.1:{port}" in again.stdout
+
+
+def test_up_on_a_redis_port_another_server_holds_names_redis_port(services, occupy):
+    occupy(services.redis_port)
+    result = services.run("up", env={"DATABASE_URL": EXTERNAL["DATABASE_URL"]})
+    assert result.returncode == 2
+    assert f"127.0.0.1:{services.redis_port} is already taken" in result.stderr
+    assert suggested(result, "REDIS_PORT") != services.redis_port
+    assert not (services.local / "redis" / "redis.pid").exists()
+
+
+def test_second_up_on_a_port_another_server_holds_names_second_pg_port(services, occupy):
+    port = free_port()
+    while port in (services.pg_port, services.redis_port):
+        port = free_port()
+    occupy(port)
+    result = services.run("second", "up", env={"SECOND_PG_PORT": str(port)})
+    assert result.returncode == 2
+    assert f"127.0.0.1:{port} is already taken" in result.stderr
+    assert "deploy/services.sh second up" in result.stderr
+    assert suggested(result, "SECOND_PG_PORT") != port
     assert not (services.local / "postgres2").exists()

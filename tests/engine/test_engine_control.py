@@ -157,8 +157,7 @@ def test_admin_shows_runs_with_progress_and_actions_only_to_operators(client):
 
 
 def test_admin_is_closed_to_users_who_are_not_staff(client):
-    User.objects.create_user("plain", password="pw")
-    client.login(username="plain", password="pw")
+    client.force_login(User.objects.create_user("plain"))  # logged in, not staff
     page = client.get(reverse("admin:migrations_worker_jobrun_changelist"))
     assert page.status_code == 302
     assert "/admin/login/" in page["Location"]

@@ -2,6 +2,7 @@
 deploy pipelines, and the log lines that answer "what happened to job X at 03:12"."""
 
 import logging
+import secrets
 import time
 from datetime import timedelta
 
@@ -9,10 +10,12 @@ import psycopg
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 from django.utils import timezone
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families
 
+from migrations_worker.checks import status_token_is_long_enough
 from migrations_worker.models import HoldKind, JobRun
 from migrations_worker.ops import metrics as metrics_module
 from migrations_worker.runs import control, runner, states
@@ -22,6 +25,7 @@ from tests.engine_app.support import JOB, make_widgets
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "near", "far"])
 ENDPOINTS = ("/ops/runs.json", "/ops/runs/1.json", "/ops/metrics")
 FIXED_100 = {"batch_size": 100, "min_batch_size": 100, "max_batch_size": 100}
+TOKEN = secrets.token_urlsafe(32)  # as docs/operating.md says to make one
 
 
 def staff(username: str = "watcher", view: bool = True) -> User:
@@ -56,8 +60,7 @@ def test_anonymous_request_is_refused_with_401_and_says_how_to_authenticate(clie
 
 @pytest.mark.parametrize("url", ENDPOINTS)
 def test_a_logged_in_user_who_is_not_staff_is_refused_with_403(client, url):
-    User.objects.create_user("plain", password="pw")
-    client.login(username="plain", password="pw")
+    client.force_login(User.objects.create_user("plain"))  # logged in, not staff
     response = client.get(url)
     assert response.status_code == 403
     assert "forbidden" in response.json()["error"]
@@ -69,11 +72,31 @@ def test_staff_without_permission_to_view_runs_is_refused(client):
 
 
 def test_the_status_token_from_the_environment_lets_a_pipeline_in(client, settings):
-    settings.MW_STATUS_TOKEN = "s3cret-token"
-    assert client.get("/ops/runs.json", HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 200
-    assert client.get("/ops/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 200
+    settings.MW_STATUS_TOKEN = TOKEN
+    assert client.get("/ops/runs.json", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
+    assert client.get("/ops/metrics", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").status_code == 200
     assert client.get("/ops/runs.json", HTTP_AUTHORIZATION="Bearer wrong").status_code == 403
-    assert client.get("/ops/runs.json", HTTP_AUTHORIZATION="Basic s3cret-token").status_code == 403
+    assert client.get("/ops/runs.json", HTTP_AUTHORIZATION=f"Basic {TOKEN}").status_code == 403
+
+
+def test_a_status_token_shorter_than_32_characters_fails_the_check_and_is_never_accepted(
+        client, settings):
+    settings.MW_STATUS_TOKEN = short = "s3cret-token"
+    errors = status_token_is_long_enough()
+    assert [error.id for error in errors] == ["migrations_worker.E007"]
+    assert "12 characters long; it must have at least 32" in errors[0].msg
+    assert "python -c 'import secrets; print(secrets.token_urlsafe(32))'" in errors[0].hint
+    assert client.get("/ops/runs.json", HTTP_AUTHORIZATION=f"Bearer {short}").status_code == 403
+    settings.MW_STATUS_TOKEN = TOKEN
+    assert status_token_is_long_enough() == []
+    settings.MW_STATUS_TOKEN = ""
+    assert status_token_is_long_enough() == []
+
+
+def test_a_short_status_token_stops_manage_py_before_it_runs(settings):
+    settings.MW_STATUS_TOKEN = "x" * 31
+    with pytest.raises(SystemCheckError, match="E007"):
+        call_command("check")
 
 
 def test_without_a_configured_token_no_token_is_accepted(client, settings):

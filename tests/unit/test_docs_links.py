@@ -10,6 +10,7 @@ from pathlib import Path
 
 import django
 import pytest
+from django.apps import apps
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -72,10 +73,12 @@ def broken(page: Path, target: str) -> str:
 
 
 def management_commands() -> set[str]:
-    """The commands on disk: the engine's and the apps' (`*/management/commands/*.py`), and
-    Django's own (`migrate`'s base, `check`, `makemigrations`, `createsuperuser`, ...)."""
+    """The commands on disk: the engine's and the apps' (`*/management/commands/*.py`),
+    Django's own (`migrate`'s base, `check`, `makemigrations`, `createsuperuser`, ...) and those
+    of the installed packages (django-axes' `axes_reset_username`, ...)."""
     django_root = Path(django.__file__).parent
-    roots = [ROOT / "engine", ROOT / "apps", django_root / "core", django_root / "contrib"]
+    roots = [ROOT / "engine", ROOT / "apps", django_root / "core", django_root / "contrib",
+             *(Path(config.path) for config in apps.get_app_configs())]
     return {
         path.stem
         for root in roots

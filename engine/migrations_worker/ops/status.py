@@ -46,10 +46,11 @@ VIEW_PERMISSION = "migrations_worker.view_jobrun"
 
 
 def bearer_token_ok(request: HttpRequest) -> bool:
-    """The request carries the configured status token; no token configured means no token auth."""
+    """The request carries the configured status token; no token configured (or one too short to
+    be safe, which the system check reports) means no token auth."""
     expected = conf.status_token()
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if not expected or scheme.lower() != "bearer" or not given:
+    if not expected or conf.status_token_problem() or scheme.lower() != "bearer" or not given:
         return False
     return hmac.compare_digest(given.strip().encode(), expected.encode())
 
