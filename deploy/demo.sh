@@ -174,7 +174,7 @@ Meanwhile, look at:
                login: operator / $DEMO_ADMIN_PASSWORD
   Flower:      http://127.0.0.1:$FLOWER_PORT/   login: ${FLOWER_BASIC_AUTH%%:*} / ${FLOWER_BASIC_AUTH#*:}
   status API:  http://127.0.0.1:$WEB_PORT/ops/runs.json and /ops/metrics (with the admin login)
-  the CLI:     $PY manage.py backfill status --watch
+  the CLI:     DJANGO_SETTINGS_MODULE=$DJANGO_SETTINGS_MODULE $PY manage.py backfill status --watch
   logs:        $LOGS (one line per batch and per status change)
 TXT
 
