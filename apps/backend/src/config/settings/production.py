@@ -10,7 +10,7 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403
-from .base import MIDDLEWARE, SECRET_KEY, env_bool, env_list
+from .base import MIDDLEWARE, MIGRATIONS_WORKER, SECRET_KEY, env_bool, env_list
 
 # Said with every refusal below: from a checkout, the likely cause is a missing settings module.
 FROM_A_CHECKOUT = (" (Developing from a checkout? Use the development settings: "
@@ -51,3 +51,8 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+
+# Plain `manage.py migrate` applies the pre-deploy stage only (a release step that runs it cannot
+# break the release still serving) and says how to apply the rest: `migrate_online --stage post`
+# after the rollout, `--stage all` on a new database (docs/deploying.md).
+MIGRATIONS_WORKER = {**MIGRATIONS_WORKER, "MIGRATE_STAGE": "pre"}
