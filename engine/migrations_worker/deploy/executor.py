@@ -212,7 +212,8 @@ class OnlineExecutor:
                             f"{database_flag(self.using)}` and deploy again.")
         if not wait and require_complete:
             stage_flag = f" --stage {stage or 'all'}{database_flag(self.using)}"
-            raise Pending(f"the {stage or 'all'}-deploy stage is not complete: "
+            what = f"the {stage}-deploy stage" if stage else "the deploy (every stage)"
+            raise Pending(f"{what} is not complete: "
                           f"{len(result.gated) + len(result.held)} migration(s) wait for data jobs "
                           f"({', '.join(result.jobs)}), now enqueued. Wait for them: `python manage.py "
                           f"migrate_online{stage_flag} --wait`, then go on.")
