@@ -42,7 +42,7 @@ def production(test_database_url, tmp_path) -> dict[str, str]:
     database, and static files collected into a directory of the test's own."""
     port = free_port()
     env = {
-        **{k: v for k, v in os.environ.items() if k not in ("DEBUG", "STATIC_ROOT")},
+        **{k: v for k, v in os.environ.items() if k not in ("DEBUG", "STATIC_ROOT", "MW_TARGETS_FILE")},
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "PYTHONPATH": os.pathsep.join(map(str, (ROOT / "engine", ROOT / "apps" / "backend" / "src"))),
         "SECRET_KEY": secrets.token_urlsafe(64),
