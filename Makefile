@@ -42,8 +42,9 @@ flower: services
 browser:
 	deploy/browser.sh
 
+# manage.py defaults to the production settings (as the image runs); here the local services'.
 lint-migrations: venv
-	$(PY) manage.py lint_migrations
+	DJANGO_SETTINGS_MODULE=config.settings.dev $(PY) manage.py lint_migrations
 
 test: services
 	deploy/services.sh second up

@@ -7,7 +7,9 @@
 # each phase took, each release's latencies and errors, and the longest lock wait.
 #
 #   deploy/demo.sh [small|medium|large]     (make demo SIZE=small); default medium, ~1-2 minutes
-#   RESET=1 deploy/demo.sh                  start again from an empty database
+#   RESET=1 deploy/demo.sh                  start again from an empty database: the demo's own
+#                                           local one only (refused, exit 2, when DATABASE_URL
+#                                           points anywhere else)
 #
 # Ctrl-C stops everything this script started; the jobs' progress is in PostgreSQL, so running
 # the same command again continues where it stopped.
@@ -51,6 +53,19 @@ wait_for_port() {
   return 1
 }
 secret() { "$PY" -c 'import secrets; print(secrets.token_urlsafe(12))'; }
+
+# RESET=1 drops every table of the database: only of the one services.sh keeps for the demo,
+# never of whatever DATABASE_URL names (a shared server, a staging copy), checked before anything.
+if [ "${RESET:-0}" = 1 ] && [ -n "${DATABASE_URL:-}" ]; then
+  own=$(env -u DATABASE_URL deploy/services.sh env | sed -n 's/^DATABASE_URL=//p')
+  if [ "$DATABASE_URL" != "$own" ]; then
+    shown=$(sed -E 's#(://[^:/@]*):[^@]*@#\1:***@#' <<<"$DATABASE_URL")  # no password in the message
+    printf '[demo] RESET=1 refused: it empties only the demo'"'"'s own local database (%s), and DATABASE_URL points elsewhere (%s).\n' \
+      "$own" "$shown" >&2
+    printf '[demo] Unset DATABASE_URL to reset the local one, or empty that database yourself (dropdb/createdb) and run again without RESET.\n' >&2
+    exit 2
+  fi
+fi
 
 deploy/services.sh up
 while IFS= read -r line; do export "${line?}"; done < <(deploy/services.sh env)
@@ -174,7 +189,7 @@ Meanwhile, look at:
                login: operator / $DEMO_ADMIN_PASSWORD
   Flower:      http://127.0.0.1:$FLOWER_PORT/   login: ${FLOWER_BASIC_AUTH%%:*} / ${FLOWER_BASIC_AUTH#*:}
   status API:  http://127.0.0.1:$WEB_PORT/ops/runs.json and /ops/metrics (with the admin login)
-  the CLI:     $PY manage.py backfill status --watch
+  the CLI:     DJANGO_SETTINGS_MODULE=$DJANGO_SETTINGS_MODULE $PY manage.py backfill status --watch
   logs:        $LOGS (one line per batch and per status change)
 TXT
 

@@ -130,7 +130,8 @@ cat <<TXT
 Meanwhile, look at:
   the admin:   http://127.0.0.1:$WEB_PORT/admin/   login: operator / $DEMO_ADMIN_PASSWORD
   Flower:      http://127.0.0.1:$FLOWER_PORT/   login: ${FLOWER_BASIC_AUTH%%:*} / ${FLOWER_BASIC_AUTH#*:}
-  the CLI:     MW_TARGETS_FILE=$TARGETS DATABASE_URL=$DATABASE_URL $PY manage.py fleet status --watch
+  the CLI:     DJANGO_SETTINGS_MODULE=$DJANGO_SETTINGS_MODULE MW_TARGETS_FILE=$TARGETS DATABASE_URL=$DATABASE_URL \\
+               $PY manage.py fleet status --watch
 TXT
 
 mapfile -t NAMES < <(cut -f1 "$DEMO_DIR/fleet.tsv")

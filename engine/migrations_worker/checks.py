@@ -1,8 +1,8 @@
 """System checks: the engine works only on PostgreSQL 13 or newer, and says so before anything
 runs; every job a migration names is registered, so a typo fails `check`, not a deploy; and the
-standbys the site expects are written as a count or names; MIGRATIONS_WORKER holds only keys
-the engine reads (a misspelt one would be ignored without a word); and a status token, when set,
-is long enough not to be guessed.
+standbys the site expects are written as a count or names; `MIGRATE_STAGE` is a stage plain
+`migrate` can run; MIGRATIONS_WORKER holds only keys the engine reads (a misspelt one would be
+ignored without a word); and a status token, when set, is long enough not to be guessed.
 
 Why 13: the migrations rely on `gen_random_uuid()` in core (13+; before, it needs pgcrypto), and
 the engine on `FOR UPDATE SKIP LOCKED`, `lock_timeout` and concurrent index builds. An older
@@ -124,6 +124,23 @@ def server_limit_is_well_formed(app_configs=None, **kwargs) -> list[Error]:
                       "may be migrated at once (\"4\"), or 0 for no limit.",
                       id="migrations_worker.E006")]
     return []
+
+
+MIGRATE_STAGES = ("all", "pre")
+
+
+@register()
+def migrate_stage_is_known(app_configs=None, **kwargs) -> list[Error]:
+    """MIGRATIONS_WORKER["MIGRATE_STAGE"] is "all" or "pre": anything else would leave plain
+    `migrate` guessing what a deploy may apply."""
+    value = conf.get("MIGRATE_STAGE")
+    if value in MIGRATE_STAGES:
+        return []
+    return [Error(f"MIGRATIONS_WORKER['MIGRATE_STAGE'] is {value!r}; plain `migrate` applies "
+                  "\"all\" (every migration in order) or \"pre\" (the pre-deploy stage only)",
+                  hint="Set it to \"pre\" where a release step may run plain `migrate` against a "
+                       "database the previous release serves from, else leave the default \"all\".",
+                  id="migrations_worker.E008")]
 
 
 @register()

@@ -58,6 +58,12 @@ DEFAULTS: dict[str, Any] = {
     # the target's deploy lock taken and does nothing).
     "FLEET_POLL_SECONDS": 5.0,
     "FLEET_RESEND_SECONDS": 60.0,
+    # What plain `manage.py migrate` (no app label) applies: "all", every migration in order, as
+    # Django's does (development, tests, a new database); "pre", the pre-deploy stage only, as
+    # `migrate_online --stage pre --require-complete` does: a pipeline whose release step is plain
+    # `migrate` cannot break the release still serving (the post stage: `migrate_online --stage
+    # post`, after the rollout). `migrate APP [NAME]` and `migrate_online` are not affected.
+    "MIGRATE_STAGE": "all",
     # `migrate_online --plan` estimates: a data job's rows per second, a table scan's bytes.
     "PLAN_ROWS_PER_SECOND": 5_000.0,
     "PLAN_SCAN_BYTES_PER_SECOND": 100 * 1024**2,

@@ -395,6 +395,18 @@ def test_dockerfile_selects_production_settings():
     assert re.search(r"\bDJANGO_SETTINGS_MODULE=config\.settings\.production\b", env_lines)
 
 
+def test_dockerfile_collects_the_static_files_at_build_time_with_the_code_in_place():
+    # Served by WhiteNoise from STATIC_ROOT (production.py); tests/deploy/test_static_files.py
+    # runs the same command and the admin in a browser.
+    instructions = dockerfile_instructions()
+    collect = next(i for i, (kw, rest) in enumerate(instructions)
+                   if kw == "RUN" and re.search(r"\bmanage\.py collectstatic --noinput\b", rest))
+    copy_code = next(i for i, (kw, rest) in enumerate(instructions) if (kw, rest) == ("COPY", ". ."))
+    user = max(i for i, (kw, _rest) in enumerate(instructions) if kw == "USER")
+    assert copy_code < collect < user
+    assert "SECRET_KEY=\"$(python -c" in instructions[collect][1], "a key generated for the build"
+
+
 def test_dockerignore_keeps_local_state_and_secrets_out_but_not_the_code():
     patterns = [
         line.strip().rstrip("/")

@@ -20,19 +20,17 @@ GOOD_SECRET_KEY = secrets.token_urlsafe(64)
 
 
 def run_manage(*args: str, env: dict[str, str], timeout: float = 120):
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL", "DEBUG"}
-    }
-    return subprocess.run(
-        [sys.executable, str(ROOT / "manage.py"), *args],
-        cwd=ROOT,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run([sys.executable, str(ROOT / "manage.py"), *args], env=env, timeout=timeout)
+
+
+def run(command: list[str], env: dict[str, str], timeout: float = 120):
+    """`command` with `env` over this process's environment, less the settings it would inherit
+    (pytest's DJANGO_SETTINGS_MODULE among them: a case without one leaves it out of `env`)."""
+    inherited = {"SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "REDIS_URL", "DEBUG",
+                 "DJANGO_SETTINGS_MODULE"}
+    clean = {k: v for k, v in os.environ.items() if k not in inherited}
+    return subprocess.run(command, cwd=ROOT, env={**clean, **env}, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @pytest.fixture
@@ -133,3 +131,48 @@ def test_production_ignores_debug_from_the_environment(production_env):
     )
     assert result.returncode == 0, result.stderr
     assert "DEBUG False" in result.stdout.splitlines()
+
+
+# --- a process without a settings module ------------------------------------------------------
+
+SHOW_SETTINGS = ("from django.conf import settings; "
+                 "print('SETTINGS', settings.SETTINGS_MODULE, 'DEBUG', settings.DEBUG)")
+
+
+def test_manage_py_without_a_settings_module_runs_production_never_debug(production_env):
+    # The image's environment with DJANGO_SETTINGS_MODULE gone (a manifest that replaced it).
+    result = run_manage("shell", "-c", SHOW_SETTINGS,
+                        env={**without(production_env, "DJANGO_SETTINGS_MODULE"), "DEBUG": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "SETTINGS config.settings.production DEBUG False" in result.stdout.splitlines()
+
+
+def test_manage_py_without_settings_or_secrets_refuses_to_start_and_names_the_dev_settings():
+    # A checkout (or a host) where nothing is configured: no DEBUG=True run with a known key.
+    result = run_manage("shell", "-c", SHOW_SETTINGS, env={})
+    assert result.returncode != 0
+    assert "DEBUG" not in result.stdout
+    assert "SECRET_KEY must be set in the environment" in result.stderr
+    assert "DJANGO_SETTINGS_MODULE=config.settings.dev" in result.stderr
+
+
+def test_wsgi_without_a_settings_module_takes_the_same_production_settings(production_env):
+    result = run([sys.executable, "-c", f"import config.wsgi; {SHOW_SETTINGS}"],
+                 env={**without(production_env, "DJANGO_SETTINGS_MODULE"),
+                      "PYTHONPATH": os.pathsep.join(map(str, (ROOT / "engine",
+                                                             ROOT / "apps" / "backend" / "src")))})
+    assert result.returncode == 0, result.stderr
+    assert "SETTINGS config.settings.production DEBUG False" in result.stdout.splitlines()
+
+
+def test_the_celery_app_without_a_settings_module_refuses_to_start(production_env):
+    # The engine assumes no project: its worker names no default settings module, so it fails
+    # rather than guessing (and never reaches development settings).
+    result = run([str(Path(sys.executable).parent / "celery"), "-A", "migrations_worker", "worker",
+                  "-Q", "migrations", "--pool", "solo"],
+                 env={**without(production_env, "DJANGO_SETTINGS_MODULE"),
+                      "PYTHONPATH": os.pathsep.join(map(str, (ROOT / "engine",
+                                                             ROOT / "apps" / "backend" / "src")))},
+                 timeout=60)
+    assert result.returncode != 0
+    assert "settings are not configured" in result.stderr

@@ -18,13 +18,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
 from django.conf import settings
 from django.db import connection
 
 from tests.conftest import ROOT
-from tests.scratch import ScratchDatabase
+from tests.scratch import ScratchDatabase, server_url
 from tests.workers import free_port, wait_until
 
 SCRIPT = ROOT / "deploy" / "demo.sh"
@@ -257,3 +258,21 @@ def test_ctrl_c_in_the_deploy_step_stops_everything_and_a_rerun_finishes_the_job
     assert "the online migration already started here: continuing it" in demo.output
     assert_summary_matches_the_database(demo)
     assert demo.leftovers() == []
+
+
+@pytest.mark.parametrize("where", ["another database on the local server", "another server"])
+def test_reset_refuses_any_database_but_the_demos_own_before_touching_anything(tmp_path, where):
+    name = f"{connection.settings_dict['TEST']['NAME']}_not_the_demo"
+    url = (server_url(name) if where.startswith("another database")
+           else f"postgres://app:not-shown-{name}@db.invalid:5432/{name}")
+    result = subprocess.run(
+        [str(SCRIPT), "small"], cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=60, env={**os.environ, "RESET": "1", "DATABASE_URL": url, "PY": sys.executable,
+                         "REDIS_URL": settings.CELERY_BROKER_URL, "DEMO_DIR": str(tmp_path / "demo")})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "RESET=1 refused: it empties only the demo's own local database" in result.stderr
+    assert "Unset DATABASE_URL to reset the local one" in result.stderr
+    assert "not-shown" not in result.stdout + result.stderr  # the password stays out of the log
+    assert "==" not in result.stdout  # refused before any step began
+    with psycopg.connect(server_url("postgres")) as server:  # nothing created either
+        assert not server.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()

@@ -33,7 +33,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.migration import Migration
 
 from .. import pg
-from ..exceptions import JobFailed, JobNotFinished, MigrationsWorkerError, StageNotReady
+from ..exceptions import JobFailed, JobNotFinished, MigrationsWorkerError, Pending, StageNotReady
 from ..models import JobRun, RunStatus
 from ..operations import Stage
 from ..operations.jobs import gates_passed
@@ -174,15 +174,17 @@ class OnlineExecutor:
     # -- the deploy -------------------------------------------------------------------------
 
     def deploy(self, *, stage: Stage | None, wait: bool, timeout: float | None, poll: float,
-               lock_wait: float) -> None:
-        """Apply what the stage allows; with `wait`, wait at each gate and go on past it."""
+               lock_wait: float, require_complete: bool = False) -> None:
+        """Apply what the stage allows; with `wait`, wait at each gate and go on past it; with
+        `require_complete`, a stop at a gate is Pending (exit 8), not a clean end: a pipeline
+        must not roll out (or go on) while the stage still has work."""
         deadline = None if timeout is None else time.monotonic() + timeout
         deploy_lock.acquire(lock_wait, on_wait=self.note, using=self.using)
         try:
             reconnects = 0
             while True:
                 try:
-                    if self.deploy_pass(stage, wait, deadline, poll):
+                    if self.deploy_pass(stage, wait, deadline, poll, require_complete):
                         return
                 except DatabaseError as exc:
                     if not pg.connection_lost(exc, using=self.using) or reconnects >= MAX_RECONNECTS:
@@ -193,7 +195,7 @@ class OnlineExecutor:
             deploy_lock.release(self.using)
 
     def deploy_pass(self, stage: Stage | None, wait: bool, deadline: float | None,
-                    poll: float) -> bool:
+                    poll: float, require_complete: bool = False) -> bool:
         """One pass; True when done (or stopped cleanly at a gate), False to pass again."""
         result = self.apply_pass(stage)
         if not result.gated:
@@ -208,6 +210,13 @@ class OnlineExecutor:
             raise JobFailed("a gate's job has failed: " + "; ".join(one_line(progress_of(r)) for r in failed)
                             + ". Fix the cause, then `python manage.py backfill retry JOB"
                             f"{database_flag(self.using)}` and deploy again.")
+        if not wait and require_complete:
+            stage_flag = f" --stage {stage or 'all'}{database_flag(self.using)}"
+            what = f"the {stage}-deploy stage" if stage else "the deploy (every stage)"
+            raise Pending(f"{what} is not complete: "
+                          f"{len(result.gated) + len(result.held)} migration(s) wait for data jobs "
+                          f"({', '.join(result.jobs)}), now enqueued. Wait for them: `python manage.py "
+                          f"migrate_online{stage_flag} --wait`, then go on.")
         if not wait:
             self.note("migrate_online: stopped cleanly at the gate(s) above; run it again "
                       "(or with --wait) once the jobs are finished")

@@ -1,4 +1,5 @@
-"""WSGI entry point for gunicorn (`config.wsgi:application`)."""
+"""WSGI entry point for gunicorn (`config.wsgi:application`); production settings unless
+DJANGO_SETTINGS_MODULE names others, as for manage.py."""
 
 import os
 import sys

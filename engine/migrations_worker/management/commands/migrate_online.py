@@ -9,6 +9,9 @@
     migrate_online --wait [--timeout S]
                                     ... and wait for each gate's job with live progress, going on
                                     past each gate as its job finishes
+    migrate_online --require-complete
+                                    ... and exit 8 (pending) instead of 0 when it stopped at a
+                                    gate: for pipelines that must not go on while the stage has work
     migrate_online --check [--json] change nothing; exit 8 if migrations or jobs are pending (of
                                     every stage, or of --stage)
     migrate_online --plan [--json]  print the unapplied migrations with each one's stage and gate,
@@ -32,7 +35,7 @@ The work is done by `deploy.executor` (the apply loop and its gates), `deploy.pe
 `deploy.plan` (what is pending, read only) and `deploy.lock` (one deploy at a time); this
 command parses, calls, and renders what the executor reports (`deploy.events`, `Screen`). Exit
 codes are those of every operator command (docs/troubleshooting.md, "Exit codes"): a deploy
-stopped cleanly at a gate whose job is still running exits 0.
+stopped cleanly at a gate whose job is still running exits 0, or 8 with `--require-complete`.
 """
 
 from __future__ import annotations
@@ -168,6 +171,9 @@ class Command(EngineCommand):
                             help="pre: before the rollout (the default when applying); post: after "
                                  "it; all: every migration in order (no previous release running). "
                                  "With --plan / --check: only that stage (default: every stage)")
+        parser.add_argument("--require-complete", action="store_true",
+                            help="exit 8 (pending) if the stage stopped at a gate with its job "
+                                 "unfinished, instead of 0: for pipelines that must not go on")
         parser.add_argument("--json", action="store_true",
                             help="with --plan or --check: the answer as JSON, for pipelines")
         add_database(parser)
@@ -201,6 +207,9 @@ class Command(EngineCommand):
         shown = STAGES[options["stage"] or "all"]
         if options["json"] and not (options["plan"] or options["check"]):
             raise InvalidInput("--json goes with --plan or --check")
+        if options["require_complete"] and (options["plan"] or options["check"]):
+            raise InvalidInput("--require-complete goes with applying a stage, not --plan or --check "
+                               "(--check exits 8 whenever something is pending)")
         if options["plan"]:
             return self.show_plan(shown, as_json=options["json"])
         if options["check"]:
@@ -209,7 +218,8 @@ class Command(EngineCommand):
         try:
             OnlineExecutor(self.screen, verbosity=self.verbosity, using=self.using).deploy(
                 stage=STAGES[options["stage"] or "pre"], wait=options["wait"],
-                timeout=options["timeout"], poll=options["poll"], lock_wait=options["lock_wait"])
+                timeout=options["timeout"], poll=options["poll"], lock_wait=options["lock_wait"],
+                require_complete=options["require_complete"])
         finally:
             self.screen.close()
 
