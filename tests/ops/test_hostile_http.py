@@ -32,6 +32,11 @@ pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "near
 
 HUGE_ID = "99999999999999999999"  # past bigint (and past a 64-bit integer)
 HOSTILE = ("\x00", "x" * 10_000, "abc", HUGE_ID, "-1", "no_such_target")
+# A query parameter gets the same less the undeclared target, which only names a target where
+# a target goes (for any other parameter it is one more word, as `abc`).
+TARGET_PARAMETERS = {"database": "no_such_target",
+                     "_changelist_filters": "database=no_such_target"}
+QUERY_VALUES = HOSTILE[:-1]
 # Query parameters every page is asked with, beside the ones it links to: the admin's own
 # (search, ordering, page, show all, the list a page came from, popups, the related-field
 # lookups) and the status API's and the fleet page's.
@@ -130,11 +135,12 @@ def anonymous() -> Client:
 
 
 def engine_routes() -> list[str]:
-    """The engine's pages that read what a client sends: its lists, a run's page, the control
-    views and the status API (Django's generic add, history and delete pages of these read-only
-    admins take nothing more; the path sweep asks them)."""
+    """The engine's pages that read what a client sends: its lists, a run's page and its
+    controls, the fleet's controls and the status API (Django's generic pages of these read-only
+    admins, and a batch's or a key's, take nothing more; the path sweep asks them)."""
     return [r for r in routes() if r.lstrip("/").startswith(ADMIN_SCOPE)
-            and not r.endswith(("/add/", "/history/", "/delete/", "<path:object_id>/"))]
+            and not r.endswith(("/add/", "/history/", "/delete/", "<path:object_id>/"))
+            and (r.startswith(("/admin/migrations_worker/jobrun/", "/ops/")) or "<" not in r)]
 
 
 @pytest.mark.parametrize("who", [as_superuser, anonymous], ids=["superuser", "anonymous"])
@@ -152,14 +158,15 @@ def test_no_path_the_project_serves_answers_a_hostile_path_parameter_with_a_500(
 def test_no_engine_page_or_status_endpoint_answers_a_hostile_query_with_a_500(world, who):
     client, problems = who(), []
     pages = [path for route in engine_routes() for path in list(filled(route, world))[:1]]
-    pages += ["/admin/migrations_worker/jobrun/?database=near", "/admin/"]
+    pages.append("/admin/")
     for page in pages:
         normal = as_superuser().get(page)
         keys = sorted(linked_parameters(normal.content.decode(errors="replace"))
                       | set(ALWAYS_ASKED) | {"status__exact", "job_name__exact",
                                              "run__job_name__exact", "resolution__exact"})
         for key in keys:
-            for value in HOSTILE:
+            target = (TARGET_PARAMETERS[key],) if key in TARGET_PARAMETERS else ()
+            for value in (*QUERY_VALUES, *target):
                 params = {key: value}
                 problems.append(problem(client.get(page, params), f"GET {shown(page, params)}"))
     assert "/ops/runs.json" in pages and "/admin/migrations_worker/jobrun/" in pages
@@ -172,7 +179,7 @@ def test_no_engine_form_or_action_answers_a_hostile_post_with_a_500(world, who):
     normal = {"action": "pause_runs", "_selected_action": world["run_id"], "index": "0",
               "verb": "pause", "target": "near", "reason": "hostile input", "rollout": world["rollout"]}
     pages = [path for route in engine_routes() for path in list(filled(route, world))[:1]
-             if not path.startswith("/ops/")]
+             if "/control/" in path or path.endswith("/jobrun/")]  # the pages that take a POST
     for page in pages:
         for key in POSTED:
             for value in HOSTILE:
