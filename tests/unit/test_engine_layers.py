@@ -46,7 +46,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("fleet.step", "fleet.view", "fleet.plan"),
     ("fleet.tasks",),
     # ops/: what operators and machines read
-    ("ops", "ops.targeting", "ops.chart", "ops.fleet_metrics"),
+    ("ops", "ops.targeting", "ops.chart", "ops.fleet_metrics", "ops.middleware"),
     ("ops.metrics",),
     ("ops.status", "ops.fleet_status", "urls", "ops.target_admin"),
     ("ops.run_admin", "ops.fleet_admin"),

@@ -235,7 +235,10 @@ class JobRunAdmin(ReadOnlyAdmin):
                                   cancel_url=run_url)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        run = self.get_queryset(request).filter(pk=object_id).first()
+        """The run's page; an id that is not a number is left to Django's own lookup, which
+        answers it as a run that does not exist (a filter on it would raise: a 500)."""
+        run = (self.get_queryset(request).filter(pk=int(object_id)).first()
+               if is_run_id(object_id) else None)
         if run is not None:
             extra_context = {**(extra_context or {}), **self.run_page_context(request, run)}
         return super().change_view(request, object_id, form_url, extra_context)
