@@ -1,5 +1,6 @@
 """The fleet demo's and the fleet bench's groundwork: seeded databases over both servers, declared
-in a targets file the engine loads, and the bench's fleet report rendered from a raw result."""
+in a targets file the engine loads, the bench's fleet report rendered from a raw result, and
+which of a release's writes a deploy must keep."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ import psycopg
 import pytest
 from django.db import connection
 
+from assets.models import AssetLegacyText
 from bench.fleet_report import render
 from bench.load import Sample, windows_summary
 from migrations_worker import targets as mw_targets
 from seed import fleet
-from seed.fleet_report import superseded
+from seed.releases import verify_writes
 from seed.schema import legacy_state_problems
 from tests.conftest import ROOT
 from tests.scratch import server_url
@@ -67,10 +69,17 @@ def test_a_fleet_prefix_that_cannot_name_a_target_is_refused():
         fleet.members("Demo-fleet", 2, [server])
 
 
-def test_the_demo_report_sets_apart_only_texts_the_release_itself_replaced():
+def test_verify_writes_excuses_only_a_text_the_release_itself_replaced_and_lists_other_missing_ones(db):
+    AssetLegacyText.objects.create(asset_id=7, field="sector", value="Utilities", outcome="matched")
     texts = [[7, "sector", "Energy"], [7, "sector", "Utilities"], [8, "industry", "Banks"],
-             [7, "sector", "Utilities"]]
-    assert superseded(texts) == {"text sector='Energy' of asset 7 not archived"}
+             [7, "sector", "Utilities"], [9, "sector", "Energy"], [9, "sector", "Energy"]]
+    with connection.cursor() as cursor:
+        kept = verify_writes(cursor, {"texts": texts, "rows": [], "links": []})
+    # Energy on 7 was replaced by the release's own Utilities; Energy on 9 never was.
+    assert (kept["texts_archived"], kept["texts_superseded"]) == (2, 1)
+    assert kept["missing"] == ["text industry='Banks' of asset 8 not archived",
+                               "text sector='Energy' of asset 9 not archived",
+                               "text sector='Energy' of asset 9 not archived"]
 
 
 def test_the_bench_fleet_case_answers_its_help():
