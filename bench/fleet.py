@@ -1,7 +1,7 @@
 """The fleet case: one staged deploy across N seeded databases on two PostgreSQL servers, by the
 shell loop a team would write and by `manage.py fleet rollout`, side by side in one run.
 
-    python -m bench.fleet [--databases 8] [--scale small] [--rate 20] [--workers 2] [--keep]
+    python -m bench.fleet [--databases 8] [--scale small] [--rate 50] [--workers 2] [--keep]
     python -m bench.fleet --report bench/results/fleet/raw/fleet.json    # redraw fleet.md
 
 Each contender gets its own fresh copies of the same seeded legacy template (seed/fleet.py: one
@@ -15,8 +15,11 @@ per server, the databases alternating between them), the same 2 Celery workers (
   (1,25%,100%: a canary alone, then the rest at most 4 at a time), `--select contender=rollout`.
 
 Measured: each contender's wall time (both stages), and per database the load's statements,
-errors and p50/p99/max from the first stage's start to the last one's end. Output:
-`bench/results/fleet/fleet.md` and `raw/fleet.json` (not committed).
+errors and p50/p99/max during its own deploy windows (the loop: its `deploy.sh pre` and `post`
+runs; the rollout: its RolloutTarget's started_at..finished_at in the pre and the post rollout),
+the load that is judged, and from the first stage's start to the last one's end (for reference:
+in the loop each database idles most of that time). Output: `bench/results/fleet/fleet.md` and
+`raw/fleet.json` (not committed).
 """
 
 from __future__ import annotations
@@ -32,16 +35,28 @@ from pathlib import Path
 
 import psycopg
 
-from bench.common import APP_DEPLOY, APP_LOAD, BROKER_URL, PG_SERVER, RESULTS, ROOT, django_env
+from bench.common import (
+    APP_DEPLOY,
+    APP_LOAD,
+    BROKER_URL,
+    PG_SERVER,
+    RESULTS,
+    ROOT,
+    cpu_seconds,
+    django_env,
+)
 from bench.contenders import CELERY, Process, flush_broker
 from bench.fleet_report import write_report
-from bench.load import BenchLoad, latency_summary
+from bench.load import BenchLoad, latency_summary, windows_summary
 from seed import fleet as seed_fleet
 
 SECOND_SERVER = os.environ.get("BENCH_SECOND_PG_URL", "postgres://postgres@127.0.0.1:55434")
 PREFIX = "bench_fleet"
 CONTENDERS = ("loop", "rollout")
 OUT = RESULTS / "fleet"
+
+
+Window = tuple[float, float]  # wall-clock seconds, start and end
 
 
 def log(message: str) -> None:
@@ -62,17 +77,30 @@ class FleetLoad:
             load.ready.wait(120)
             if load.crashed:
                 raise RuntimeError(f"the load on {name} could not start: {load.crashed}")
+        # What the load itself costs the 2 shared cores: this process (the load's threads) and
+        # the load's own database sessions.
+        self.began = (time.monotonic(), time.process_time(), self.server_cpu())
 
-    def stop(self, start: float, end: float) -> dict[str, dict]:
+    def server_cpu(self) -> float:
+        return sum(cpu_seconds(load.pid) or 0.0 for load in self.loads.values())
+
+    def stop(self, start: float, end: float, windows: dict[str, list[Window]]) -> dict:
+        """Per database: the load over its own deploy windows (`own`) and over the whole run
+        (`whole`); and the CPU the load used, in cores."""
+        wall, client, server = self.began
+        used = {"client_cores": (time.process_time() - client) / (time.monotonic() - wall),
+                "server_cores": (self.server_cpu() - server) / (time.monotonic() - wall)}
         for load in self.loads.values():
             load.halt()
         found = {}
         for name, load in self.loads.items():
             load.join(30)
-            found[name] = {**latency_summary(load.samples, start, end),
+            found[name] = {"own": windows_summary(load.samples, windows.get(name, [])),
+                           "whole": latency_summary(load.samples, start, end),
+                           "windows": windows.get(name, []),
                            "first_errors": load.result.errors[:3],
                            "crashed": repr(load.crashed) if load.crashed else ""}
-        return found
+        return {"databases": found, "load_cpu": used}
 
 
 def environment(control: str, targets: Path) -> dict[str, str]:
@@ -87,20 +115,29 @@ GROUP BY r.stage, t.wave ORDER BY min(t.started_at)
 """
 
 
-def run_loop(members: list[seed_fleet.Member], stage: str, env: dict[str, str], logs: Path) -> list[float]:
-    """The shell loop: `deploy/deploy.sh STAGE` per database, one after the other. Returns the
-    seconds each took."""
-    took = []
+OWN_WINDOWS = """
+SELECT t.target, extract(epoch FROM t.started_at), extract(epoch FROM t.finished_at)
+FROM migrations_worker_rollouttarget t JOIN migrations_worker_rollout r ON r.id = t.rollout_id
+WHERE t.target = ANY(%s) AND t.started_at IS NOT NULL AND t.finished_at IS NOT NULL
+ORDER BY r.created_at
+"""
+
+
+def run_loop(members: list[seed_fleet.Member], stage: str, env: dict[str, str],
+             logs: Path) -> dict[str, Window]:
+    """The shell loop: `deploy/deploy.sh STAGE` per database, one after the other. Returns when
+    each database's run began and ended (wall clock)."""
+    took = {}
     with open(logs / f"loop_{stage}.log", "ab") as out:
         for member in members:
-            began = time.monotonic()
+            began = time.time()
             done = subprocess.run(["deploy/deploy.sh", stage], cwd=ROOT, stdout=out,
                                   stderr=subprocess.STDOUT, check=False,
                                   env={**env, "DEPLOY_DATABASE": member.name})
             if done.returncode != 0:
                 raise RuntimeError(f"deploy/deploy.sh {stage} on {member.name} exited "
                                    f"{done.returncode}: see {logs / f'loop_{stage}.log'}")
-            took.append(time.monotonic() - began)
+            took[member.name] = (began, time.time())
     return took
 
 
@@ -115,19 +152,29 @@ def run_rollout(stage: str, env: dict[str, str], logs: Path) -> None:
                            f"{logs / f'rollout_{stage}.log'}")
 
 
+def rollout_windows(control_url: str, names: list[str]) -> dict[str, list[Window]]:
+    """Each target's windows in the rollouts (pre, then post): from its dispatch to its pass, as
+    the control database recorded them."""
+    windows: dict[str, list[Window]] = {}
+    with psycopg.connect(control_url) as conn:
+        for target, start, end in conn.execute(OWN_WINDOWS, [names]):
+            windows.setdefault(target, []).append((float(start), float(end)))
+    return windows
+
+
 def measure(contender: str, members: list[seed_fleet.Member], env: dict[str, str], logs: Path,
-            args) -> dict:
+            args, control_url: str) -> dict:
     load = FleetLoad(members, args.rate)
     load.start()
     time.sleep(args.idle)
     stages: dict[str, dict] = {}
-    per_database: dict[str, list[float]] = {}
+    loop_runs: dict[str, dict[str, Window]] = {}
     try:
         for stage in ("pre", "post"):
             log(f"{contender}: {stage} stage across {len(members)} database(s)")
             began = time.time()
             if contender == "loop":
-                per_database[stage] = run_loop(members, stage, env, logs)
+                loop_runs[stage] = run_loop(members, stage, env, logs)
             else:
                 run_rollout(stage, env, logs)
             stages[stage] = {"start": began, "end": time.time()}
@@ -136,11 +183,16 @@ def measure(contender: str, members: list[seed_fleet.Member], env: dict[str, str
         first = stages.get("pre", {}).get("start", time.time())
         last = max((s["end"] for s in stages.values()), default=time.time())
         time.sleep(1.0)
-        by_database = load.stop(first, last)
+        names = [m.name for m in members]
+        windows = ({n: [runs[n] for runs in loop_runs.values() if n in runs] for n in names}
+                   if contender == "loop" else rollout_windows(control_url, names))
+        found = load.stop(first, last, windows)
     return {"contender": contender, "seconds": last - first,
             "stages": {k: v["end"] - v["start"] for k, v in stages.items()},
-            "per_database": per_database,
-            "databases": {m.name: {"server": m.server.label, **by_database[m.name]}
+            "per_database": {stage: [end - start for start, end in runs.values()]
+                             for stage, runs in loop_runs.items()},
+            "load_cpu": found["load_cpu"],
+            "databases": {m.name: {"server": m.server.label, **found["databases"][m.name]}
                           for m in members}}
 
 
@@ -176,9 +228,11 @@ def run(args) -> dict:
         processes.append(Process("beat", [
             *CELERY, "-A", "migrations_worker", "beat", "-s", str(logs / "celerybeat-schedule"),
             "-l", "INFO"], env, logs))
+        control_url = servers[0].database_url(control)
         for contender in CONTENDERS:
-            results[contender] = measure(contender, fleets[contender], env, logs, args)
-        with psycopg.connect(servers[0].database_url(control)) as conn:
+            results[contender] = measure(contender, fleets[contender], env, logs, args,
+                                         control_url)
+        with psycopg.connect(control_url) as conn:
             results["rollout"]["waves"] = [
                 {"stage": stage, "wave": wave, "targets": count, "seconds": float(seconds or 0)}
                 for stage, wave, count, seconds in conn.execute(WAVES)]
@@ -203,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--databases", type=int, default=8, help="per contender (default 8)")
     parser.add_argument("--scale", default="small", help="seed_demo's size (default small)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--rate", type=float, default=20.0,
-                        help="live-load statements per second on each database (default 20)")
+    parser.add_argument("--rate", type=float, default=50.0,
+                        help="live-load statements per second on each database (default 50)")
     parser.add_argument("--idle", type=float, default=3.0,
                         help="seconds of load before the first stage (default 3)")
     parser.add_argument("--keep", action="store_true", help="keep the databases afterwards")

@@ -388,15 +388,23 @@ def percentile(values: list[float], p: float) -> float:
 
 
 def latency_summary(samples: list[Sample], start: float, end: float) -> dict:
-    window = [s for s in samples if start <= s.at < end]
-    values = [s.seconds for s in window]
+    return windows_summary(samples, [(start, end)])
+
+
+def windows_summary(samples: list[Sample], windows: list[tuple[float, float]]) -> dict:
+    """The statements sent inside any of the (start, end) windows (by the time each was sent):
+    a fleet database's load over its own deploy runs, which lie apart."""
+    inside = [s for s in samples if any(start <= s.at < end for start, end in windows)]
+    values = [s.seconds for s in inside]
+    seconds = sum(end - start for start, end in windows)
     return {
-        "statements": len(window),
-        "errors": sum(not s.ok for s in window),
+        "statements": len(inside),
+        "errors": sum(not s.ok for s in inside),
         "p50_ms": percentile(values, 50) * 1000,
         "p99_ms": percentile(values, 99) * 1000,
         "max_ms": max(values, default=0.0) * 1000,
-        "per_second": len(window) / (end - start) if end > start else 0.0,
+        "per_second": len(inside) / seconds if seconds > 0 else 0.0,
+        "seconds": seconds,
     }
 
 

@@ -32,29 +32,17 @@ ROLLOUT_SECONDS=${ROLLOUT_SECONDS:-5}
 PREFIX=${FLEET_PREFIX:-fleet_demo}
 WAVES=${FLEET_WAVES:-1,50%,100%}
 [[ "$FLEET" =~ ^[1-9][0-9]*$ ]] || { echo "FLEET must be a number of databases, got '$FLEET'" >&2; exit 2; }
-
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-now() { date +%s.%N; }
-seconds_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-pick_port() { if port_busy "$1"; then free_port; else echo "$1"; fi; }
-wait_for_port() { for _ in $(seq 100); do port_busy "$1" && return 0; sleep 0.2; done; return 1; }
-secret() { "$PY" -c 'import secrets; print(secrets.token_urlsafe(12))'; }
+# shellcheck source=deploy/demo_lib.sh
+. "$ROOT/deploy/demo_lib.sh"
 server_of() { local rest=${1#*://}; echo "${1%%://*}://${rest%%/*}"; }  # the URL without its database
 
-deploy/services.sh up
-while IFS= read -r line; do export "${line?}"; done < <(deploy/services.sh env)
+services_env
 if [ -z "${SECOND_DATABASE_URL:-}" ]; then
-  deploy/services.sh second up
-  while IFS= read -r line; do export "${line?}"; done < <(deploy/services.sh second env)
+  services_env second
 fi
 FIRST=$(server_of "$DATABASE_URL")
 SECOND=$(server_of "$SECOND_DATABASE_URL")
-export DJANGO_SETTINGS_MODULE=config.settings.dev
-export PYTHONPATH="$ROOT/apps/backend/src${PYTHONPATH:+:$PYTHONPATH}"
-export PYTHONUNBUFFERED=1
-export MW_STALE_HEARTBEAT_SECONDS=${MW_STALE_HEARTBEAT_SECONDS:-20}
+demo_env
 mkdir -p "$LOGS" "$LOADS" "$DEMO_DIR/run"
 chmod 700 "$DEMO_DIR"
 rm -f "$LOADS"/*
@@ -72,59 +60,12 @@ seed_seconds=$(seconds_since "$started")
 export DATABASE_URL="$FIRST/${PREFIX}_control" MW_TARGETS_FILE=$TARGETS
 "$PY" -m celery -A migrations_worker purge -f -Q migrations,default >/dev/null 2>&1 || true
 
-CREDENTIALS=$DEMO_DIR/credentials
-if [ -f "$CREDENTIALS" ]; then
-  # shellcheck disable=SC1090
-  . "$CREDENTIALS"
-fi
-DEMO_ADMIN_PASSWORD=${DEMO_ADMIN_PASSWORD:-${SAVED_ADMIN_PASSWORD:-$(secret)}}
-FLOWER_BASIC_AUTH=${FLOWER_BASIC_AUTH:-${SAVED_FLOWER_BASIC_AUTH:-ops:$(secret)}}
-(umask 077; printf 'SAVED_ADMIN_PASSWORD=%q\nSAVED_FLOWER_BASIC_AUTH=%q\n' \
-  "$DEMO_ADMIN_PASSWORD" "$FLOWER_BASIC_AUTH" >"$CREDENTIALS")
-DEMO_ADMIN_PASSWORD=$DEMO_ADMIN_PASSWORD "$PY" manage.py shell -v 0 -c "
-import os
-from migrations_worker.admin import ensure_operator
-ensure_operator('operator', os.environ['DEMO_ADMIN_PASSWORD'])"
+logins
+ensure_operator
 
-pids=()
-stop_all() {
-  local pid
-  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  for _ in $(seq 50); do
-    local alive=0
-    for pid in "${pids[@]}"; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done
-    [ "$alive" = 0 ] && break
-    sleep 0.1
-  done
-  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  pids=()
-}
 trap stop_all EXIT
 trap 'echo; echo "interrupted: the rollout state is in ${PREFIX}_control; run again to start over"; exit 130' INT TERM
-start() {  # start NAME COMMAND...: in the background, its own process group, log in $LOGS/NAME.log
-  local name=$1; shift
-  setsid "$@" >"$LOGS/$name.log" 2>&1 &
-  pids+=($!)
-}
-
-say "Celery: $WORKERS worker(s) and beat; the admin; Flower (logs in $LOGS)"
-for n in $(seq "$WORKERS"); do
-  start "worker$n" env DB_APPLICATION_NAME="worker$n" "$PY" -m celery -A migrations_worker worker \
-    -Q migrations,default --pool prefork --concurrency 1 -n "fleet$n@%h" -E --without-gossip \
-    --without-mingle -l INFO --pidfile "$DEMO_DIR/run/worker$n.pid"
-done
-start beat env DB_APPLICATION_NAME=beat "$PY" -m celery -A migrations_worker beat \
-  -s "$DEMO_DIR/run/celerybeat-schedule" -l INFO
-WEB_PORT=$(pick_port "${DEMO_WEB_PORT:-8000}")
-FLOWER_PORT=$(pick_port "${FLOWER_PORT:-5555}")
-[ "$FLOWER_PORT" = "$WEB_PORT" ] && FLOWER_PORT=$(free_port)
-export MW_FLOWER_URL="http://127.0.0.1:$FLOWER_PORT/"
-start web env DB_APPLICATION_NAME=admin "$PY" manage.py runserver "127.0.0.1:$WEB_PORT" --noreload
-export FLOWER_BASIC_AUTH FLOWER_PORT FLOWER_ADDRESS=127.0.0.1 PY
-start flower deploy/flower.sh
-wait_for_port "$WEB_PORT" || echo "[demo] warning: the admin did not come up; see $LOGS/web.log"
-wait_for_port "$FLOWER_PORT" || echo "[demo] warning: Flower did not come up; see $LOGS/flower.log"
+start_processes fleet
 cat <<TXT
 
 Meanwhile, look at:
@@ -196,7 +137,4 @@ say "Summary: $FLEET database(s)"
   --phase "pre stage (fleet rollout --stage pre)=$pre_seconds" \
   --phase "rollout of the release (both, then the new one)=$rollout_seconds" \
   --phase "post stage (fleet rollout --stage post)=$post_seconds"
-if [ "${DEMO_HOLD:-auto}" != 0 ] && [ -t 0 ] && [ -t 1 ]; then
-  echo
-  read -r -p "The admin and Flower stay up for a look: press Enter to stop them. " _ || true
-fi
+hold

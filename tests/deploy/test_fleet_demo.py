@@ -1,5 +1,6 @@
 """The fleet demo's and the fleet bench's groundwork: seeded databases over both servers, declared
-in a targets file the engine loads, and the bench's fleet report rendered from a raw result."""
+in a targets file the engine loads, the bench's fleet report rendered from a raw result, and
+which of a release's writes a deploy must keep."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ import psycopg
 import pytest
 from django.db import connection
 
+from assets.models import AssetLegacyText
 from bench.fleet_report import render
+from bench.load import Sample, windows_summary
 from migrations_worker import targets as mw_targets
 from seed import fleet
-from seed.fleet_report import superseded
+from seed.releases import verify_writes
 from seed.schema import legacy_state_problems
 from tests.conftest import ROOT
 from tests.scratch import server_url
@@ -66,10 +69,17 @@ def test_a_fleet_prefix_that_cannot_name_a_target_is_refused():
         fleet.members("Demo-fleet", 2, [server])
 
 
-def test_the_demo_report_sets_apart_only_texts_the_release_itself_replaced():
+def test_verify_writes_excuses_only_a_text_the_release_itself_replaced_and_lists_other_missing_ones(db):
+    AssetLegacyText.objects.create(asset_id=7, field="sector", value="Utilities", outcome="matched")
     texts = [[7, "sector", "Energy"], [7, "sector", "Utilities"], [8, "industry", "Banks"],
-             [7, "sector", "Utilities"]]
-    assert superseded(texts) == {"text sector='Energy' of asset 7 not archived"}
+             [7, "sector", "Utilities"], [9, "sector", "Energy"], [9, "sector", "Energy"]]
+    with connection.cursor() as cursor:
+        kept = verify_writes(cursor, {"texts": texts, "rows": [], "links": []})
+    # Energy on 7 was replaced by the release's own Utilities; Energy on 9 never was.
+    assert (kept["texts_archived"], kept["texts_superseded"]) == (2, 1)
+    assert kept["missing"] == ["text industry='Banks' of asset 8 not archived",
+                               "text sector='Energy' of asset 9 not archived",
+                               "text sector='Energy' of asset 9 not archived"]
 
 
 def test_the_bench_fleet_case_answers_its_help():
@@ -79,23 +89,39 @@ def test_the_bench_fleet_case_answers_its_help():
     assert "--databases" in done.stdout and "--report" in done.stdout
 
 
-def load(p99: float, errors: int = 0) -> dict:
-    return {"server": "pg-1", "statements": 400, "errors": errors, "p50_ms": 2.0, "p99_ms": p99,
-            "max_ms": p99 * 2, "per_second": 20.0, "first_errors": []}
+def load(own_p99: float, whole_p99: float, errors: int = 0) -> dict:
+    def summary(p99: float, seconds: float) -> dict:
+        return {"statements": 400, "errors": errors, "p50_ms": 2.0, "p99_ms": p99,
+                "max_ms": p99 * 2, "per_second": 20.0, "seconds": seconds}
+    return {"server": "pg-1", "own": summary(own_p99, 20.0), "whole": summary(whole_p99, 100.0),
+            "first_errors": []}
 
 
-def test_the_bench_fleet_report_gives_the_ratio_and_names_a_database_whose_load_was_worse():
+def test_the_bench_fleet_report_judges_each_database_over_its_own_deploy_windows():
     raw = {"when": "2026-12-06 10:00", "machine": "x86_64, 2 CPUs", "scale": "small",
-           "databases": 2, "workers": 2, "rate": 20.0,
+           "databases": 3, "workers": 2, "rate": 50.0,
            "servers": {"pg-1": "postgres://h:1", "pg-2": "postgres://h:2"},
            "contenders": {
                "loop": {"seconds": 100.0, "stages": {"pre": 80.0, "post": 20.0},
-                        "databases": {"bench_fleet_loop_01": load(10.0),
-                                      "bench_fleet_loop_02": load(10.0)}},
+                        "databases": {"bench_fleet_loop_01": load(10.0, 4.0),
+                                      "bench_fleet_loop_02": load(10.0, 4.0),
+                                      "bench_fleet_loop_03": load(10.0, 10.0)}},
                "rollout": {"seconds": 50.0, "stages": {"pre": 40.0, "post": 10.0},
-                           "databases": {"bench_fleet_rollout_01": load(10.5),
-                                         "bench_fleet_rollout_02": load(30.0, errors=1)}}}}
+                           "databases": {"bench_fleet_rollout_01": load(10.5, 10.5),
+                                         "bench_fleet_rollout_02": load(10.0, 10.0, errors=1),
+                                         "bench_fleet_rollout_03": load(12.0, 8.0)}}}}
     text = render(raw)
     assert "| 0.50x | met |" in text
-    assert "1 of 2 worse | MISSED" in text
-    assert "| _02 | pg-1 |" in text and "1 errors against 0" in text
+    # _01: worse over the whole run only (its loop idled); _02: an error; _03: its own p99.
+    assert "2 of 3 worse | MISSED" in text
+    assert "it would be 2 of 3 worse" in text  # _01 and _02, not _03
+    assert "| no load error, either contender, whole run | 1 | MISSED |" in text
+    assert "1 errors against 0" in text and "p99 12.0 ms against 10.0 ms" in text
+
+
+def test_the_bench_fleet_load_over_several_windows_counts_only_what_was_sent_inside_them():
+    samples = [Sample(at, "op", seconds, ok) for at, seconds, ok in
+               [(1.0, 0.001, True), (2.5, 0.5, True), (5.0, 0.002, False), (9.0, 0.9, True)]]
+    found = windows_summary(samples, [(0.0, 2.0), (4.0, 6.0)])
+    assert (found["statements"], found["errors"], found["seconds"]) == (2, 1, 4.0)
+    assert found["max_ms"] == 2.0

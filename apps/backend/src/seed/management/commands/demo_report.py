@@ -352,7 +352,11 @@ class Command(BaseCommand):
 
 def kept_detail(kept: dict) -> str:
     missing = kept["missing"]
-    return (f"{kept['texts_archived']:,} text(s) archived, {kept['rows_present']:,} row(s) on the "
+    superseded = kept["texts_superseded"]
+    return (f"{kept['texts_archived']:,} text(s) archived"
+            + (f" ({superseded:,} more the release itself replaced before the capture trigger "
+               "(assets.0008) existed: not required)" if superseded else "")
+            + f", {kept['rows_present']:,} row(s) on the "
             f"asset they named or its survivor ({kept['rows_replaced_and_archived']:,} replaced "
             f"under the merge rules, archived), {kept['links_present']:,} news link(s) present; "
             + (f"{len(missing)} missing, e.g. {missing[0]}" if missing else "nothing missing"))
