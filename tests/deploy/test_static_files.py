@@ -29,7 +29,7 @@ CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SHOTS = ROOT / "test-output" / "browser"
-PASSWORD = "production-admin-test-password"  # a test login on a throwaway database
+PASSWORD = secrets.token_urlsafe(16)  # a test login on a throwaway database
 PROXY = {"X-Forwarded-Proto": "https"}
 # The admin's header colour (django/contrib/admin/static/admin/css/base.css, --header-bg): only
 # there once base.css has loaded.

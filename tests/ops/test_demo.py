@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import sys
@@ -263,8 +264,9 @@ def test_ctrl_c_in_the_deploy_step_stops_everything_and_a_rerun_finishes_the_job
 @pytest.mark.parametrize("where", ["another database on the local server", "another server"])
 def test_reset_refuses_any_database_but_the_demos_own_before_touching_anything(tmp_path, where):
     name = f"{connection.settings_dict['TEST']['NAME']}_not_the_demo"
+    password = secrets.token_hex(8)
     url = (server_url(name) if where.startswith("another database")
-           else f"postgres://app:not-shown-{name}@db.invalid:5432/{name}")
+           else f"postgres://app:{password}@db.invalid:5432/{name}")
     result = subprocess.run(
         [str(SCRIPT), "small"], cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True,
         timeout=60, env={**os.environ, "RESET": "1", "DATABASE_URL": url, "PY": sys.executable,
@@ -272,7 +274,7 @@ def test_reset_refuses_any_database_but_the_demos_own_before_touching_anything(t
     assert result.returncode == 2, result.stdout + result.stderr
     assert "RESET=1 refused: it empties only the demo's own local database" in result.stderr
     assert "Unset DATABASE_URL to reset the local one" in result.stderr
-    assert "not-shown" not in result.stdout + result.stderr  # the password stays out of the log
+    assert password not in result.stdout + result.stderr  # the password stays out of the log
     assert "==" not in result.stdout  # refused before any step began
     with psycopg.connect(server_url("postgres")) as server:  # nothing created either
         assert not server.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
