@@ -155,3 +155,26 @@ def test_a_dry_run_prints_the_statements_and_runs_none(roles):
         in result.stdout
     assert "dry-run-secret" not in result.stdout
     assert roles.scratch.scalar("SELECT count(*) FROM pg_roles WHERE rolname = %s", [other]) == 0
+
+
+def test_deploy_sh_migrates_as_the_owner_and_leaves_web_and_workers_the_app_role():
+    """What compose's `migrate` does: DATABASE_URL is the app role's (web and workers keep it),
+    MIGRATE_DATABASE_URL the owner's, DEPLOY_APP_ROLE the role to create and grant."""
+    from tests.deploy.test_deploy_script import deploy
+
+    roles = Roles().create()
+    try:
+        pre = deploy("pre", roles.as_app.url, MIGRATE_DATABASE_URL=roles.as_owner.url,
+                     DEPLOY_APP_ROLE=roles.app, APP_DATABASE_PASSWORD="deploy-test-secret")
+        assert pre.returncode == 0, pre.stdout + pre.stderr
+        assert f"app role {roles.app}: rows only, no schema changes" in pre.stdout
+        assert roles.scratch.scalar("SELECT tableowner FROM pg_tables "
+                                    "WHERE tablename = 'assets_asset'") == roles.owner
+        with roles.as_app.connect() as conn:
+            conn.execute("INSERT INTO auth_group (name) VALUES ('app role test')")
+            conn.execute("UPDATE assets_asset SET updated_at = now()")
+            conn.execute("DELETE FROM auth_group WHERE name = 'app role test'")
+            with pytest.raises(errors.InsufficientPrivilege):
+                conn.execute("DROP TABLE assets_asset")
+    finally:
+        roles.drop()
