@@ -18,6 +18,8 @@ from psycopg import errors, sql
 from tests.engine_app.support import JOB, scratch_broker_url
 from tests.scratch import Database, ScratchDatabase, server_url
 
+# Throwaway passwords (the server trusts local connections; they are set, never used to log in).
+APP_PASSWORD, DEPLOY_PASSWORD, DRY_RUN_PASSWORD = (secrets.token_urlsafe(16) for _ in range(3))
 DDL = {
     "drop": "DROP TABLE engine_app_widget",
     "alter": "ALTER TABLE engine_app_widget ADD COLUMN extra int",
@@ -69,7 +71,7 @@ def roles():
     try:
         roles.as_owner.manage("migrate", "migrations_worker", "-v", "0")
         granted = roles.as_owner.manage("grant_app_role", roles.app, "--create",
-                                        env={"APP_DATABASE_PASSWORD": "app-role-test-secret"})
+                                        env={"APP_DATABASE_PASSWORD": APP_PASSWORD})
         roles.granted_output = granted.stdout
         # The next release's migrations: tables the app role must reach without a second grant.
         roles.as_owner.manage("migrate", "engine_app", "-v", "0")
@@ -84,7 +86,7 @@ def test_the_app_role_is_a_plain_login_with_a_scram_password_never_sent_or_print
     superuser, createrole, createdb, login, stored = row[0]
     assert (superuser, createrole, createdb, login) == (False, False, False, True)
     assert stored.startswith("SCRAM-SHA-256$4096:")
-    assert "app-role-test-secret" not in roles.granted_output
+    assert APP_PASSWORD not in roles.granted_output
     assert "PASSWORD '********'" in roles.granted_output
 
 
@@ -149,11 +151,11 @@ def test_grant_refuses_a_role_that_is_the_owner_a_superuser_or_missing(roles, wh
 def test_a_dry_run_prints_the_statements_and_runs_none(roles):
     other = f"{roles.app}_dry"
     result = roles.as_owner.manage("grant_app_role", other, "--create", "--dry-run",
-                                   env={"APP_DATABASE_PASSWORD": "dry-run-secret"})
+                                   env={"APP_DATABASE_PASSWORD": DRY_RUN_PASSWORD})
     assert f'CREATE ROLE "{other}" LOGIN' in result.stdout
     assert f'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "public" TO "{other}"' \
         in result.stdout
-    assert "dry-run-secret" not in result.stdout
+    assert DRY_RUN_PASSWORD not in result.stdout
     assert roles.scratch.scalar("SELECT count(*) FROM pg_roles WHERE rolname = %s", [other]) == 0
 
 
@@ -165,7 +167,7 @@ def test_deploy_sh_migrates_as_the_owner_and_leaves_web_and_workers_the_app_role
     roles = Roles().create()
     try:
         pre = deploy("pre", roles.as_app.url, MIGRATE_DATABASE_URL=roles.as_owner.url,
-                     DEPLOY_APP_ROLE=roles.app, APP_DATABASE_PASSWORD="deploy-test-secret")
+                     DEPLOY_APP_ROLE=roles.app, APP_DATABASE_PASSWORD=DEPLOY_PASSWORD)
         assert pre.returncode == 0, pre.stdout + pre.stderr
         assert f"app role {roles.app}: rows only, no schema changes" in pre.stdout
         assert roles.scratch.scalar("SELECT tableowner FROM pg_tables "

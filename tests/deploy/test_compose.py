@@ -32,10 +32,10 @@ DESIGNED_SERVICES = {"postgres", "redis", *APP_SERVICES}
 # What `docker compose` would be given: the required secrets and nothing else (.env.example).
 COMPOSE_ENV = {
     "SECRET_KEY": secrets.token_urlsafe(64),
-    "POSTGRES_PASSWORD": "compose-test-owner-password",
-    "APP_DATABASE_PASSWORD": "compose-test-app-password",
-    "REDIS_PASSWORD": "compose-test-redis-password",
-    "FLOWER_BASIC_AUTH": "ops:compose-test-flower-password",
+    "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
+    "APP_DATABASE_PASSWORD": secrets.token_urlsafe(16),
+    "REDIS_PASSWORD": secrets.token_urlsafe(16),
+    "FLOWER_BASIC_AUTH": f"ops:{secrets.token_urlsafe(16)}",
 }
 
 

@@ -73,10 +73,10 @@ class Command(EngineCommand):
             statements += roles.grant_statements(app, owner, database, schema)
             if not options["dry_run"]:
                 for statement in statements:
-                    cursor.execute(statement.as_string(connection.connection))
+                    cursor.execute(statement)
                 if self.may_create(cursor, app, schema):
                     statements.append(roles.revoke_public_create(schema))
-                    cursor.execute(statements[-1].as_string(connection.connection))
+                    cursor.execute(statements[-1])
                     if self.may_create(cursor, app, schema):
                         raise InvalidInput(f"role {app} may still create in schema {schema}: "
                                            f"revoke CREATE from the role it inherits it from")
