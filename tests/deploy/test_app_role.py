@@ -9,6 +9,10 @@ schema change it tries is refused by PostgreSQL itself.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import re
 import secrets
 
 import psycopg
@@ -85,7 +89,15 @@ def test_the_app_role_is_a_plain_login_with_a_scram_password_never_sent_or_print
                              "rolpassword FROM pg_authid WHERE rolname = %s", [roles.app])
     superuser, createrole, createdb, login, stored = row[0]
     assert (superuser, createrole, createdb, login) == (False, False, False, True)
-    assert stored.startswith("SCRAM-SHA-256$4096:")
+    # The server kept the verifier as sent (one it could not parse it would hash as a password):
+    # its keys are those of APP_PASSWORD under its salt.
+    iterations, salt, stored_key, server_key = re.fullmatch(
+        r"SCRAM-SHA-256\$(\d+):([^$]+)\$([^:]+):(.+)", stored).groups()
+    salted = hashlib.pbkdf2_hmac("sha256", APP_PASSWORD.encode(), base64.b64decode(salt),
+                                 int(iterations))
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    assert base64.b64decode(stored_key) == hashlib.sha256(client_key).digest()
+    assert base64.b64decode(server_key) == hmac.digest(salted, b"Server Key", "sha256")
     assert APP_PASSWORD not in roles.granted_output
     assert "PASSWORD '********'" in roles.granted_output
 
