@@ -28,6 +28,11 @@
 #   PYTHON=python               the interpreter that runs manage.py
 #   DEPLOY_DATABASE=            the target to deploy (docs/targets.md), by name; unset: `default`
 #                               (DATABASE_URL). The workers serve it through the same targets file
+#   MIGRATE_DATABASE_URL=       the URL of the role that owns the schema: every command here uses
+#                               it instead of DATABASE_URL, which web and workers keep for the app
+#                               role (docs/deploying.md, "Two roles")
+#   DEPLOY_APP_ROLE=            the app role: once the database is up, `manage.py grant_app_role ROLE
+#                               --create` (idempotent; its password from APP_DATABASE_PASSWORD)
 #
 # Exit codes (those of every operator command, docs/troubleshooting.md "Exit codes"): 0 the stage is done,
 # 1 a migration or the script failed, 2 bad usage, 3 `post` before `pre` finished (or another
@@ -45,6 +50,11 @@ DEPLOY_STRICT_PREFLIGHT=${DEPLOY_STRICT_PREFLIGHT:-0}
 DEPLOY_WAIT=${DEPLOY_WAIT:-1}
 DEPLOY_WAIT_TIMEOUT=${DEPLOY_WAIT_TIMEOUT:-}
 DEPLOY_DATABASE=${DEPLOY_DATABASE:-}
+DEPLOY_APP_ROLE=${DEPLOY_APP_ROLE:-}
+# The deploy step changes the schema: it runs as the schema's owner, never as the app role.
+if [ -n "${MIGRATE_DATABASE_URL:-}" ]; then
+  export DATABASE_URL="$MIGRATE_DATABASE_URL"
+fi
 
 STAGE=${1:-}
 case "$STAGE" in
@@ -61,6 +71,12 @@ manage() { "$PYTHON" manage.py "$@" ${DEPLOY_DATABASE:+--database "$DEPLOY_DATAB
 step "1/4 database"
 rc=0; manage migrate_online --wait-for-db "$DEPLOY_DB_TIMEOUT" || rc=$?
 [ "$rc" -eq 0 ] || fail "$rc" "the database did not accept connections within ${DEPLOY_DB_TIMEOUT}s"
+# Before the migrations: the default privileges then cover every table they create.
+if [ -n "$DEPLOY_APP_ROLE" ]; then
+  rc=0; manage grant_app_role "$DEPLOY_APP_ROLE" --create >/dev/null || rc=$?
+  [ "$rc" -eq 0 ] || fail "$rc" "the app role $DEPLOY_APP_ROLE could not be granted its privileges"
+  say "app role $DEPLOY_APP_ROLE: rows only, no schema changes"
+fi
 
 step "2/4 preflight"
 preflight=(--preflight --min-age "$DEPLOY_MIN_TXN_AGE" --session-wait "$DEPLOY_SESSION_WAIT")

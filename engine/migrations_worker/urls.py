@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .ops import fleet_status, status
+from .ops import fleet_status, health, status
 
 app_name = "mw_ops"
 urlpatterns = [
@@ -10,4 +10,5 @@ urlpatterns = [
     path("runs/<int:run_id>.json", status.run_json, name="run"),
     path("fleet.json", fleet_status.fleet_json, name="fleet"),
     path("metrics", status.metrics, name="metrics"),
+    path("health", health.health, name="health"),
 ]

@@ -29,11 +29,13 @@ VENV_BIN = Path(sys.executable).parent
 APP_SERVICES = ("migrate", "migrate-post", "web", "worker", "beat", "flower")
 DESIGNED_SERVICES = {"postgres", "redis", *APP_SERVICES}
 
-# What `docker compose` would be given: the three required secrets and nothing else.
+# What `docker compose` would be given: the required secrets and nothing else (.env.example).
 COMPOSE_ENV = {
     "SECRET_KEY": secrets.token_urlsafe(64),
-    "POSTGRES_PASSWORD": "compose-test-password",
-    "FLOWER_BASIC_AUTH": "ops:compose-test-password",
+    "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
+    "APP_DATABASE_PASSWORD": secrets.token_urlsafe(16),
+    "REDIS_PASSWORD": secrets.token_urlsafe(16),
+    "FLOWER_BASIC_AUTH": f"ops:{secrets.token_urlsafe(16)}",
 }
 
 
@@ -290,7 +292,7 @@ def test_app_service_command_refers_to_things_that_exist(compose, service):
     assert command_problems(as_argv(spec["command"]), dockerfile_workdir()) == []
 
 
-@pytest.mark.parametrize("service", ["web", "worker", "flower"])
+@pytest.mark.parametrize("service", ["web", "worker", "beat", "flower"])
 def test_app_service_healthcheck_refers_to_things_that_exist(compose, service):
     argv = healthcheck_argv(compose["services"][service]["healthcheck"]["test"])
     assert command_problems(argv, dockerfile_workdir()) == []
@@ -500,17 +502,42 @@ def test_app_services_get_every_secret_from_the_environment(compose):
     for service in APP_SERVICES:
         environment = compose["services"][service]["environment"]
         assert environment["SECRET_KEY"] == COMPOSE_ENV["SECRET_KEY"], service
-        assert f":{COMPOSE_ENV['POSTGRES_PASSWORD']}@" in environment["DATABASE_URL"], service
+        assert environment["DATABASE_URL"].startswith(
+            f"postgres://investments_app:{COMPOSE_ENV['APP_DATABASE_PASSWORD']}@"), service
+        assert environment["REDIS_URL"] == \
+            f"redis://:{COMPOSE_ENV['REDIS_PASSWORD']}@redis:6379/0", service
         assert environment["DJANGO_SETTINGS_MODULE"] == "config.settings.production", service
 
 
-def test_flower_requires_basic_auth_from_the_environment(raw, compose):
-    raw_argv = as_argv(raw["services"]["flower"]["command"])
-    auth = [arg for arg in raw_argv if arg.startswith("--basic-auth=")]
-    assert len(auth) == 1
-    assert re.fullmatch(r"--basic-auth=\$\{FLOWER_BASIC_AUTH:\?[^}]+\}", auth[0])
-    argv = as_argv(compose["services"]["flower"]["command"])
-    assert f"--basic-auth={COMPOSE_ENV['FLOWER_BASIC_AUTH']}" in argv
+@pytest.mark.parametrize("service", ["migrate", "migrate-post"])
+def test_only_the_deploy_step_connects_as_the_schema_owner(compose, service):
+    environment = compose["services"][service]["environment"]
+    assert environment["MIGRATE_DATABASE_URL"].startswith(
+        f"postgres://investments:{COMPOSE_ENV['POSTGRES_PASSWORD']}@postgres:5432/")
+    assert environment["DEPLOY_APP_ROLE"] == "investments_app"
+    assert environment["APP_DATABASE_PASSWORD"] == COMPOSE_ENV["APP_DATABASE_PASSWORD"]
+
+
+@pytest.mark.parametrize("service", ["web", "worker", "beat", "flower"])
+def test_long_running_app_services_never_hold_the_owners_password(compose, service):
+    assert COMPOSE_ENV["POSTGRES_PASSWORD"] not in json.dumps(compose["services"][service])
+
+
+def test_flower_reads_basic_auth_from_its_environment_not_its_command_line(raw, compose):
+    flower = compose["services"]["flower"]
+    assert not any(arg.startswith("--basic-auth") for arg in as_argv(flower["command"]))
+    assert re.fullmatch(r"\$\{FLOWER_BASIC_AUTH:\?[^}]+\}",
+                        raw["services"]["flower"]["environment"]["FLOWER_BASIC_AUTH"])
+    assert flower["environment"]["FLOWER_BASIC_AUTH"] == COMPOSE_ENV["FLOWER_BASIC_AUTH"]
+
+
+def test_no_secret_is_on_any_command_line(compose):
+    for name, service in compose["services"].items():
+        argvs = [service.get("command", []), service.get("healthcheck", {}).get("test", [])]
+        for argv in argvs:
+            text = json.dumps(argv)
+            for variable, value in COMPOSE_ENV.items():
+                assert value not in text, f"{name}: {variable} on a command line"
 
 
 def published_host_ips(ports: list) -> list[tuple[str, str]]:
@@ -548,7 +575,7 @@ def test_web_and_flower_are_published_on_loopback(compose, service, port):
     assert f"127.0.0.1:{port}:{port}" in compose["services"][service]["ports"]
 
 
-@pytest.mark.parametrize("service", ["postgres", "redis", "web", "worker", "flower"])
+@pytest.mark.parametrize("service", ["postgres", "redis", "web", "worker", "beat", "flower"])
 def test_long_running_service_has_a_healthcheck(compose, service):
     assert compose["services"][service]["healthcheck"]["test"]
 

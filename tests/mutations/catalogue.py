@@ -76,7 +76,8 @@ MUTATIONS: list[Mutation] = [
         NO_SECRET, "the old scan wanted 12 characters or more"),
     Mutation(
         "secret: a URL password holding $", "docker-compose.yml",
-        "    REDIS_URL: redis://redis:6379/0\n",
+        "    REDIS_URL: redis://:${REDIS_PASSWORD:?set REDIS_PASSWORD in the environment or .env}"
+        "@redis:6379/0\n",
         "    REDIS_URL: redis://default:" + PASSWORD[:8] + "$" + PASSWORD[8:] + "@redis:6379/0\n",
         NO_SECRET, "the old scan (and detect-secrets' BasicAuthDetector) stop at a $"),
     Mutation(

@@ -36,7 +36,8 @@ LAYERS: list[tuple[str, ...]] = [
     # what migration files import, and the Celery tasks
     ("operations", "tasks"),
     # deploy/ and lint/: the deploy step and the migration linter
-    ("deploy", "lint", "deploy.lock", "deploy.checks", "deploy.locks", "deploy.pending"),
+    ("deploy", "lint", "deploy.lock", "deploy.checks", "deploy.locks", "deploy.pending",
+     "deploy.roles"),
     ("deploy.events", "deploy.costs"),
     ("deploy.executor", "checks"),
     ("deploy.plan",),
@@ -46,7 +47,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("fleet.step", "fleet.view", "fleet.plan"),
     ("fleet.tasks",),
     # ops/: what operators and machines read
-    ("ops", "ops.targeting", "ops.chart", "ops.fleet_metrics", "ops.middleware"),
+    ("ops", "ops.targeting", "ops.chart", "ops.fleet_metrics", "ops.middleware", "ops.health"),
     ("ops.metrics",),
     ("ops.status", "ops.fleet_status", "urls", "ops.target_admin"),
     ("ops.run_admin", "ops.fleet_admin"),
