@@ -18,13 +18,13 @@ from .. import conf, pg
 from ..deploy import plan as deploy_plan
 from ..exceptions import MigrationsWorkerError
 from ..operations import Stage
+from ..runs.server_slots import server_of
 from . import waves
-from .rollouts import server_label
 
 
-def target_plan(name: str, stage: Stage, labels: Mapping[str, str]) -> dict:
+def target_plan(name: str, stage: Stage) -> dict:
     """One target's part of the plan; an unreachable target says why instead."""
-    server = server_label(name, labels)
+    server = server_of(name)
     try:
         error = pg.wait_for_database(3.0, database=name)
         if error:
@@ -60,7 +60,7 @@ def build(stage: str, waves_spec: str, parallel: int, select: Mapping[str, str])
     cut = waves.cut(waves.selected(declared, select), waves_spec)
     planned = []
     for number, wave in enumerate(cut, start=1):
-        members = [{"wave": number, **target_plan(name, Stage(stage), declared[name])}
+        members = [{"wave": number, **target_plan(name, Stage(stage))}
                    for name in wave]
         planned.append({"wave": number, "canary": number == 1, "targets": members,
                         "seconds": wave_seconds(members, parallel)})

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.utils import timezone
 
 from .. import conf
@@ -42,7 +42,7 @@ from ..models import (
     TargetStatus,
 )
 from ..runs import dispatch, quarantine
-from ..targets import Target
+from ..runs.server_slots import server_of
 from . import waves
 
 CONTROL = DEFAULT_DB_ALIAS
@@ -63,11 +63,6 @@ def open_rollout() -> Rollout | None:
 def event(rollout: Rollout, kind: str, message: str, *, target: str = "", actor: str = "") -> None:
     RolloutEvent.objects.using(CONTROL).create(rollout=rollout, kind=kind, message=message,
                                                target=target, actor=actor)
-
-
-def server_label(name: str, labels: Mapping[str, str]) -> str:
-    """The server a target lives on, as the per-server limit and the health holds name it."""
-    return Target(name, None, labels).server(connections[name].settings_dict)
 
 
 def start(stage: str, *, waves_spec: str | None, parallel: int | None,
@@ -108,7 +103,7 @@ def start(stage: str, *, waves_spec: str | None, parallel: int | None,
                 for name in wave:
                     RolloutTarget.objects.using(CONTROL).create(
                         rollout=rollout, target=name, wave=number, position=position,
-                        server=server_label(name, declared[name]))
+                        server=server_of(name))
                     position += 1
             event(rollout, "started", f"{stage} stage over {len(names)} target(s) in "
                   f"{len(cut)} wave(s) ({spec}), {rollout.parallel} at a time; canary: "

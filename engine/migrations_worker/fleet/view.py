@@ -9,7 +9,7 @@ from __future__ import annotations
 from django.utils import timezone
 
 from ..models import Rollout, RolloutTarget, TargetStatus
-from .rollouts import rollouts
+from .rollouts import current_wave, rollouts
 
 
 def latest(rollout_id: int | None = None) -> Rollout | None:
@@ -57,7 +57,7 @@ def snapshot(rollout: Rollout | None) -> dict:
         waves.setdefault(target.wave, []).append(target_view(target))
     counts = {status.value: sum(t.status == status for t in targets) for status in TargetStatus}
     through = [t for t in targets if t.status in TargetStatus.through()]
-    current = min((t.wave for t in targets if t.status not in TargetStatus.through()), default=None)
+    current = current_wave(targets)
     return {
         "rollout": {
             "id": rollout.pk, "stage": rollout.stage, "status": rollout.status,
