@@ -115,10 +115,11 @@ def start_runs(manage, targets_file, aliases: list[str], *, widgets: int, sleep:
 
 
 def run_of(url: str) -> tuple[str, str, int]:
-    """(status, hold kind, batches done) of the one run in a cloned target."""
+    """(status, hold kind, batches done) of the run the test started in a cloned target: the
+    latest (the clone's template may hold the run its migrations finished inline, on no rows)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        return conn.execute("SELECT status, hold_kind, batches_done "
-                            "FROM migrations_worker_jobrun").fetchone() or ("", "", 0)
+        return conn.execute("SELECT status, hold_kind, batches_done FROM migrations_worker_jobrun "
+                            "ORDER BY id DESC LIMIT 1").fetchone() or ("", "", 0)
 
 
 def touches_of(url: str) -> dict[int, int]:

@@ -1,8 +1,11 @@
-"""python -m tests.mutations [NAME ...]: run the mutation check (see tests/mutations/__init__.py)."""
+"""python -m tests.mutations [NAME ...] | --all: run the mutation check (see
+tests/mutations/__init__.py). `--all` runs the whole catalogue and records its table in
+docs/mutations.md (the README quotes that run)."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import shutil
 import sys
 import tempfile
@@ -12,26 +15,33 @@ from pathlib import Path
 from tests.mutations import (
     ERROR,
     KILLED,
+    ROOT,
     Mutation,
     MutationDoesNotApply,
     Outcome,
+    compiles,
     copy_repository,
     judge,
     run_test,
 )
-from tests.mutations.catalogue import MUTATIONS
+from tests.mutations.catalogue import MUTATIONS, is_scanner
+from tests.mutations.record import RECORD, write_record
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.mutations", description=__doc__)
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help="a mutation's name, or the start of names (e.g. 'sql:'); default: all")
+    parser.add_argument("--all", action="store_true",
+                        help=f"run every entry and record the table in {RECORD.relative_to(ROOT)}")
     parser.add_argument("--list", action="store_true", help="list the catalogue and stop")
     parser.add_argument("--keep", action="store_true", help="keep the copies and the test logs")
     parser.add_argument("--no-control", action="store_true",
                         help="skip running each test once without its mutation")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per test run (900)")
     args = parser.parse_args(argv)
+    if args.all and (args.names or args.no_control):
+        parser.error("--all runs the whole catalogue with its controls: no names, no --no-control")
 
     chosen: list[Mutation] = []
     for name in args.names:
@@ -53,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         failing_controls: dict[str, str] = {}
         if not args.no_control:
             for index, test in enumerate(dict.fromkeys(m.test for m in chosen), start=1):
-                code, output = run_test(pristine, test, args.timeout, work / f"control-{index}.log")
-                print(f"[control] {test}: {'passes' if code == 0 else 'FAILS'}", flush=True)
-                if code != 0:
-                    failing_controls[test] = output
+                control = run_test(pristine, test, args.timeout, work / f"control-{index}.log")
+                print(f"[control] {test}: {'passes' if control.code == 0 else 'FAILS'}", flush=True)
+                if control.code != 0:
+                    failing_controls[test] = control.output
         for number, mutation in enumerate(chosen, start=1):
             outcomes.append(run_one(mutation, number, pristine, work, args.timeout, failing_controls))
             print(f"[{number}/{len(chosen)}] {mutation.name}: {outcomes[-1].result}", flush=True)
@@ -66,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
     report(outcomes)
+    if args.all:
+        write_record(outcomes, datetime.date.today())
+        print(f"recorded in {RECORD.relative_to(ROOT)}")
     return 0 if all(o.result == KILLED for o in outcomes) else 1
 
 
@@ -80,10 +93,14 @@ def run_one(mutation: Mutation, number: int, pristine: Path, work: Path, timeout
         mutation.apply(copy)
     except MutationDoesNotApply as exc:
         return Outcome(mutation, ERROR, str(exc))
+    broken = compiles(copy, mutation)
+    if broken:
+        shutil.rmtree(copy, ignore_errors=True)
+        return Outcome(mutation, ERROR, broken)
     started = time.monotonic()
-    code, output = run_test(copy, mutation.test, timeout, work / f"mutant-{number}.log")
+    run = run_test(copy, mutation.test, timeout, work / f"mutant-{number}.log")
     shutil.rmtree(copy, ignore_errors=True)
-    return judge(mutation, code, output, time.monotonic() - started)
+    return judge(mutation, run, time.monotonic() - started)
 
 
 def report(outcomes: list[Outcome]) -> None:
@@ -94,8 +111,11 @@ def report(outcomes: list[Outcome]) -> None:
     for o in outcomes:
         if o.result != KILLED:
             print(f"\n--- {o.mutation.name}: {o.result}\n{o.detail}")
-    killed = sum(o.result == KILLED for o in outcomes)
-    print(f"\n{killed} of {len(outcomes)} killed")
+    for label, group in (("product", [o for o in outcomes if not is_scanner(o.mutation)]),
+                         ("scanners", [o for o in outcomes if is_scanner(o.mutation)])):
+        if group:
+            killed = sum(o.result == KILLED for o in group)
+            print(f"{label}: {killed} of {len(group)} killed")
 
 
 if __name__ == "__main__":
