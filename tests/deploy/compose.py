@@ -68,10 +68,22 @@ def compose_config(variables: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 def resolved_services(variables: dict[str, str]) -> dict[str, dict]:
-    """The services as Compose resolved them (anchors merged, variables substituted, `$$` -> `$`)."""
+    """The services as Compose resolved them: anchors merged, variables substituted; a literal `$`
+    still written `$$`, as in a compose file (`unescaped` gives what the container gets)."""
     result = compose_config(variables)
     assert result.returncode == 0, f"compose config failed:\n{result.stderr}"
     return yaml.safe_load(result.stdout)["services"]
+
+
+def unescaped(node):
+    """`$$` -> `$` in every string: what Compose hands the container."""
+    if isinstance(node, str):
+        return node.replace("$$", "$")
+    if isinstance(node, list):
+        return [unescaped(item) for item in node]
+    if isinstance(node, dict):
+        return {key: unescaped(value) for key, value in node.items()}
+    return node
 
 
 def dependencies(service: dict) -> dict[str, str]:
@@ -125,8 +137,9 @@ def seconds(duration: str | int | float | None, default: float = 30.0) -> float:
 
 
 def redis_script(redis: dict, port: int, directory: Path) -> str:
-    """The redis service's own shell command, on a port and in a directory of the test's own."""
+    """The redis service's own shell command (`$` unescaped), on loopback, on a port and in a
+    directory of the test's own."""
     argv = redis["command"]
     assert argv[:2] == ["sh", "-c"] and "exec redis-server -\n" in argv[2].replace(" - <<", " -\n")
-    return argv[2].replace("exec redis-server -", f"exec redis-server --port {port} "
-                           f"--dir {directory} --save '' -", 1)
+    return argv[2].replace("exec redis-server -", f"exec redis-server --bind 127.0.0.1 "
+                           f"--port {port} --dir {directory} --save '' -", 1)
