@@ -51,6 +51,7 @@ test: services
 	$(VENV)/bin/ruff check .
 	$(MAKE) lint-migrations
 	deploy/browser.sh || echo "[browser] going on: the browser tests will fail and say what to install"
+	deploy/compose_cli.sh || echo "[compose] going on: the compose tests will fail and say what to install"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Not part of `make test`: minutes long, and its figures depend on the machine (bench/README.md).
