@@ -84,6 +84,7 @@ def stopped(pid: int) -> bool:
 def test_a_worker_slowed_past_its_lease_inside_its_batch_keeps_it_and_applies_it_once(processes):
     make_widgets(300)
     Knob.objects.create(name="sleep", value=4.0)  # 4 s inside the batch, 1 s of lease
+    # Two worker processes racing for the same batch (a process holds one embedded worker).
     processes.worker("w1")
     processes.worker("w2")
     run = dispatch.start(JOB, batch_size=100, options={"max_batch_size": 100, "lease_seconds": LEASE})
@@ -110,6 +111,7 @@ def test_a_worker_stalled_past_its_lease_after_its_claim_is_fenced_and_the_batch
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(STOP_AFTER_FIRST_CLAIM)
+    # Worker processes: one is stopped (SIGSTOP) after its claim and resumed; beat is real.
     stalling = Processes({**processes.env,
                           "PYTHONPATH": f"{hook}{os.pathsep}{processes.env['PYTHONPATH']}"}, tmp_path)
     try:

@@ -68,8 +68,8 @@ MUTATIONS: list[Mutation] = [
         NO_SECRET, "the old scan only saw a quoted SECRET_KEY"),
     Mutation(
         "secret: compose list form - SECRET_KEY=", "docker-compose.yml",
-        "    image: redis:7\n",
-        "    image: redis:7\n    environment:\n      - SECRET_KEY=" + KEY + "\n",
+        "    image: redis:",
+        "    environment:\n      - SECRET_KEY=" + KEY + "\n    image: redis:",
         NO_SECRET, "a compose environment written as a list"),
     Mutation(
         "secret: YAML POSTGRES_PASSWORD:", "docker-compose.yml",
