@@ -74,6 +74,46 @@ KEY = made_up(40, 1)
 PASSWORD = made_up(16, 2)
 ELEVEN = made_up(11, 3)
 
+DJANGO_RULES = "engine/migrations_worker/lint/django_rules.py"
+ASSETS_0012 = "apps/backend/src/assets/migrations/0012_enqueue_ticker_dedup.py"
+ALERTS_0010 = "apps/backend/src/investments/migrations/0010_alert_uuid_primary_key.py"
+CONTROL = "engine/migrations_worker/runs/control.py"
+# The last operation of assets 0012 after its first line, as written there.
+REFUSAL_0012 = """\
+            "SELECT count(*) FROM assets_duplicatetickergroup WHERE merged_at IS NOT NULL",
+            "duplicate group(s) are merged: their removed assets and rows live on only as "
+            "before-images and aliases, which taking back assets 0012 (and 0011) would orphan "
+            "and drop. Put them back first: python manage.py backfill undo ticker_dedup "
+            "--inline, then migrate back again.",
+        ),
+"""
+# Operations of investments 0010, as written there.
+VALIDATE_UUID_FK = """        SafeSQL(
+            steps=[
+                [
+                    "ALTER TABLE investments_alerttrigger "
+                    "VALIDATE CONSTRAINT investments_alerttrigger_alert_uuid_fk"
+                ]
+            ],
+            reverse_steps=[],
+            long_running=True,
+            description="Validate FK alert_uuid -> alert(uuid)",
+        ),
+"""
+LEGACY_FK = ('        SafeSQL(steps=[[ADD_LEGACY_FK]], reverse_steps=[], '
+             'description="FK alert_id -> alert(id), NOT VALID"),\n') + """        SafeSQL(
+            steps=[
+                [
+                    "ALTER TABLE investments_alerttrigger "
+                    "VALIDATE CONSTRAINT investments_alerttrigger_alert_id_fk"
+                ]
+            ],
+            reverse_steps=[],
+            long_running=True,
+            description="Validate FK alert_id -> alert(id)",
+        ),
+"""
+
 MUTATIONS: list[Mutation] = [
     # -- item 5: a secret committed in each form the scan used to miss -------------------------
     Mutation(
@@ -550,7 +590,7 @@ MUTATIONS: list[Mutation] = [
 
     # lint: each rule's check disabled or loosened
     Mutation(
-        "lint raw-sql: RunSQL not reported", "engine/migrations_worker/lint/django_rules.py",
+        "lint raw-sql: RunSQL not reported", DJANGO_RULES,
         '    return "RunSQL" if isinstance(step.operation, ops.RunSQL) else None\n',
         '    return "RunSQL" if type(step.operation).__name__ == "RawSQL" else None\n',
         f"{LINT_RULES}::test_run_sql_is_reported_and_safe_sql_is_not",
@@ -572,14 +612,14 @@ MUTATIONS: list[Mutation] = [
         "one_is_not[RequireJob]",
         "a RequireJob in an atomic migration waits for its job while holding the migration's locks"),
     Mutation(
-        "lint alter-primary-key: a key changing type not reported", "engine/migrations_worker/lint/django_rules.py",
+        "lint alter-primary-key: a key changing type not reported", DJANGO_RULES,
         "    return _shape(old) != _shape(new)  # still the key: does its type or column change?\n",
         "    return False\n",
         f"{LINT_RULES}::test_primary_key_changing_type_is_reported",
         "an AlterField of the key to a UUID rewrites the table and every foreign key under "
         "ACCESS EXCLUSIVE"),
     Mutation(
-        "lint not-null-without-db-default: a Python default taken for a database one", "engine/migrations_worker/lint/django_rules.py",
+        "lint not-null-without-db-default: a Python default taken for a database one", DJANGO_RULES,
         "    if new.null or new.many_to_many or new.db_default is not NOT_PROVIDED or new.primary_key:\n",
         "    if new.null or new.many_to_many or new.has_default() or new.db_default is not NOT_PROVIDED "
         "or new.primary_key:\n",
@@ -587,31 +627,31 @@ MUTATIONS: list[Mutation] = [
         "null_is_not",
         "the previous release inserts without the column: NOT NULL violation on every insert"),
     Mutation(
-        "lint index-on-existing-table: a unique field not counted as an index", "engine/migrations_worker/lint/django_rules.py",
+        "lint index-on-existing-table: a unique field not counted as an index", DJANGO_RULES,
         "        return bool(f.unique or f.db_index)  # a ForeignKey has db_index=True by default\n",
         "        return bool(f.db_index)\n",
         f"{LINT_RULES}::test_plain_index_on_an_existing_table_is_reported[unique field]",
         "unique=True builds its index under a lock that blocks every write"),
     Mutation(
-        "lint index-on-existing-table: a UniqueConstraint not reported", "engine/migrations_worker/lint/django_rules.py",
+        "lint index-on-existing-table: a UniqueConstraint not reported", DJANGO_RULES,
         "    elif isinstance(operation, ops.AddConstraint) and isinstance(\n",
         "    elif isinstance(operation, ops.AddConstraint) and not isinstance(\n",
         f"{LINT_RULES}::test_plain_index_on_an_existing_table_is_reported[UniqueConstraint]",
         "a unique constraint builds its index under a lock that blocks every write"),
     Mutation(
-        "lint identifier-too-long: characters counted, not bytes", "engine/migrations_worker/lint/django_rules.py",
+        "lint identifier-too-long: characters counted, not bytes", DJANGO_RULES,
         "        size = len(name.encode())\n",
         "        size = len(name)\n",
         f"{LINT_RULES}::test_identifier_length_counts_bytes_and_ignores_string_literals",
         "PostgreSQL truncates a name of 64 bytes: two indexes end up with one name"),
     Mutation(
-        "lint squawk-ignore-without-reason: any text after -- is a reason", "engine/migrations_worker/lint/django_rules.py",
+        "lint squawk-ignore-without-reason: any text after -- is a reason", DJANGO_RULES,
         "        if not sep or len(reason.strip()) < MIN_REASON_LENGTH:\n",
         "        if not sep:\n",
         f"{LINT_RULES}::test_squawk_ignore_comment_counts_only_with_a_reason",
         "a squawk finding silenced with '-- ok'"),
     Mutation(
-        "lint stage-not-declared: not reported", "engine/migrations_worker/lint/django_rules.py",
+        "lint stage-not-declared: not reported", DJANGO_RULES,
         "    if declared_stage(item.migration) is None:\n",
         "    if stage_of(item.migration) is None:\n",
         f"{LINT_RULES}::test_a_migration_without_a_stage_is_reported_and_one_with_a_stage_is_not",
@@ -620,14 +660,15 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "lint contract-operation-in-pre-deploy: DROP TRIGGER IF EXISTS not counted",
         "engine/migrations_worker/sqltext.py",
-        '    "drops a trigger": re.compile(rf"\\bDROP\\s+TRIGGER\\s+(?:IF\\s+EXISTS\\s+)?(?P<name>{IDENT})", re.I),',
+        '    "drops a trigger": re.compile(rf"\\bDROP\\s+TRIGGER\\s+(?:IF\\s+EXISTS\\s+)?'
+        '(?P<name>{IDENT})", re.I),',
         '    "drops a trigger": re.compile(rf"\\bDROP\\s+TRIGGER\\s+(?P<name>{IDENT})\\s+ON\\b", re.I),',
         f"{LINT_RULES}::test_a_contract_step_in_a_pre_deploy_migration_is_reported_and_in_a_post_"
         "deploy_one_is_not",
         "the previous release relies on the trigger (its writes are captured by it) while it still "
         "runs"),
     Mutation(
-        "lint pre-deploy-depends-on-post-deploy: not reported", "engine/migrations_worker/lint/django_rules.py",
+        "lint pre-deploy-depends-on-post-deploy: not reported", DJANGO_RULES,
         "        if stage_of(parent) == Stage.POST:\n",
         "        if stage_of(parent) == Stage.POST and parent.app_label != item.migration.app_label:\n",
         f"{LINT_RULES}::test_a_pre_deploy_migration_after_a_post_deploy_one_is_reported",
@@ -716,9 +757,11 @@ MUTATIONS: list[Mutation] = [
         "a re-sent task and the one it replaced both work the run: twice the workers asked for"),
     Mutation(
         "duplicate start: a racing start fails with an IntegrityError",
-        "engine/migrations_worker/runs/control.py",
-        "    except IntegrityError:\n        # Another start won the race between our check and our insert.\n",
-        "    except AlreadyActive:\n        # Another start won the race between our check and our insert.\n",
+        CONTROL,
+        "    except IntegrityError:\n        # Another start won the race between our check and our "
+        "insert.\n",
+        "    except AlreadyActive:\n        # Another start won the race between our check and our "
+        "insert.\n",
         RACING_START,
         "two deploys starting one job: one fails with a traceback instead of naming the run"),
     Mutation(
@@ -801,46 +844,93 @@ MUTATIONS: list[Mutation] = [
         "cancelled",
         "a queued run starts after its tables went back, on what is no longer there"),
     Mutation(
-        "reverse: the job enqueued after the refusal", "apps/backend/src/assets/migrations/0012_enqueue_ticker_dedup.py",
-        "        EnqueueJob(\"ticker_dedup\"),\n        RefuseReverseWhile(\n",
-        "        RefuseReverseWhile(\n",
+        "reverse: the job enqueued after the refusal", ASSETS_0012,
+        "        EnqueueJob(\"ticker_dedup\"),\n        RefuseReverseWhile(\n" + REFUSAL_0012 + "    ]\n",
+        "        RefuseReverseWhile(\n" + REFUSAL_0012 + "        EnqueueJob(\"ticker_dedup\"),\n    ]\n",
         "tests/unit/test_reverse_policy.py::test_a_refusal_is_the_last_operation_so_it_speaks_before_"
         "anything_is_undone[assets.0012_enqueue_ticker_dedup]",
         "going back, the job's operation runs first and the refusal speaks after it undid it"),
 
     # the redirect's rules per table (assets 0012)
     Mutation(
-        "redirect: a price naming a removed asset kept beside the survivor's", "apps/backend/src/assets/migrations/0012_enqueue_ticker_dedup.py",
+        "redirect: a price naming a removed asset kept beside the survivor's", ASSETS_0012,
         "    (\"assets_assetpriceshistoric\", \"assets_redirect_merged_asset('timestamp')\"),\n",
         "    (\"assets_assetpriceshistoric\", \"assets_redirect_merged_asset()\"),\n",
         f"{REDIRECT}::test_a_price_naming_a_removed_asset_replaces_the_survivors_price_at_that_time",
         "two closes for one asset at one time: charts and returns read either"),
     Mutation(
-        "redirect: a deleted watch replaces the user's live one", "apps/backend/src/assets/migrations/0012_enqueue_ticker_dedup.py",
+        "redirect: a deleted watch replaces the user's live one", ASSETS_0012,
         "    (\"investments_watchlist\", \"assets_redirect_merged_asset('user_id', 'live')\"),\n",
         "    (\"investments_watchlist\", \"assets_redirect_merged_asset('user_id')\"),\n",
         f"{REDIRECT}::test_a_soft_deleted_watch_naming_a_removed_asset_leaves_the_users_live_entry_as_"
         "it_is",
         "a stale save of a deleted entry silently unfollows the asset"),
     Mutation(
-        "redirect: a soft-deleted holding takes the live position into it", "apps/backend/src/assets/migrations/0012_enqueue_ticker_dedup.py",
+        "redirect: a soft-deleted holding takes the live position into it", ASSETS_0012,
         "    IF NEW.is_deleted THEN\n        RETURN NEW;  -- a soft-deleted holding moves as it is\n"
         "    END IF;\n",
         "",
         f"{REDIRECT}::test_a_soft_deleted_holding_naming_a_removed_asset_moves_as_it_is",
         "the portfolio's live position is summed into a deleted row: it disappears"),
     Mutation(
-        "redirect: a re-saved holding counted twice", "apps/backend/src/assets/migrations/0012_enqueue_ticker_dedup.py",
+        "redirect: a re-saved holding counted twice", ASSETS_0012,
         "        IF summed_away.quantity IS NOT NULL THEN\n",
         "        IF false THEN\n",
         f"{REDIRECT}::test_a_holding_summed_away_by_the_merge_and_saved_again_replaces_its_own_share_"
         "only[30-position0]",
         "a stale save of a summed-away holding doubles its shares in the position"),
     Mutation(
-        "redirect: a position's cost averaged without weights", "apps/backend/src/assets/migrations/0012_enqueue_ticker_dedup.py",
+        "redirect: a position's cost averaged without weights", ASSETS_0012,
         "            NEW.average_cost := round(v_cost / NEW.quantity, 8);\n",
         "            NEW.average_cost := round((NEW.average_cost + other.average_cost) / 2, 8);\n",
         f"{REDIRECT}::test_a_holding_naming_a_removed_asset_is_summed_into_the_portfolios_position_on_"
         "the_survivor",
         "10 shares at 75 and 40 at 175 average to 125, not 155"),
+
+    # the alerts_uuid key swap (investments 0010)
+    Mutation(
+        "key swap: the UUID reference never validated", ALERTS_0010,
+        VALIDATE_UUID_FK,
+        "",
+        "tests/jobs/test_alert_uuid_migrations.py::test_a_database_migrated_from_zero_has_alerts_on_a_uuid_key",
+        "trigger rows written before the key was added are never checked against an alert"),
+    Mutation(
+        "key swap: the previous release's reference left without a foreign key", ALERTS_0010,
+        LEGACY_FK,
+        "",
+        "tests/jobs/test_alert_uuid_migrations.py::test_a_database_migrated_from_zero_has_alerts_on_a_uuid_key",
+        "the previous release's trigger rows may name an alert that is not there"),
+    Mutation(
+        "key swap: not guarded for a re-run after it died half-way", ALERTS_0010,
+        "    IF NOT EXISTS (SELECT 1 FROM pg_index i\n",
+        "    IF true OR NOT EXISTS (SELECT 1 FROM pg_index i\n",
+        "tests/jobs/test_alert_uuid_migrations.py::test_a_key_swap_that_died_half_way_completes_when_migrate_runs_again[4]",
+        "a deploy killed after the swap fails every time it is run again"),
+
+    # the soft-delete fix: every model it covers
+    Mutation(
+        "fixed model: Country hard-deletes", "apps/backend/src/assets/models/reference/country.py",
+        "class Country(TimeStampedModel, SoftDeleteModel):",
+        "class Country(TimeStampedModel):",
+        f"{FIXED_MODELS}[Country]", "the soft-delete fix covered by one test case per model"),
+    Mutation(
+        "fixed model: Currency hard-deletes", "apps/backend/src/assets/models/reference/currency.py",
+        "class Currency(TimeStampedModel, SoftDeleteModel):",
+        "class Currency(TimeStampedModel):",
+        f"{FIXED_MODELS}[Currency]", "the soft-delete fix covered by one test case per model"),
+    Mutation(
+        "fixed model: Sector hard-deletes", "apps/backend/src/assets/models/reference/sector.py",
+        "class Sector(TimeStampedModel, SoftDeleteModel):",
+        "class Sector(TimeStampedModel):",
+        f"{FIXED_MODELS}[Sector]", "the soft-delete fix covered by one test case per model"),
+    Mutation(
+        "fixed model: Benchmark hard-deletes", "apps/backend/src/portfolios/models/benchmark.py",
+        "class Benchmark(TimeStampedModel, SoftDeleteModel):",
+        "class Benchmark(TimeStampedModel):",
+        f"{FIXED_MODELS}[Benchmark]", "the soft-delete fix covered by one test case per model"),
+    Mutation(
+        "fixed model: Alert hard-deletes", "apps/backend/src/investments/models/alert.py",
+        "class Alert(UUIDModel, SoftDeleteModel):",
+        "class Alert(UUIDModel):",
+        f"{FIXED_MODELS}[Alert]", "the soft-delete fix covered by one test case per model"),
 ]
