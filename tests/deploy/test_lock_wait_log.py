@@ -1,7 +1,8 @@
 """The lock-wait check the deploy tests hold the README's bound with (tests/lock_waits.py) fails
 when the bound is broken: an application session queued behind an ACCESS EXCLUSIVE lock held for
-half a second is named with the whole of its wait, told apart from another application's session
-by its name, while a lock held for less than the bound leaves nothing to find."""
+half a second is named with the whole of its wait and the lock's holder, told apart from another
+application's session by its name, while a lock held for less than the bound leaves nothing to
+find."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from tests.lock_waits import (
     BOUND_MS,
     ServerLog,
     assert_no_application_waited,
-    described,
     lock_waits,
     read_behind_an_exclusive_lock,
 )
@@ -35,22 +35,21 @@ def test_a_read_queued_half_a_second_behind_an_access_exclusive_lock_is_found_wi
     durations = read_behind_an_exclusive_lock(scratch.url, "quotes", 0.5, APPLICATION, "someone-else")
 
     assert min(durations) > 0.4  # both really waited
-    waits = log.waits(database=scratch.name, applications={APPLICATION})
-    assert {w.application for w in waits} == {APPLICATION}
-    events = {w.event: w for w in waits}
-    assert set(events) == {"still waiting for", "acquired"}, described(waits)
-    assert BOUND_MS <= events["still waiting for"].milliseconds < 400
-    assert 400 <= events["acquired"].milliseconds < 5_000
-    assert events["acquired"].lock.startswith("AccessShareLock on relation")
-    assert "Process holding the lock" in events["still waiting for"].detail
-    assert 'SELECT count(*) FROM "quotes"' in events["still waiting for"].statement
-    assert f"{APPLICATION} (pid {events['acquired'].pid}) acquired" in described(waits)
+    (wait,) = log.waits(database=scratch.name, applications={APPLICATION})
+    assert (wait.application, wait.database, wait.ended) == (APPLICATION, scratch.name, "acquired")
+    assert 400 <= wait.milliseconds < 5_000
+    assert wait.lock.startswith("AccessShareLock on relation")
+    assert len(wait.holders) == 1  # by pid: the holder logged nothing to name it by
+    assert 'SELECT count(*) FROM "quotes"' in wait.statement
     # The other session waited as long, and is told apart by its application_name.
-    other = log.waits(database=scratch.name, applications={"someone-else"})
-    assert {w.event for w in other} == {"still waiting for", "acquired"}
-    assert {w.pid for w in other}.isdisjoint(w.pid for w in waits)
-    # The deploy tests' assertion, on this bad case: it fails, naming the session and its wait.
-    with pytest.raises(AssertionError, match=rf"{APPLICATION} \(pid \d+\) acquired .* after \d+ ms"):
+    (other,) = log.waits(database=scratch.name, applications={"someone-else"})
+    assert other.pid != wait.pid and other.milliseconds >= 400
+
+    # The deploy tests' assertion, on this bad case: it fails, naming the session, its wait and
+    # the holder's pid.
+    holder = next(iter(wait.holders))
+    with pytest.raises(AssertionError, match=rf"{APPLICATION} \(pid {wait.pid}\) waited \d+ ms and "
+                                             rf"acquired AccessShareLock .* behind \? \(pid {holder}\)"):
         assert_no_application_waited(log, database=scratch.name, applications={APPLICATION})
 
 
@@ -63,24 +62,31 @@ def test_a_wait_shorter_than_the_bound_leaves_no_line(scratch):
     assert_no_application_waited(log, database=scratch.name, applications={APPLICATION})
 
 
-def test_a_multi_line_statement_and_another_sessions_lines_between_are_read_apart():
-    text = (
-        "2026-12-06 12:00:00.100 UTC [11] [release-new] [shop] LOG:  process 11 still waiting "
-        "for RowExclusiveLock on relation 16390 of database 16384 after 100.081 ms at character 8\n"
-        "2026-12-06 12:00:00.100 UTC [11] [release-new] [shop] DETAIL:  Process holding the lock: "
-        "12. Wait queue: 11.\n"
-        "2026-12-06 12:00:00.100 UTC [11] [release-new] [shop] STATEMENT:  UPDATE assets_asset\n"
-        "\t   SET name = 'x'\n"
-        "2026-12-06 12:00:00.150 UTC [13] LOG:  checkpoint starting: time\n"
-        "waiting for server to shut down.... done\n"
-        "2026-12-06 12:00:00.412 UTC [11] [release-new] [shop] LOG:  process 11 acquired "
-        "RowExclusiveLock on relation 16390 of database 16384 after 412.5 ms\n"
-        "2026-12-06 12:00:00.412 UTC [11] [release-new] [shop] STATEMENT:  UPDATE assets_asset\n"
-        "\t   SET name = 'x'\n"
-    )
+def test_a_waits_lines_are_read_as_one_wait_with_its_holder_named_and_its_statement_whole():
+    prefix = "2026-12-06 12:00:00.100 UTC [{}] [{}] [shop] {}:  "
+    waiting, holder = prefix.format(11, "new-release", "{}"), prefix.format(12, "mw-worker", "{}")
+    text = "\n".join([
+        holder.format("LOG") + "connection authorized: user=postgres database=shop "
+                               "application_name=mw-worker",
+        waiting.format("LOG") + "process 11 still waiting for ShareLock on transaction 7 after "
+                                "100.081 ms at character 8",
+        waiting.format("DETAIL") + "Process holding the lock: 12. Wait queue: 11.",
+        waiting.format("CONTEXT") + 'while locking tuple (16,39) in relation "assets_asset"',
+        waiting.format("STATEMENT") + "UPDATE assets_asset",
+        "\t   SET name = 'x'",
+        "2026-12-06 12:00:00.150 UTC [13] LOG:  checkpoint starting: time",
+        "waiting for server to shut down.... done",
+        waiting.format("LOG") + "process 11 acquired ShareLock on transaction 7 after 412.5 ms",
+        waiting.format("STATEMENT") + "UPDATE assets_asset",
+        "\t   SET name = 'x'",
+        waiting.format("LOG") + "process 11 still waiting for ShareLock on transaction 9 after "
+                                "100.2 ms",
+        waiting.format("DETAIL") + "Processes holding the lock: 14, 15. Wait queue: 11.",
+    ])
     first, second = lock_waits(text)
-    assert (first.pid, first.application, first.database, first.event, first.milliseconds) == (
-        11, "release-new", "shop", "still waiting for", 100.081)
-    assert first.detail == "Process holding the lock: 12. Wait queue: 11."
-    assert first.statement == second.statement == "UPDATE assets_asset SET name = 'x'"
-    assert (second.event, second.milliseconds, second.detail) == ("acquired", 412.5, "")
+    assert (first.pid, first.application, first.database, first.lock, first.milliseconds) == (
+        11, "new-release", "shop", "ShareLock on transaction 7", 412.5)
+    assert (first.ended, first.holders) == ("acquired", {12: "mw-worker"})
+    assert first.statement == "UPDATE assets_asset SET name = 'x'"
+    assert (second.lock, second.ended, second.holders) == (
+        "ShareLock on transaction 9", "", {14: "?", 15: "?"})
