@@ -7,7 +7,8 @@ The previous release saves assets the way the old model does (every field, `sect
 prices, news links and benchmarks naming whatever asset its user looks at, duplicates the merge
 removes included; the new release does the same with today's models and ids it stored before
 the merge. Neither may see a single error, every text the previous release wrote must be
-archived when the columns go, and every row either wrote must be on the survivor of the asset it
+archived when the columns go (or replaced by its own next one before the capture trigger of
+assets.0008 existed), and every row either wrote must be on the survivor of the asset it
 named (or replaced under the merge rules, its before-image archived). Neither may wait longer
 than 100 ms for a lock (the server logs every such wait, tests/lock_waits.py).
 
@@ -39,8 +40,8 @@ from tests.lock_waits import ServerLog, assert_no_application_waited
 from tests.scratch import Database, ScratchDatabase
 from tests.workers import Processes, flush_broker
 
-# Slow jobs (a pause after each batch) and more duplicate groups, so the merge is still running
-# while both releases write during the rollout.
+# Slow jobs (a pause after each batch) and more duplicate groups: the operator's pause lands on
+# the merge long before it could be done.
 TUNING = {"pause_seconds": 0.3}
 MERGE = "ticker_dedup"
 ALIAS = "rolling"  # the scratch database, for the engine's own controls in this process
