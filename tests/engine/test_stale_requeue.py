@@ -6,7 +6,6 @@ import time
 
 import pytest
 from django.db import connection, transaction
-from django.test import override_settings
 
 from migrations_worker.models import JobRun, RunStatus
 from migrations_worker.runs import control
@@ -17,35 +16,35 @@ from tests.engine_app.support import JOB, make_widgets
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def waiting_for_a_lock(pid_of: list[int]) -> bool:
+def waiting_for_a_lock(pid: int) -> bool:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s) "
-                       "AND wait_event_type = 'Lock'", [pid_of])
-        return cursor.fetchone()[0] == 1
+        cursor.execute("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = %s", [pid])
+        row = cursor.fetchone()
+        return bool(row and row[0])
 
 
 def test_a_run_paused_while_beat_reaches_for_it_stays_paused(settings):
     make_widgets(10)
     run = control.create_run(JOB)  # pending, never dispatched: beat's to send once stale
+    # Stale at once (the settings fixture changes them for every thread).
     settings.MIGRATIONS_WORKER = {**settings.MIGRATIONS_WORKER, "STALE_HEARTBEAT_SECONDS": 0}
     beat: dict = {}
 
-    def requeue() -> None:
-        with override_settings(MIGRATIONS_WORKER=settings.MIGRATIONS_WORKER):
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                beat["pid"] = cursor.fetchone()[0]
-            try:
-                beat["requeued"] = requeue_stale_runs_on("default")
-            finally:
-                connection.close()
+    def requeue() -> None:  # beat, on a connection of its own (this thread's)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            beat["pid"] = cursor.fetchone()[0]
+        try:
+            beat["requeued"] = requeue_stale_runs_on("default")
+        finally:
+            connection.close()
 
     with transaction.atomic():  # the operator's pause, holding the run's row lock...
         locked = JobRun.objects.select_for_update().get(pk=run.pk)
         thread = threading.Thread(target=requeue)
         thread.start()
         deadline = time.monotonic() + 30
-        while "pid" not in beat or not waiting_for_a_lock([beat["pid"]]):  # ...beat waits for it
+        while "pid" not in beat or not waiting_for_a_lock(beat["pid"]):  # ...beat waits for it
             assert thread.is_alive() and time.monotonic() < deadline, beat
             time.sleep(0.02)
         enter(locked, RunStatus.PAUSED, using="default", actor="operator", verb="pause")
