@@ -203,7 +203,7 @@ class Injector(threading.Thread):
         records w1): a dead worker's batch stays running in its name until its lease is over.
         With `below_attempts`, only batches on an earlier attempt than that."""
         rows = conn.execute(
-            "SELECT worker, format('batch (%s, %s] of run %s', start_key, end_key, run_id) "
+            "SELECT worker, format('batch (%%s, %%s] of run %%s', start_key, end_key, run_id) "
             "FROM migrations_worker_jobbatch WHERE status = 'running' AND worker LIKE '%%@%%' "
             "AND (%s::int IS NULL OR attempts < %s::int)", [below_attempts, below_attempts]
         ).fetchall()
