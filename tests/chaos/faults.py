@@ -354,7 +354,8 @@ class Injector(threading.Thread):
             what = f"NOT INJECTED: {exc}"
         effect = f"{waited} session(s) waited on it" if waited else "nobody waited: hit nothing"
         self.log.append(Injected(LONG_TRANSACTION, started, time.monotonic(),
-                                 f"report (armed {started - armed:.1f}s before): {what}; {effect}",
+                                 (f"report (armed {started - armed:.1f}s before): {what}; {effect}"
+                                  if started != armed else f"report armed: {what}; {effect}"),
                                  waited > 0))
 
     def wait_for_run(self, conn: psycopg.Connection, jobs: dict[str, str], condition: str,
