@@ -52,8 +52,12 @@ class Size:
     workers: int = 2
 
 
+# The small size's batches last well under a second (and wait for a lock 2 s at most), so a
+# killed worker's batch is reclaimed after 10 s instead of 30: the kills land mid-batch, and each
+# one would otherwise hold the job's last batch up for half a minute.
 SIZES = {
-    "small": Size("small", {"batch_size": 100, "max_batch_size": 200, "pause_seconds": 0.25},
+    "small": Size("small", {"batch_size": 100, "max_batch_size": 200, "pause_seconds": 0.25,
+                            "lease_seconds": 10},
                   gaps=(0.8, 2.5), deadline=300),
     "medium": Size("medium", {}, gaps=(1.0, 3.0), deadline=3 * 3600),
 }

@@ -7,20 +7,23 @@ the deploy's database sessions terminated, PostgreSQL restarted once, and long t
 on the tables the migrations need. Afterwards the schema is the fixed one, every row is
 accounted for, and the jobs' results equal an undisturbed run's on the same seed.
 
-CI runs three seeds at the small size (`make test`); a larger run by hand:
+CI runs the three fixed seeds and one fresh seed at the small size (`make test`; the fresh seed
+and the command that replays it are in the run's header, `tests/chaos/seeds.py`), and every kind
+of fault must hit something in at least one of them. A larger run by hand:
 
-    CHAOS_SIZE=medium CHAOS_SEEDS=7 pytest -m chaos -s tests/chaos/test_chaos.py
+    CHAOS_SIZE=medium CHAOS_SEEDS=7 CHAOS_SEED= pytest -m chaos -s tests/chaos/test_chaos.py
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 
 import pytest
 from psycopg import sql
 
-from tests.chaos import faults
+from tests.chaos import faults, seeds
 from tests.chaos.database import engine_database
 from tests.chaos.harness import LOCK_TIMEOUT_S, ChaosRun
 from tests.chaos.invariants import ORACLE_CHECK
@@ -30,7 +33,6 @@ from tests.scratch import Database
 from tests.workers import PrivateRedis, Processes, flush_broker, free_port, wait_until
 
 CHAOS_SIZE = os.environ.get("CHAOS_SIZE", "small")
-CHAOS_SEEDS = [int(s) for s in os.environ.get("CHAOS_SEEDS", "1,2,3").split(",") if s.strip()]
 # A statement of the application may queue behind a DDL step for its lock_timeout, no longer;
 # the margin is for a two-core machine running PostgreSQL, workers, beat, the deploy and the load.
 MAX_LOAD_LATENCY_S = LOCK_TIMEOUT_S + 1.5
@@ -48,14 +50,20 @@ def servers():
     pg.stop()
 
 
+# What each seed's faults hit, by kind, as the seeds of this pytest run record it.
+HITS_BY_SEED: dict[int, Counter] = {}
+
+
 @pytest.mark.chaos
-@pytest.mark.parametrize("seed", CHAOS_SEEDS)
+@pytest.mark.parametrize("seed", [pytest.param(s, id=f"seed{s}") for s in seeds.all_seeds()])
 def test_online_migration_under_seeded_faults_and_load_ends_like_an_undisturbed_run(
     servers, seed, tmp_path
 ):
     pg, redis = servers
     flush_broker(redis.url)
+    print(f"chaos seed {seed}, again: {seeds.reproduce(seed)}")
     report = ChaosRun(pg, redis, tmp_path, seed, CHAOS_SIZE).run()
+    HITS_BY_SEED[seed] = Counter({kind: report.hits[kind] for kind in faults.ALL_KINDS})
     print(report.summary())
     for fault in report.faults:
         print(f"  +{fault['at']:6.1f}s {fault['kind']:24} {'hit ' if fault['hit'] else 'miss'} "
@@ -80,6 +88,18 @@ def test_online_migration_under_seeded_faults_and_load_ends_like_an_undisturbed_
     assert sum(report.rows_checked.values()) > 10_000
     assert report.rows_checked[ORACLE_CHECK] > 10_000
     assert report.results_compared["alerts"] > 0 and report.results_compared["merge archive"] > 0
+
+
+@pytest.mark.chaos
+def test_every_kind_of_fault_hit_something_in_at_least_one_seed():
+    """A fault that was injected and hit nothing proves nothing: each kind must have hit (a
+    batch, a session, a message, a waiting statement) in one of this run's seeds at least."""
+    assert HITS_BY_SEED, "no chaos seed ran in this pytest run (run the seeds' test with this one)"
+    table = "; ".join(f"seed {seed}: " + ", ".join(f"{k} {n}" for k, n in sorted(hits.items()))
+                      for seed, hits in sorted(HITS_BY_SEED.items()))
+    never = [kind for kind in faults.ALL_KINDS
+             if not any(hits[kind] for hits in HITS_BY_SEED.values())]
+    assert never == [], f"never hit anything in seeds {sorted(HITS_BY_SEED)}: {never} ({table})"
 
 
 # -- single faults, each a hole the chaos run found, pinned down ------------------------------

@@ -18,6 +18,7 @@ import pytest
 from migrations_worker.job import get_job
 from tests.jobs.conftest import JobDatabase
 from tests.jobs.test_ticker_dedup import P1, P3, USER1, USER3, listed, merged  # noqa: F401
+from tests.workers import wait_until
 
 NOW = "now()"
 
@@ -40,14 +41,20 @@ def archived(db: JobDatabase, table: str, key: int) -> list[tuple]:
                    "WHERE table_name = %s AND row_key = %s ORDER BY id", [table, str(key)])
 
 
+INSERT_HOLDING = """
+INSERT INTO portfolios_holding (id, portfolio_id, asset_id, quantity, average_cost, is_deleted,
+                                created_at, updated_at)
+VALUES (coalesce(%s, nextval(pg_get_serial_sequence('portfolios_holding', 'id'))), %s, %s, %s, %s,
+        %s, now(), now())
+RETURNING id, asset_id
+"""
+
+
 def add_holding(db: JobDatabase, portfolio, asset: int, quantity: str, cost: str,
                 holding_id: int | None = None, deleted: bool = False) -> int:
     with db.connect() as conn:
-        return conn.execute(
-            "INSERT INTO portfolios_holding (id, portfolio_id, asset_id, quantity, average_cost, "
-            "is_deleted, created_at, updated_at) VALUES (coalesce(%s, nextval("
-            "pg_get_serial_sequence('portfolios_holding', 'id'))), %s, %s, %s, %s, %s, now(), now()) "
-            "RETURNING id", [holding_id, portfolio, asset, quantity, cost, deleted]).fetchone()[0]
+        return conn.execute(INSERT_HOLDING, [holding_id, portfolio, asset, quantity, cost,
+                                             deleted]).fetchone()[0]
 
 
 def live_position(db: JobDatabase, portfolio, asset: int) -> list[tuple]:
@@ -193,28 +200,53 @@ def test_the_new_release_finds_an_asset_by_an_id_the_merge_removed(db):
 # -- racing the merge ----------------------------------------------------------------------------
 
 
+# The locks a session waits for that another session holds granted: pg_locks matched field by
+# field, the way pg_blocking_pids pairs a waiter with its holder.
+WAITING_ON = """
+SELECT w.locktype, holder.pid FROM pg_locks w
+JOIN pg_locks holder ON holder.granted AND holder.pid <> w.pid
+  AND (holder.locktype, holder.database, holder.relation, holder.page, holder.tuple,
+       holder.virtualxid, holder.transactionid, holder.classid, holder.objid, holder.objsubid)
+      IS NOT DISTINCT FROM
+      (w.locktype, w.database, w.relation, w.page, w.tuple, w.virtualxid, w.transactionid,
+       w.classid, w.objid, w.objsubid)
+JOIN pg_stat_activity a ON a.pid = w.pid AND a.wait_event_type = 'Lock'
+WHERE NOT w.granted AND w.pid = %s
+"""
+
+
 def test_a_write_racing_the_merge_of_its_asset_waits_for_it_and_lands_on_the_survivor(listed):  # noqa: F811
     """The merge of ALPHA holds its members locked until it commits; an insert naming 12 in the
     meantime waits for it (the redirect locks the asset as the foreign key check would), then
-    finds 12 gone and its alias there: no foreign key violation."""
+    finds 12 gone and its alias there: no foreign key violation. The merge stays uncommitted
+    until the insert is seen in pg_locks queued on a lock the merge's session holds, so the two
+    do race, however slowly the insert gets there."""
     db = listed.copy("redirect_race")
     try:
         result: dict = {}
         with db.connect() as merge, merge.transaction(), merge.cursor() as cursor:
             get_job("ticker_dedup").process_batch(cursor, 0, 1)  # group 1: ALPHA -> 11
+            writer = db.connect(application_name="racing-writer")
+            racing = writer.info.backend_pid
 
             def write() -> None:
                 try:
-                    result["asset"] = one(db, "SELECT asset_id FROM portfolios_holding WHERE id = %s",
-                                          [add_holding(db, P1, 12, "1", "1")])[0]
+                    with writer:
+                        result["asset"] = writer.execute(
+                            INSERT_HOLDING, [None, P1, 12, "1", "1", False]).fetchone()[1]
                 except psycopg.Error as exc:
                     result["error"] = exc
 
-            writer = threading.Thread(target=write)
-            writer.start()
-            writer.join(1.0)
-            assert writer.is_alive(), "the write did not wait for the merge"
-        writer.join(10)
+            thread = threading.Thread(target=write)
+            thread.start()
+            waits: list = []
+            wait_until(lambda: waits.extend(db.rows(WAITING_ON, [racing])) or waits
+                       or not thread.is_alive(), 60, 0.05, "the insert to queue on a lock")
+            assert waits, f"the insert did not wait for the merge: {result}"
+            assert {holder for _, holder in waits} == {merge.info.backend_pid}, waits
+            assert thread.is_alive() and result == {}
+        thread.join(30)
+        assert not thread.is_alive(), "the insert was still waiting after the merge committed"
         assert result == {"asset": 11}
     finally:
         db.drop()

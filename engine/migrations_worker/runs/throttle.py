@@ -152,10 +152,16 @@ class Hold:
         return self.text[:MAX_REASON_CHARS - 3] + "..."
 
 
+# Sessions waiting for a lock (one not granted) that is on one of the tables, or that queue for
+# a row of one: a session waiting for a row another transaction holds waits on that
+# transaction's id, not on the table, holding the row's tuple lock on the table meanwhile (the
+# first in the queue; the next ones wait for that tuple lock).
 LOCK_WAITERS = """
-SELECT count(*) FROM pg_locks l
-WHERE NOT l.granted AND l.pid <> pg_backend_pid()
-  AND l.relation = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) AS t)
+SELECT count(DISTINCT w.pid) FROM pg_locks w
+WHERE NOT w.granted AND w.pid <> pg_backend_pid()
+  AND EXISTS (SELECT 1 FROM pg_locks l
+              WHERE l.pid = w.pid AND (NOT l.granted OR l.locktype = 'tuple')
+                AND l.relation = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) AS t))
 """
 
 OLDEST_TRANSACTION = """
