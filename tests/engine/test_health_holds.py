@@ -11,10 +11,12 @@ import threading
 
 import psycopg
 import pytest
-from django.db import connection
+from django.db import connections
+from psycopg import sql
 
 from migrations_worker.models import HoldKind, JobRun, RunStatus
 from migrations_worker.runs import control, drive
+from tests.conftest import database_url
 from tests.engine_app.support import JOB, make_widgets, touches_histogram
 from tests.workers import wait_until
 
@@ -46,16 +48,17 @@ class Worked(threading.Thread):
     """`backfill run` of the job in a thread of its own: it works the run, sleeping out each
     hold, until the run settles."""
 
-    def __init__(self):
+    def __init__(self, using: str = "default"):
         super().__init__(daemon=True)
+        self.using = using
         self.ended: JobRun | None = None
 
     def run(self) -> None:
         try:
             self.ended = drive.run_inline(JOB, actor="test", worker_name="test",
-                                          message="run by the test")
+                                          message="run by the test", using=self.using)
         finally:
-            connection.close()
+            connections[self.using].close()
 
 
 def held(run: JobRun) -> tuple[str, str, int]:
@@ -103,6 +106,51 @@ def test_a_session_queued_behind_another_sessions_lock_on_the_jobs_table_holds_t
     assert held(run)[:2] == ("", "")
     assert touches_histogram() == {1: 300}
     assert hold_events(run) == [(f"on hold: {reason}", HoldKind.LOCK_WAITERS), ("hold cleared", "")]
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "near"])
+def test_a_session_queued_in_another_database_made_from_the_same_template_holds_nothing():
+    """Databases made from one template share their tables' oids: a session queued on a row of
+    the twin's table is not queued on this database's, and the run goes on."""
+    make_widgets(300, using="near")
+    near = connections["near"].settings_dict["NAME"]
+    twin = f"{near}_twin"
+    connections["near"].close()  # a template must have no session
+    server = database_url("near").rsplit("/", 1)[0]
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(twin)))
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(twin),
+                                                                      sql.Identifier(near)))
+    holding, queueing = QUEUES["a row"]
+    holder = psycopg.connect(f"{server}/{twin}", application_name="holder")
+    queued = psycopg.connect(f"{server}/{twin}", application_name="queued")
+
+    def queue() -> None:
+        with queued.transaction():
+            queued.execute(queueing)
+
+    waiter = threading.Thread(target=queue, daemon=True)
+    try:
+        holder.execute(holding)
+        waiter.start()
+        wait_until(lambda: queued_count(f"{server}/{twin}") == 1, 30, 0.05, "the twin's session to queue")
+        run = control.create_run(JOB, options=TUNING, using="near")
+        worker = Worked(using="near")
+        worker.start()
+        worker.join(60)
+        assert queued_count(f"{server}/{twin}") == 1  # still queued the whole time
+        assert worker.ended is not None and worker.ended.status == RunStatus.FINISHED
+        assert hold_events(JobRun.objects.using("near").get(pk=run.pk)) == []
+        assert touches_histogram(using="near") == {1: 300}
+    finally:
+        holder.rollback()  # the twin's queued session is served
+        if waiter.is_alive():
+            waiter.join(30)
+        holder.close()
+        queued.close()
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(twin)))
 
 
 def queued_count(url: str) -> int:

@@ -43,6 +43,9 @@ DEADLOCK = ("tests/jobs/test_legacy_columns.py::"
 DDL_LOCKS = ("tests/engine/test_ddl_locks.py::"
              "test_migration_waits_out_a_lock_holder_by_retrying_after_lock_timeout")
 STANDBY = "tests/engine/test_standby.py"
+HOLDS = "tests/engine/test_health_holds.py"
+QUEUED_HOLDS = (f"{HOLDS}::test_a_session_queued_behind_another_sessions_lock_on_the_jobs_table_"
+                "holds_the_run_until_served")
 TUNING = "tests/unit/test_tuning.py"
 LOCK_RETRY = "tests/unit/test_lock_retry.py"
 LINT_RULES = "tests/unit/test_lint_rules.py"
@@ -933,4 +936,36 @@ MUTATIONS: list[Mutation] = [
         "class Alert(UUIDModel, SoftDeleteModel):",
         "class Alert(UUIDModel):",
         f"{FIXED_MODELS}[Alert]", "the soft-delete fix covered by one test case per model"),
+
+    # -- holds made by real conditions: lock waiters and long transactions -----------------------
+    Mutation(
+        "throttle: the first session queued for a row not counted",
+        "engine/migrations_worker/runs/throttle.py",
+        "WHERE l.pid = w.pid AND (NOT l.granted OR l.locktype = 'tuple')\n",
+        "WHERE l.pid = w.pid AND NOT l.granted\n",
+        f"{QUEUED_HOLDS}[a row]",
+        "a request waiting on a row a batch holds waits on a transaction id, not the table: "
+        "only the second in the queue would be seen"),
+    Mutation(
+        "throttle: a session queued for the table itself not counted",
+        "engine/migrations_worker/runs/throttle.py",
+        "WHERE l.pid = w.pid AND (NOT l.granted OR l.locktype = 'tuple')\n",
+        "WHERE l.pid = w.pid AND l.locktype = 'tuple'\n",
+        f"{QUEUED_HOLDS}[the table]",
+        "an ALTER or a LOCK TABLE queued behind the job's batches, and every statement behind it"),
+    Mutation(
+        "throttle: a waiter in a database cloned from the same template counted",
+        "engine/migrations_worker/runs/throttle.py",
+        "                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())\n",
+        "",
+        f"{HOLDS}::test_a_session_queued_in_another_database_made_from_the_same_template_holds_nothing",
+        "targets made from one template share their tables' oids: one busy database would hold "
+        "the runs of every other on its server"),
+    Mutation(
+        "throttle: a long transaction's age read in the wrong unit",
+        "engine/migrations_worker/runs/throttle.py",
+        "  AND xact_start < now() - make_interval(secs => %s)\n",
+        "  AND xact_start < now() - make_interval(secs => %s * 1000)\n",
+        f"{HOLDS}::test_a_transaction_open_longer_than_the_run_allows_holds_it_until_the_transaction_ends",
+        "a transaction open for hours holds back vacuum while the job adds dead rows"),
 ]

@@ -156,11 +156,14 @@ class Hold:
 # a row of one: a session waiting for a row another transaction holds waits on that
 # transaction's id, not on the table, holding the row's tuple lock on the table meanwhile (the
 # first in the queue; the next ones wait for that tuple lock).
+# Relation oids are per database, and databases made from one template share them: a lock is
+# on the job's table only if it is in this database too.
 LOCK_WAITERS = """
 SELECT count(DISTINCT w.pid) FROM pg_locks w
 WHERE NOT w.granted AND w.pid <> pg_backend_pid()
   AND EXISTS (SELECT 1 FROM pg_locks l
               WHERE l.pid = w.pid AND (NOT l.granted OR l.locktype = 'tuple')
+                AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
                 AND l.relation = ANY(SELECT to_regclass(t) FROM unnest(%s::text[]) AS t))
 """
 
