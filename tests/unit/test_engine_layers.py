@@ -22,7 +22,7 @@ ROOMS = ("runs", "deploy", "fleet", "ops")
 # Lowest first, room by room (STYLE.md, "Imports go one way").
 LAYERS: list[tuple[str, ...]] = [
     # the core: what every room stands on
-    ("__init__", "exceptions", "conf", "models", "celery"),
+    ("__init__", "exceptions", "logs", "conf", "models", "celery"),
     ("pg", "job", "sqltext", "targets"),
     # runs/: a run's life
     ("runs", "runs.states", "runs.batching", "runs.eta"),
