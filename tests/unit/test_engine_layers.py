@@ -48,7 +48,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("fleet.tasks",),
     # ops/: what operators and machines read
     ("ops", "ops.targeting", "ops.chart", "ops.fleet_metrics", "ops.middleware", "ops.health"),
-    ("ops.metrics",),
+    ("ops.metrics", "ops.run_json"),
     ("ops.status", "ops.fleet_status", "urls", "ops.target_admin"),
     ("ops.run_admin", "ops.fleet_admin"),
     # Django's entry modules
