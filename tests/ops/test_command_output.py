@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from migrations_worker.models import JobRun, RunStatus
+from migrations_worker.models import JobRun, Rollout, RunStatus
 from migrations_worker.runs import control
 from tests.engine_app.support import JOB, make_widgets
 
@@ -172,3 +172,14 @@ def test_no_color_and_NO_COLOR_print_no_terminal_styling_where_colour_is_forced(
         assert ANSI not in plain.stdout
         assert ANSI not in manage(*command, env={**forced, "NO_COLOR": "1"}).stdout
         assert "[/x]" in plain.stdout or command[1] == "list"
+
+
+def test_fleet_actions_print_the_rollout_as_the_fleet_api_does(client, settings):
+    settings.MW_STATUS_TOKEN = TOKEN
+    rollout = Rollout.objects.create(stage="pre", status="running", waves_spec="1,100%",
+                                     parallel=1)
+    paused = json_of("fleet", "pause", "--reason", "lunch")
+    assert (paused["rollout"]["id"], paused["rollout"]["status"]) == (rollout.pk, "paused")
+    assert json_of("fleet", "status") == paused
+    api = client.get("/ops/fleet.json", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").json()
+    assert api["rollout"] == paused["rollout"]
