@@ -130,12 +130,12 @@ class Command(EngineCommand):
             return self.do_control(action, options["name"])
         getattr(self, f"do_{action}")(options)
 
-    def result(self, value: Any, text: str = "", *, markup: bool = True) -> None:
-        """The action's result: `value` as JSON under --json, else `text` (when there is some)."""
+    def result(self, value: Any, text: str) -> None:
+        """The action's result: `value` as JSON under --json, else `text`."""
         if self.as_json:
             self.print_json(value)
-        elif text:
-            self.console.print(text, markup=markup)
+        else:
+            self.console.print(text)
 
     # -- reading ----------------------------------------------------------------------------
 
