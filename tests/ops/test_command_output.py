@@ -159,6 +159,17 @@ def test_verbosity_0_prints_nothing_but_the_error_of_a_run_that_cannot_be_worked
     assert out.getvalue() == ""
 
 
+def test_migrate_online_at_verbosity_0_says_where_it_stopped_without_steps_or_hints(
+    seeded_before_the_gate, manage
+):
+    result = manage("migrate_online", "--verbosity", "0")
+    assert result.returncode == 0, result.stderr
+    assert "pending: 1 migration(s) wait for data jobs" in result.stdout
+    assert f"waits for job {JOB}" in result.stdout and "stopped cleanly" in result.stdout
+    assert "applying" not in result.stdout and "watch it" not in result.stdout
+    assert "python manage.py backfill" not in result.stdout
+
+
 # -- --no-color and NO_COLOR -----------------------------------------------------------------------
 
 
