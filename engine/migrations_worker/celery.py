@@ -9,9 +9,18 @@ progress lives in PostgreSQL, and the beat task re-dispatches runs whose heartbe
 
 The settings module comes from DJANGO_SETTINGS_MODULE, as for every Django process: the engine
 assumes no project, so a process started without it fails instead of running some default.
+
+Workers and beat log as the project's LOGGING says, not in Celery's own format: one format for
+the web, the commands and the workers, so a project that asks for JSON logs (`logs.py`) gets
+them from every process. Their level is LOGGING's too (Celery's `-l` no longer sets it).
 """
 
+from typing import Any
+
 from celery import Celery
+from celery.signals import setup_logging
+from django.conf import settings
+from django.utils.log import configure_logging
 
 from .conf import CelerySettings
 
@@ -21,3 +30,10 @@ app = Celery("migrations_worker")
 app.set_default()
 app.config_from_object(CelerySettings(), namespace="CELERY")
 app.autodiscover_tasks(["migrations_worker"])
+
+
+@setup_logging.connect
+def project_logging(**kwargs: Any) -> None:
+    """Configure the worker's logging from the project's LOGGING (a receiver here tells Celery
+    not to install its own handlers on the root logger)."""
+    configure_logging(settings.LOGGING_CONFIG, settings.LOGGING)

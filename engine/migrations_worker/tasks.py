@@ -11,6 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import conf, pg
+from .logs import about
 from .models import JobRun, RunStatus
 from .runs import runner
 from .runs.dispatch import RUN_SLICE, dispatch_run
@@ -63,14 +64,16 @@ def _work_slice(task, run_id: int, job_name: str, epoch: int, lane: int, databas
             raise
         connections[database].close()
         log.warning("run=%s job=%s database=%s lost the database (%s); waiting for it",
-                    run_id, job_name, database, f"{type(exc).__name__}: {exc}".strip())
+                    run_id, job_name, database, f"{type(exc).__name__}: {exc}".strip(),
+                    extra=about(run=run_id, job=job_name, target=database))
         if database == DEFAULT_DB_ALIAS:
             # Until it is back: returning earlier would have Celery store this task's result in
             # the database that is down, and fail the same way. (A newer dispatch by beat
             # fences the message re-sent below.)
             while error := pg.wait_for_database(DATABASE_WAIT_SECONDS, database):
                 log.warning("run=%s job=%s database=%s still down (%s); still waiting",
-                            run_id, job_name, database, error)
+                            run_id, job_name, database, error,
+                            extra=about(run=run_id, job=job_name, target=database))
             delay = 0.5
         else:
             # Another target's server: the result goes to the project's own database, which is
@@ -84,7 +87,8 @@ def _work_slice(task, run_id: int, job_name: str, epoch: int, lane: int, databas
                                   countdown=outcome.delay)
         except Exception as exc:  # a broker outage: the run's heartbeat goes stale, beat re-sends
             log.warning("run=%s job=%s database=%s could not re-enqueue (%s); beat will re-send "
-                        "the run", run_id, job_name, database, exc)
+                        "the run", run_id, job_name, database, exc,
+                        extra=about(run=run_id, job=job_name, target=database))
     return {"run_id": run_id, "job": job_name, "database": database, "lane": lane,
             "outcome": outcome.kind, "status": outcome.status}
 
@@ -100,7 +104,7 @@ def requeue_stale_runs() -> dict[str, list[int]]:
             requeued[database] = requeue_stale_runs_on(database)
         except Exception:
             log.exception("database=%s stale runs not checked; the next beat tries again",
-                          database)
+                          database, extra=about(target=database))
         finally:
             if database != DEFAULT_DB_ALIAS:
                 connections[database].close()
@@ -132,5 +136,6 @@ def requeue_stale_runs_on(database: str) -> list[int]:
                          using=database)
             requeued.append(fresh.pk)
             log.warning("run=%s job=%s database=%s re-sent: heartbeat stale since %s",
-                        run.pk, run.job_name, database, last)
+                        run.pk, run.job_name, database, last,
+                        extra=about(run=run.pk, job=run.job_name, target=database))
     return requeued

@@ -231,8 +231,8 @@ def test_an_admin_resume_with_the_broker_down_is_refused_with_the_reason(client)
         (["--lock-wait", "1e999"], "--lock-wait: must be a finite number of seconds >= 0"),
         (["--check", "--wait"], "not allowed with argument"),
         (["--plan", "assets"], "unrecognized arguments: assets"),
-        (["--json"], "--json goes with --plan or --check"),
-        (["--wait", "--json"], "--json goes with --plan or --check"),
+        (["--json"], "--json goes with --plan, --check, --preflight, --postflight or --wait-for-db"),
+        (["--wait", "--json"], "--json goes with --plan, --check, --preflight"),
     ],
 )
 def test_migrate_online_refuses_a_malformed_command_line_before_touching_the_database(

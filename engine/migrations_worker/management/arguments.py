@@ -43,3 +43,16 @@ def add_database(parser: argparse.ArgumentParser) -> None:
                         help="the target database (a declared target; default: default)")
 
 
+
+
+def add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """Django's output flags on an action's own parser too, so they work after the action
+    (`backfill status NAME --no-color`); Django puts them only before it. Given nowhere, the
+    command's own defaults stand."""
+    parser.add_argument("-v", "--verbosity", type=int, choices=[0, 1, 2, 3],
+                        default=argparse.SUPPRESS,
+                        help="0: the result only; 1: with hints and progress (default)")
+    parser.add_argument("--no-color", action="store_true", default=argparse.SUPPRESS,
+                        help="no colour nor styling (NO_COLOR in the environment does the same)")
+    parser.add_argument("--force-color", action="store_true", default=argparse.SUPPRESS,
+                        help="colour even when the output is not a terminal")

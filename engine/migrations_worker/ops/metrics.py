@@ -35,6 +35,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 
 from .. import conf
 from ..job import UndoJob, job_classes
+from ..logs import about
 from ..models import (
     ACTIVE_STATUSES,
     BatchStatus,
@@ -306,7 +307,8 @@ class ProgressCollector(Collector):
                                   for values, value in family.samples(snapshot)]
                     for family in self.families}
         except DatabaseError as exc:
-            log.warning("target=%s not read for the metrics: %s", using, targeting.first_line(exc))
+            log.warning("target=%s not read for the metrics: %s", using, targeting.first_line(exc),
+                        extra=about(target=using))
             return {TARGET_UP.name: [(where, 0.0)]}
 
 

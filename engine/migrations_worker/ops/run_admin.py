@@ -26,7 +26,7 @@ from ..runs.controls import CONTROLS, Control
 from ..runs.progress import format_duration, hold_text, progress_of
 from . import targeting
 from .chart import batch_chart
-from .status import run_payload
+from .run_json import run_payload
 from .target_admin import OnTarget, target_context
 
 OPERATE = "migrations_worker.operate_jobrun"

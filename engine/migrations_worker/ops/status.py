@@ -14,22 +14,19 @@ a declared target is a 400 naming the declared ones.
 
 Who may read it: a staff user who may view runs (a session, as in the admin), or a client that
 sends `Authorization: Bearer <MW_STATUS_TOKEN>` when that setting is non-empty. Everyone else is
-refused: 401 when no credentials came with the request, 403 when they were not enough. The
-figures come from `progress.progress_of`, so the API, the admin and the CLI never disagree.
+refused: 401 when no credentials came with the request, 403 when they were not enough. A run is
+written by `run_json.run_payload`, the one JSON shape of a run (`backfill status --json` prints
+the same), so the API, the admin and the CLI never disagree.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections import defaultdict
-from collections.abc import Callable, Iterable
-from datetime import datetime
+from collections.abc import Callable
 from functools import wraps
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError
-from django.db.models import Count, Q
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
@@ -37,10 +34,10 @@ from prometheus_client.exposition import choose_encoder
 
 from .. import conf
 from ..exceptions import UnknownTarget
-from ..models import ACTIVE_STATUSES, BatchStatus, JobBatch, JobRun, QuarantinedKey, Resolution, RunStatus
-from ..runs.progress import eta_errors, progress_of
+from ..models import ACTIVE_STATUSES, JobRun
 from . import metrics as progress_metrics
 from . import targeting
+from .run_json import iso, run_payload, run_payloads
 
 VIEW_PERMISSION = "migrations_worker.view_jobrun"
 
@@ -84,81 +81,6 @@ def status_access(view: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
     return require_safe(never_cache(wrapper))
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
-
-
-def batch_counts(run_ids: Iterable[int], using: str = DEFAULT_DB_ALIAS) -> dict[int, dict[str, int]]:
-    """Batches per status for each run of target `using`, in one query."""
-    counts: dict[int, dict[str, int]] = defaultdict(lambda: {s.value: 0 for s in BatchStatus})
-    rows = (JobBatch.objects.using(using).filter(run_id__in=list(run_ids)).values("run_id", "status")
-            .annotate(n=Count("id")).order_by())
-    for row in rows:
-        counts[row["run_id"]][row["status"]] = row["n"]
-    return counts
-
-
-def quarantined_counts(run_ids: Iterable[int],
-                       using: str = DEFAULT_DB_ALIAS) -> dict[int, dict[str, int]]:
-    """Each run's quarantined keys: how many are open (the run cannot finish), how many in all,
-    in one query."""
-    counts: dict[int, dict[str, int]] = defaultdict(lambda: {"open": 0, "total": 0})
-    rows = (QuarantinedKey.objects.using(using).filter(run_id__in=list(run_ids)).values("run_id")
-            .annotate(total=Count("id"), open=Count("id", filter=Q(resolution=Resolution.OPEN)))
-            .order_by())
-    for row in rows:
-        counts[row["run_id"]] = {"open": row["open"], "total": row["total"]}
-    return counts
-
-
-def run_payload(run: JobRun, batches: dict[str, int] | None = None,
-                quarantined: dict[str, int] | None = None) -> dict:
-    """One run as the API, the admin's live view and `demo_report` see it, naming the target
-    it was read from (its progress lives there)."""
-    p = progress_of(run)
-    now = timezone.now()
-    using = run._state.db or DEFAULT_DB_ALIAS
-    return {
-        "id": run.pk,
-        "database": using,
-        "job": run.job_name,
-        "status": run.status,
-        "active": run.status in ACTIVE_STATUSES,
-        "percent": round(p.percent, 2),
-        "rows_done": p.rows_done,
-        "estimated_total": p.estimated_total,
-        "rows_per_second": round(p.rows_per_second, 1) if p.rows_per_second else None,
-        "eta_seconds": round(p.eta_seconds, 1) if p.eta_seconds is not None else None,
-        "eta": p.eta,
-        # The ETA shown at 10% and 50%, and once finished how far off each was.
-        "eta_errors": [{"checkpoint": e.checkpoint, "percent": e.percent,
-                        "predicted_seconds": e.predicted_seconds,
-                        "actual_seconds": round(e.actual_seconds, 3),
-                        "error_ratio": None if e.error_ratio is None else round(e.error_ratio, 4)}
-                       for e in eta_errors(run)],
-        "batch_size": p.batch_size,
-        "batches_done": run.batches_done,
-        "batches": batches if batches is not None else batch_counts([run.pk], using)[run.pk],
-        "quarantined_keys": (quarantined if quarantined is not None
-                             else quarantined_counts([run.pk], using)[run.pk]),
-        "workers": run.workers,
-        "hold_reason": p.hold_reason,
-        "hold_kind": p.hold_kind,
-        "hold_until": _iso(run.hold_until) if p.hold_reason else None,
-        "error": p.error,
-        "report": p.report,
-        "keys": {"min": run.min_key, "max": run.max_key, "cursor": run.cursor},
-        "created_at": _iso(run.created_at),
-        "started_at": _iso(run.started_at),
-        "finished_at": _iso(run.finished_at),
-        "heartbeat_at": _iso(run.heartbeat_at),
-        "heartbeat_age_seconds": round((now - run.heartbeat_at).total_seconds(), 1)
-        if run.heartbeat_at and run.status not in RunStatus.terminal() else None,
-        "admin_url": reverse("admin:migrations_worker_jobrun_change", args=[run.pk])
-        + targeting.query(using),
-    }
-
-
 def _filtered_runs(request: HttpRequest, using: str):
     runs = JobRun.objects.using(using).order_by("-id").prefetch_related("checkpoints")
     if request.GET.get("job"):
@@ -171,10 +93,7 @@ def _filtered_runs(request: HttpRequest, using: str):
 
 
 def _runs_of(request: HttpRequest, using: str) -> list[dict]:
-    runs = list(_filtered_runs(request, using))
-    counts = batch_counts((r.pk for r in runs), using)
-    quarantined = quarantined_counts((r.pk for r in runs), using)
-    return [run_payload(run, counts[run.pk], quarantined[run.pk]) for run in runs]
+    return run_payloads(_filtered_runs(request, using), using)
 
 
 def unknown_target(exc: UnknownTarget) -> JsonResponse:
@@ -223,11 +142,11 @@ def run_json(request: HttpRequest, run_id: int) -> JsonResponse:
         {"start_key": b.start_key, "end_key": b.end_key, "status": b.status,
          "attempts": b.attempts, "batch_size": b.batch_size, "rows": b.rows_affected,
          "duration_ms": b.duration_ms, "worker": b.worker, "error": b.error,
-         "finished_at": _iso(b.finished_at)}
+         "finished_at": iso(b.finished_at)}
         for b in run.batches.order_by("-id")[:50]
     ]
     payload["events"] = [
-        {"at": _iso(e.at), "from": e.from_status, "to": e.to_status, "actor": e.actor,
+        {"at": iso(e.at), "from": e.from_status, "to": e.to_status, "actor": e.actor,
          "message": e.message}
         for e in run.events.order_by("-id")[:50]
     ]

@@ -19,6 +19,7 @@ from .. import conf
 from ..celery import app
 from ..exceptions import AlreadyActive, BrokerUnavailable, InvalidTransition
 from ..job import get_job
+from ..logs import about
 from ..models import BatchStatus, JobBatch, JobRun, RunStatus
 from . import batching, control, quarantine
 from .states import enter, record
@@ -54,7 +55,8 @@ def send_lanes(run: JobRun, *, using: str) -> None:
                           {"database": using}, retry=False, queue=conf.get("QUEUE"))
         except Exception:
             log.exception("run=%s database=%s could not send lane %s; beat will re-send it",
-                          run.pk, using, lane)
+                          run.pk, using, lane,
+                          extra=about(run=run.pk, job=run.job_name, target=using, lane=lane))
 
 
 def dispatch_run(run_id: int, *, actor: str, message: str = "dispatched to workers",
@@ -198,7 +200,8 @@ def enqueue(job_name: str, *, actor: str, message: str, using: str = DEFAULT_DB_
     try:
         ensure_broker(timeout=2.0)
     except BrokerUnavailable as exc:
-        log.warning("job %s run #%s left pending: %s", job_name, run.pk, exc)
+        log.warning("job %s run #%s left pending: %s", job_name, run.pk, exc,
+                    extra=about(run=run.pk, job=job_name, target=using))
         return Enqueued(run, f"{job_name} cannot be sent to workers: {exc}", warning=True)
     try:
         run = dispatch_run(run.pk, actor=actor, message=message, expected=(RunStatus.PENDING,),

@@ -43,7 +43,8 @@ def run_inline(job_name: str, *, actor: str, worker_name: str, message: str,
                             "it first")
     workable = (*WORKABLE, RunStatus.PAUSED) if resume_paused else WORKABLE
     if run.status not in workable:
-        raise JobFailed(f"{one_line(progress_of(run))}; {OPERATOR_FIX[run.status](job_name)}")
+        fix = OPERATOR_FIX[run.status](job_name, database_flag(using))
+        raise JobFailed(f"{one_line(progress_of(run))}; {fix}")
     if run.status != RunStatus.RUNNING:
         # started_at: the rate, the ETA and its checkpoints count from here, as for a dispatch.
         transition(run.pk, RunStatus.RUNNING, using=using, actor=actor, message=message,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
+from ..logs import about
 from ..models import BatchStatus, JobRun, JobRunCheckpoint, RunStatus, percent_done
 from . import eta
 
@@ -135,7 +136,8 @@ def take_checkpoints(run: JobRun, marks: list[int], *, using: str) -> None:
             JobRunCheckpoint.objects.using(using).bulk_create(rows, ignore_conflicts=True)
     except DatabaseError as exc:
         log.warning("run=%s job=%s ETA checkpoint(s) %s not kept: %s", run.pk, run.job_name,
-                    marks, f"{type(exc).__name__}: {exc}".strip())
+                    marks, f"{type(exc).__name__}: {exc}".strip(),
+                    extra=about(run=run.pk, job=run.job_name, target=using))
 
 
 def checkpoints_of(run: JobRun) -> list[eta.Checkpoint]:

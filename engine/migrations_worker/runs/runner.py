@@ -36,6 +36,7 @@ from psycopg.types.json import Jsonb
 
 from .. import pg
 from ..job import BatchResult, Job, get_job
+from ..logs import about
 from ..models import BatchStatus, JobBatch, JobRun, RunStatus
 from . import batching, quarantine, server_slots, throttle
 from .claim import Claim, Claimer
@@ -216,6 +217,11 @@ class RunWorker:
 
     # -- processing -----------------------------------------------------------------------
 
+    def _about(self, claim: Claim, **more) -> dict:
+        """A batch's log fields (`logs.about`)."""
+        return about(run=self.run_id, job=self.job.name, target=self.using, batch=claim.batch_id,
+                     start_key=claim.start, end_key=claim.end, attempt=claim.attempt, **more)
+
     def _process(self, claim: Claim) -> None:
         t0 = time.monotonic()
         try:
@@ -228,6 +234,7 @@ class RunWorker:
                             "run=%s batch=%s fenced: claimed again elsewhere",
                             self.run_id,
                             claim.batch_id,
+                            extra=self._about(claim),
                         )
                         return
                     result = self.job.process_batch(cursor, claim.start, claim.end)
@@ -247,6 +254,8 @@ class RunWorker:
                 seconds * 1000,
                 claim.size,
                 claim.attempt,
+                extra=self._about(claim, rows=result.rows, duration_ms=round(seconds * 1000, 1),
+                                  batch_size=claim.size),
             )
         except Exception as exc:
             waited = pg.transient(exc, using=self.using)
@@ -275,6 +284,8 @@ class RunWorker:
             "put off (not counted as an attempt)" if waited else "failed",
             seconds * 1000,
             error,
+            extra=self._about(claim, duration_ms=round(seconds * 1000, 1), error=error,
+                              put_off=waited),
         )
         with transaction.atomic(using=self.using):
             batch = (
@@ -301,7 +312,8 @@ class RunWorker:
             if count > 1:
                 second = quarantine.split(batch, middle, count, using=self.using)
                 log.info("run=%s job=%s batch=(%s,%s] split at %s to find the failing key(s)",
-                         self.run_id, self.job.name, claim.start, claim.end, second.start_key)
+                         self.run_id, self.job.name, claim.start, claim.end, second.start_key,
+                         extra=self._about(claim, split_at=second.start_key))
                 return
             if batch.attempts >= self.tuning.max_attempts:
                 if count == 1:

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from ..exceptions import InvalidTransition
+from ..logs import about
 from ..models import JobRun, JobRunEvent, RunStatus
 
 log = logging.getLogger("migrations_worker.states")
@@ -58,6 +59,8 @@ def record(run: JobRun, from_status: str, to_status: str, actor: str, message: s
     log.info(
         "run=%s job=%s status=%s from=%s actor=%s database=%s message=%r",
         run.pk, run.job_name, to_status, from_status or "-", actor or "-", using, message,
+        extra=about(run=run.pk, job=run.job_name, target=using, status=to_status,
+                    from_status=from_status or None, actor=actor or None),
     )
 
 

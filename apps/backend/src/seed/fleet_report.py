@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from seed.fleet import ROOT, manage_env
@@ -102,12 +103,13 @@ def render(console: Console, fleet: list[tuple[str, str, str]], reports: dict[st
         report = reports[name]
         for check in report.get("checks", []):
             if not check["passed"]:
-                console.print(f"  [red]FAIL[/] {name}: {check['check']}: {check['detail']}")
+                console.print(f"  [red]FAIL[/] {name}: {escape(str(check['check']))}: "
+                              f"{escape(str(check['detail']))}")
             elif "before the capture trigger" in check["detail"]:
-                console.print(f"  note {name}: {check['check']}: {check['detail']}")
+                console.print(f"  note {name}: {escape(str(check['check']))}: {escape(str(check['detail']))}")
         for load in report.get("loads", []):
             for error in load.get("first_errors", [])[:3]:
-                console.print(f"  [red]{name} {load['release']} release[/]: {error}")
+                console.print(f"  [red]{name} {load['release']} release[/]: {escape(str(error))}")
     if phases:
         console.print("\n[bold]How long each phase took[/] (the whole fleet)")
         for phase, seconds in phases:

@@ -6,7 +6,10 @@ action, an undo the schema refuses), 4 the run failed or was cancelled, 5 timed 
 the broker is unreachable.
 
 Every action takes `--database NAME`: one target (a declared database, `default` unless told),
-where the job's rows and its runs' progress live; JSON output names it.
+where the job's rows and its runs' progress live; JSON output names it. Every action takes
+`--json`: its result as JSON, a run in the one shape of every run printed (`ops.run_json`, as
+`/ops/runs.json` has it); and `--verbosity 0` (the result only) and `--no-color`
+(`management.base`).
 
 `backfill undo NAME` puts back what NAME did: it records what to put back (`--group`, or all)
 and runs NAME's undo job, a job like any other (`migrations_worker.undo`).
@@ -16,9 +19,9 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
-from rich.console import Console
 from rich.live import Live
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -27,9 +30,15 @@ from migrations_worker import conf
 from migrations_worker.checks import require_supported_database
 from migrations_worker.exceptions import InvalidInput, InvalidTransition, JobFailed
 from migrations_worker.job import UndoJob, get_job, job_classes, undo_job_for
-from migrations_worker.management.arguments import add_database, positive_int, seconds
-from migrations_worker.management.base import EngineCommand
+from migrations_worker.management.arguments import (
+    add_database,
+    add_output_flags,
+    positive_int,
+    seconds,
+)
+from migrations_worker.management.base import EngineCommand, shown
 from migrations_worker.models import JobRun, QuarantinedKey, RunStatus
+from migrations_worker.ops.run_json import run_payload, run_payloads
 from migrations_worker.runs import control, dispatch, drive, runner, undo
 from migrations_worker.runs.controls import CONTROLS
 from migrations_worker.runs.progress import hold_text, one_line, progress_of
@@ -73,7 +82,6 @@ class Command(EngineCommand):
         status = sub.add_parser("status", help="progress of the latest run of each job, or of NAME")
         status.add_argument("name", nargs="?")
         status.add_argument("--watch", action="store_true", help="refresh until the runs end")
-        status.add_argument("--json", action="store_true", help="machine-readable output")
         start = sub.add_parser("start", help="start a run on the Celery workers")
         start.add_argument("name")
         start.add_argument("--batch-size", type=positive_int)
@@ -103,16 +111,18 @@ class Command(EngineCommand):
                           help="accept the open keys (or only --key ...): the run may finish")
         keys.add_argument("--key", type=int, action="append", dest="keys", metavar="KEY",
                           help="with --accept: only this key (repeatable)")
-        keys.add_argument("--json", action="store_true", help="machine-readable output")
         wait = sub.add_parser("wait", help="wait until the named jobs' runs are finished")
         wait.add_argument("names", nargs="+", metavar="NAME")
         wait.add_argument("--timeout", type=seconds, default=None, help="seconds; exit 5 after")
         for action in sub.choices.values():
             add_database(action)
+            add_output_flags(action)
+            action.add_argument("--json", action="store_true",
+                                help="the result as JSON (a run as /ops/runs.json shows it)")
 
     def handle(self, *args, **options) -> None:
-        self.console = Console(file=self.stdout, highlight=False, soft_wrap=True)
         self.actor = "cli"
+        self.as_json = options["json"]
         action = options["action"]
         self.using = conf.require_target(options["database"])
         require_supported_database(self.using)
@@ -120,15 +130,27 @@ class Command(EngineCommand):
             return self.do_control(action, options["name"])
         getattr(self, f"do_{action}")(options)
 
+    def result(self, value: Any, text: str) -> None:
+        """The action's result: `value` as JSON under --json, else `text`."""
+        if self.as_json:
+            self.print_json(value)
+        else:
+            self.console.print(text)
+
     # -- reading ----------------------------------------------------------------------------
 
     def do_list(self, options) -> None:
+        jobs = [(c, control.latest_run(c.name, using=self.using)) for c in job_classes()]
+        if self.as_json:
+            return self.print_json([
+                {"job": c.name, "table": c.table, "description": c.description,
+                 "database": self.using, "latest_run": run_payload(latest) if latest else None}
+                for c, latest in jobs])
         table = Table("job", "table", "latest run", "description", box=None)
-        for job_class in job_classes():
-            latest = control.latest_run(job_class.name, using=self.using)
+        for job_class, latest in jobs:
             table.add_row(
-                job_class.name, job_class.table,
-                f"#{latest.pk} {latest.status}" if latest else "-", job_class.description,
+                shown(job_class.name), shown(job_class.table),
+                f"#{latest.pk} {latest.status}" if latest else "-", shown(job_class.description),
             )
         self.console.print(table)
 
@@ -159,21 +181,20 @@ class Command(EngineCommand):
                 f"{p.percent:5.1f}% {p.rows_done:,}/{p.estimated_total:,}",
                 f"{p.rows_per_second:,.0f}" if p.rows_per_second else "-",
                 p.eta, f"{p.batch_size:,}",
-                hold_text(p) or p.error[:80],
+                shown(hold_text(p) or p.error[:80]),
             )
         return table
 
     def do_status(self, options) -> None:
         runs = self._runs(options["name"])
-        if options["json"]:
-            self.stdout.write(json.dumps([{**progress_of(r).__dict__, "database": self.using}
-                                          for r in runs], default=str))
-            return
+        if self.as_json:
+            return self.print_json(run_payloads(runs, self.using))
         if not options["watch"]:
             self.console.print(self._status_table(runs))
             for run in runs:
                 if run.report:
-                    self.console.print(f"{run.job_name} #{run.pk} report: {run.report}")
+                    self.console.print(f"{run.job_name} #{run.pk} report: {run.report}",
+                                       markup=False)
                 self._findings(run)
             return
         with Live(self._status_table(runs), console=self.console, refresh_per_second=2) as live:
@@ -191,10 +212,11 @@ class Command(EngineCommand):
         self._started(run)
 
     def _started(self, run: JobRun) -> None:
-        self.console.print(f"started {run.job_name} run #{run.pk}{self._on()} with {run.workers} "
-                           "worker lane(s)")
-        self.console.print(f"watch it: python manage.py backfill status {run.job_name} --watch"
-                           f"{self._flag()}")
+        self.result(run_payload(run), f"started {run.job_name} run #{run.pk}{self._on()} with "
+                                      f"{run.workers} worker lane(s)")
+        if not self.as_json:
+            self.say(f"watch it: python manage.py backfill status {run.job_name} --watch"
+                     f"{self._flag()}")
 
     def _active(self, name: str) -> JobRun:
         get_job(name)
@@ -208,7 +230,7 @@ class Command(EngineCommand):
     def do_control(self, action: str, name: str) -> None:
         ctl = CONTROLS[action]
         run = ctl.apply(self._active(name), actor=self.actor, using=self.using)
-        self.console.print(f"{run.job_name} #{run.pk}: {ctl.done} (now {run.status})")
+        self.result(run_payload(run), f"{run.job_name} #{run.pk}: {ctl.done} (now {run.status})")
 
     def do_undo(self, options) -> None:
         """Record what to put back, then run the undo job (on the workers, or here)."""
@@ -221,21 +243,57 @@ class Command(EngineCommand):
             dispatch.ensure_broker()  # before anything is recorded
         requested = undo.request(name, options["group"], using=self.using)
         if not requested.selected:
-            self.console.print(f"nothing to undo: no work of {name} to put back"
-                               + (" in the named group(s)" if options["group"] else ""))
-            return
-        self.console.print(f"{name}: {requested.selected:,} to put back by {undo_job}")
+            return self.result(
+                {"job": name, "undo_job": undo_job, "database": self.using, "selected": 0,
+                 "run": None},
+                f"nothing to undo: no work of {name} to put back"
+                + (" in the named group(s)" if options["group"] else ""))
+        if not self.as_json:
+            self.say(f"{name}: {requested.selected:,} to put back by {undo_job}")
         if options["inline"]:
-            return self.do_run({**options, "name": undo_job})
-        run = dispatch.start(undo_job, batch_size=options["batch_size"],
-                             workers=options["workers"], options=tuning, actor=self.actor,
-                             using=self.using)
-        self._started(run)
+            run = self._work_inline(undo_job, options)
+        else:
+            run = dispatch.start(undo_job, batch_size=options["batch_size"],
+                                 workers=options["workers"], options=tuning, actor=self.actor,
+                                 using=self.using)
+        if self.as_json:
+            self.print_json({"job": name, "undo_job": undo_job, "database": self.using,
+                             "selected": requested.selected, "run": run_payload(run)})
+        elif not options["inline"]:
+            self._started(run)
+        self._failed_unless_finished(run, options["inline"])
 
     def do_run(self, options) -> None:
         """Work the job here until it is finished: joins an active run or starts one."""
-        name = options["name"]
+        run = self._work_inline(options["name"], options)
+        if self.as_json:
+            self.print_json(run_payload(run))
+        self._failed_unless_finished(run)
+
+    def _failed_unless_finished(self, run: JobRun, inline: bool = True) -> None:
+        if inline and run.status != RunStatus.FINISHED:
+            raise JobFailed(f"{run.job_name} run #{run.pk} ended {run.status}")
+
+    def _work_inline(self, name: str, options) -> JobRun:
+        """The job worked here to its end, a bar while it runs (not under --json or
+        --verbosity 0), its result line and findings after (not under --json)."""
         get_job(name)
+        work = {"actor": self.actor, "worker_name": f"{runner.worker_name()}/inline",
+                "message": "run inline", "batch_size": options["batch_size"],
+                "options": tuning_options(options["option"]), "resume_paused": True,
+                "using": self.using}
+        if self.as_json or self.verbosity < 1:
+            run = drive.run_inline(name, **work)
+        else:
+            run = self._with_bar(name, work)
+        if not self.as_json:
+            self.console.print(one_line(progress_of(run)), markup=False)
+            if run.report:
+                self.console.print(f"report: {run.report}", markup=False)
+            self._findings(run)
+        return run
+
+    def _with_bar(self, name: str, work: dict) -> JobRun:
         columns = (
             TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
             TextColumn("{task.completed:,.0f}/{task.total:,.0f} rows"),
@@ -250,16 +308,7 @@ class Command(EngineCommand):
                 bar.update(task, completed=r.rows_done, total=max(r.estimated_total, r.rows_done, 1),
                            rate=rate)
 
-            run = drive.run_inline(name, actor=self.actor, worker_name=f"{runner.worker_name()}/inline",
-                                   message="run inline", batch_size=options["batch_size"],
-                                   options=tuning_options(options["option"]),
-                                   resume_paused=True, on_batch=show, using=self.using)
-        self.console.print(one_line(progress_of(run)))
-        if run.report:
-            self.console.print(f"report: {run.report}")
-        self._findings(run)
-        if run.status != RunStatus.FINISHED:
-            raise JobFailed(f"{name} run #{run.pk} ended {run.status}")
+            return drive.run_inline(name, on_batch=show, **work)
 
     def _findings(self, run: JobRun) -> None:
         """What an undo left for the operator (rows changed since, kept as they are)."""
@@ -267,7 +316,7 @@ class Command(EngineCommand):
         with connections[self.using].cursor() as cursor:
             lines = job.findings(cursor, run.created_at) if isinstance(job, UndoJob) else []
         for line in lines:
-            self.console.print(f"  {line}")
+            self.console.print(f"  {line}", markup=False)
 
     def do_quarantine(self, options) -> None:
         (run,) = self._runs(options["name"])
@@ -277,15 +326,14 @@ class Command(EngineCommand):
             run = control.accept_quarantined(run, actor=self.actor, keys=options["keys"],
                                              using=self.using)
         rows = list(run.quarantined.order_by("key", "id"))
-        if options["json"]:
-            self.stdout.write(json.dumps({"run": run.pk, "job": run.job_name, "status": run.status,
-                                          "database": self.using,
-                                          "keys": [quarantined_row(q) for q in rows]}))
+        if self.as_json:
+            self.print_json({"database": self.using, "run": run_payload(run),
+                             "keys": [quarantined_row(q) for q in rows]})
         else:
             table = Table("key", "state", "attempts", "SQLSTATE", "at", "error", box=None)
             for q in rows:
                 table.add_row(str(q.key), q.resolution, str(q.attempts), q.sqlstate or "-",
-                              f"{q.created_at:%Y-%m-%d %H:%M:%S}", q.error[:120])
+                              f"{q.created_at:%Y-%m-%d %H:%M:%S}", shown(q.error[:120]))
             self.console.print(table if rows else f"{run.job_name} #{run.pk}: no key quarantined")
             self.console.print(one_line(progress_of(run)), markup=False)
         if options["accept"] and run.status == RunStatus.FAILED:
@@ -301,5 +349,7 @@ class Command(EngineCommand):
         if missing:
             raise InvalidInput(f"never started{self._on()}: {', '.join(missing)}")
         runs = drive.wait_for(names, timeout=options["timeout"], using=self.using)
+        if self.as_json:
+            return self.print_json(run_payloads(runs.values(), self.using))
         for run in runs.values():
-            self.console.print(one_line(progress_of(run)))
+            self.console.print(one_line(progress_of(run)), markup=False)

@@ -15,16 +15,19 @@ running the same `fleet rollout` again resumes it. Exit codes (docs/troubleshoot
 rollout is done, 2 bad input, 3 another rollout is open (or this one with other options), 4 a
 target failed and the rollout halted (the message says which, why, and the command to go on), 6
 the broker is unreachable, 8 the rollout is paused.
+
+Every action takes `--json`: its result as JSON, the rollout as `fleet.view.snapshot` has it
+(what `/ops/fleet.json` answers); `rollout --json` prints it once, when the rollout stops.
+`--verbosity 0` prints only the result: `rollout` leaves out the line per target as it moves.
 """
 
 from __future__ import annotations
 
-import json
 import time
 
 from migrations_worker.exceptions import RolloutHalted, RolloutPaused
 from migrations_worker.fleet import plan, rollouts, view, waves
-from migrations_worker.management.arguments import positive_int, positive_seconds
+from migrations_worker.management.arguments import add_output_flags, positive_int, positive_seconds
 from migrations_worker.management.base import EngineCommand
 from migrations_worker.models import RolloutStatus
 from migrations_worker.runs.dispatch import ensure_broker
@@ -83,14 +86,12 @@ class Command(EngineCommand):
                                       f"{rollouts.DEFAULT_PARALLEL})")
             command.add_argument("--select", action="append", default=[], metavar="LABEL=VALUE",
                                  help="only targets with this label (repeatable: all must match)")
-        sub.choices["plan"].add_argument("--json", action="store_true")
         rollout = sub.choices["rollout"]
         rollout.add_argument("--detach", action="store_true",
                              help="start or resume it and return; workers and beat carry it on")
         rollout.add_argument("--poll", type=positive_seconds, default=1.0, metavar="SECONDS")
         status = sub.add_parser("status", help="where the rollout stands, target by target")
         status.add_argument("--rollout", type=positive_int, default=None, metavar="ID")
-        status.add_argument("--json", action="store_true")
         status.add_argument("--watch", action="store_true", help="refresh until it is not running")
         for name in ("pause", "resume"):
             sub.add_parser(name, help=f"{name} the open rollout").add_argument(
@@ -100,9 +101,14 @@ class Command(EngineCommand):
             command = sub.add_parser(name, help=text)
             command.add_argument("target")
             command.add_argument("--reason", required=True)
+        for command in sub.choices.values():
+            add_output_flags(command)
+            command.add_argument("--json", action="store_true",
+                                 help="the result as JSON (the rollout as /ops/fleet.json has it)")
 
     def handle(self, *args, **options) -> None:
         action = options["action"]
+        self.as_json = options["json"]
         if action in ("plan", "rollout"):
             select = waves.parse_select(options["select"])
             if options["waves"] is not None:
@@ -126,15 +132,21 @@ class Command(EngineCommand):
                       f"{options['target']} skipped")
 
     def show(self, rollout, what: str) -> None:
+        if self.as_json:
+            return self.print_json(view.snapshot(rollout))
         self.stdout.write(f"rollout #{rollout.pk}: {what}; now {rollout.status}")
+
+    def line(self, text: str) -> None:
+        """A line of the rollout's progress: not under --json, nor --verbosity 0."""
+        if not self.as_json and self.verbosity >= 1:
+            self.stdout.write(text)
 
     def plan(self, options, select) -> None:
         spec = options["waves"] or waves.DEFAULT_WAVES
         found = plan.build(options["stage"], spec, options["parallel"] or rollouts.DEFAULT_PARALLEL,
                            select)
-        if options["json"]:
-            self.stdout.write(json.dumps(found, indent=2))
-            return
+        if self.as_json:
+            return self.print_json(found)
         self.stdout.write(f"{options['stage']} stage in {len(found['waves'])} wave(s) ({spec}), "
                           f"about {format_duration(found['seconds'])} in all:")
         for wave in found["waves"]:
@@ -155,17 +167,16 @@ class Command(EngineCommand):
         rollout, resumed = rollouts.start(options["stage"], waves_spec=options["waves"],
                                           parallel=options["parallel"], select=select or None,
                                           actor=ACTOR)
-        self.stdout.write(f"{'resuming' if resumed else 'started'} rollout #{rollout.pk}: "
-                          f"{rollout.stage} stage, waves {rollout.waves_spec}, "
-                          f"{rollout.parallel} at a time")
-        if rollout.status == RolloutStatus.HALTED:
-            raise RolloutHalted(rollout.error)
-        if rollout.status == RolloutStatus.PAUSED:
-            raise RolloutPaused(f"rollout #{rollout.pk} is paused: `python manage.py fleet resume`")
+        self.line(f"{'resuming' if resumed else 'started'} rollout #{rollout.pk}: "
+                  f"{rollout.stage} stage, waves {rollout.waves_spec}, {rollout.parallel} at a time")
+        if rollout.status in (RolloutStatus.HALTED, RolloutStatus.PAUSED):
+            return self.stopped(rollout)
         if options["detach"]:
-            rollouts.advance(rollout.pk, ACTOR)
-            self.stdout.write("detached: workers and beat carry it on; `python manage.py fleet "
-                              "status --watch` follows it")
+            rollout = rollouts.advance(rollout.pk, ACTOR)
+            if self.as_json:
+                return self.print_json(view.snapshot(rollout))
+            self.stdout.write(f"rollout #{rollout.pk} detached: workers and beat carry it on; "
+                              "`python manage.py fleet status --watch` follows it")
             return
         self.follow(rollout.pk, options["poll"])
 
@@ -181,30 +192,37 @@ class Command(EngineCommand):
                     key = (t["status"], t["detail"], t["error"])
                     if seen.get(t["target"]) != key:
                         seen[t["target"]] = key
-                        self.stdout.write(target_line(t))
+                        self.line(target_line(t))
             if time.monotonic() - last_summary >= 10:
                 last_summary = time.monotonic()
                 for wave in found["waves"]:
                     for t in wave["targets"]:
                         if t["status"] == "waiting" and t["jobs"]:
-                            self.stdout.write(target_line(t))
-            if rollout.status == RolloutStatus.DONE:
-                self.stdout.write("\n".join(status_lines(found)))
-                self.stdout.write(f"rollout #{rollout_id} done")
-                return
-            if rollout.status == RolloutStatus.HALTED:
-                raise RolloutHalted(rollout.error)
-            if rollout.status == RolloutStatus.PAUSED:
-                raise RolloutPaused(f"rollout #{rollout_id} was paused: `python manage.py fleet "
-                                    "resume`, then this command again to follow it")
+                            self.line(target_line(t))
+            if rollout.status != RolloutStatus.RUNNING:
+                return self.stopped(rollout, found)
             time.sleep(poll)
+
+    def stopped(self, rollout, found: dict | None = None) -> None:
+        """Where a rollout that is not running stands, and its exit code."""
+        found = found or view.snapshot(rollout)
+        if self.as_json:
+            self.print_json(found)
+        elif rollout.status == RolloutStatus.DONE:
+            self.stdout.write("\n".join(status_lines(found)))
+            self.stdout.write(f"rollout #{rollout.pk} done")
+        if rollout.status == RolloutStatus.HALTED:
+            raise RolloutHalted(rollout.error)
+        if rollout.status == RolloutStatus.PAUSED:
+            raise RolloutPaused(f"rollout #{rollout.pk} is paused: `python manage.py fleet "
+                                "resume`, then `python manage.py fleet rollout` again to follow it")
 
     def status(self, options) -> None:
         while True:
             rollout = view.latest(options["rollout"])
             found = view.snapshot(rollout)
-            if options["json"]:
-                self.stdout.write(json.dumps(found, indent=2))
+            if self.as_json:
+                self.print_json(found)
             else:
                 self.stdout.write("\n".join(status_lines(found)))
             if not options["watch"] or rollout is None or rollout.status != RolloutStatus.RUNNING:

@@ -15,12 +15,14 @@ runs none.
 A command rather than a SQL file: the image has no psql, the same command reaches every target
 of a fleet (`--database`), and identifiers are quoted by psycopg, not by hand. Exit codes: 0
 done, 2 the role is missing (without --create), too powerful, or the owner itself, or the
-password variable is empty.
+password variable is empty. `--json` prints the role, the database and the statements (passwords
+masked) as JSON; `--verbosity 0` prints only the last line (or, with `--dry-run`, the statements).
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.db import connections, transaction
 from psycopg import sql
@@ -54,6 +56,7 @@ class Command(EngineCommand):
         parser.add_argument("--schema", default="public", help="the schema (default public)")
         parser.add_argument("--dry-run", action="store_true",
                             help="print the statements, run none")
+        parser.add_argument("--json", action="store_true", help="the result as JSON")
         add_database(parser)
 
     def handle(self, *args, **options) -> None:
@@ -80,11 +83,19 @@ class Command(EngineCommand):
                     if self.may_create(cursor, app, schema):
                         raise InvalidInput(f"role {app} may still create in schema {schema}: "
                                            f"revoke CREATE from the role it inherits it from")
-            for statement in statements:
-                self.stdout.write(self.shown(statement, connection) + ";")
+            shown = [self.shown(statement, connection) for statement in statements]
+        self.report(options, {"role": app, "database": using, "schema": schema,
+                              "dry_run": options["dry_run"], "statements": shown},
+                    f"{app} may read and write rows in {database}.{schema}, and change nothing else.")
+
+    def report(self, options, result: dict[str, Any], done: str) -> None:
+        if options["json"]:
+            return self.print_json(result)
+        if options["dry_run"] or self.verbosity >= 1:
+            for statement in result["statements"]:
+                self.stdout.write(statement + ";")
         if not options["dry_run"]:
-            self.stdout.write(f"{app} may read and write rows in {database}.{schema}, "
-                              f"and change nothing else.")
+            self.stdout.write(done)
 
     @staticmethod
     def may_create(cursor, app: str, schema: str) -> bool:

@@ -19,9 +19,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 from migrations_worker import conf, lint
 from migrations_worker.management.arguments import add_database
+from migrations_worker.management.base import EngineErrors
 
 
-class Command(BaseCommand):
+class Command(EngineErrors, BaseCommand):
     help = "Check every migration of the project's apps for operations unsafe on a live database."
     requires_system_checks = []
 
@@ -33,6 +34,8 @@ class Command(BaseCommand):
         )
         add_database(parser)  # the target whose connection renders the SQL
         parser.add_argument("--format", choices=("text", "json"), default="text")
+        parser.add_argument("--json", action="store_const", dest="format", const="json",
+                            help="the same as --format json")
 
     def handle(self, *args, **options) -> None:
         try:

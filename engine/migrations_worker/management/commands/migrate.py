@@ -18,7 +18,6 @@ naming those that are."""
 
 from django.core.management.commands import migrate
 from django.db import connections
-from rich.console import Console
 
 from migrations_worker import conf
 from migrations_worker.checks import require_supported_database
@@ -49,14 +48,13 @@ class Command(EngineErrors, migrate.Command):
         if not options["skip_checks"]:
             self.check(databases=[using])
         flag = database_flag(using)
-        console = Console(file=self.stdout, highlight=False, soft_wrap=True)
-        console.print(
+        self.say(
             "migrate: the pre-deploy stage only (MIGRATIONS_WORKER['MIGRATE_STAGE'] = 'pre'). "
             f"After the rollout: `python manage.py migrate_online --stage post{flag}`; a new "
             f"database, where no release runs yet: `python manage.py migrate_online --stage all{flag}`.",
             markup=False)
         require_supported_database(using)
-        screen = Screen(self.stdout, self.style, console, options["verbosity"], using)
+        screen = Screen(self.stdout, self.style, self.console, options["verbosity"], using)
         try:
             OnlineExecutor(screen, verbosity=options["verbosity"], using=using).deploy(
                 stage=Stage.PRE, wait=False, timeout=None, poll=2.0,

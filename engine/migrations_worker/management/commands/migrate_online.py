@@ -13,14 +13,21 @@
                                     ... and exit 8 (pending) instead of 0 when it stopped at a
                                     gate: for pipelines that must not go on while the stage has work
     migrate_online --check [--json] change nothing; exit 8 if migrations or jobs are pending (of
-                                    every stage, or of --stage)
+                                    every stage, or of --stage); each job's run in the shape of
+                                    every run printed (`ops.run_json`)
     migrate_online --plan [--json]  print the unapplied migrations with each one's stage and gate,
                                     every statement's lock, table (rows, size) and rough duration,
                                     and each data job's estimated duration (`plan`)
-    migrate_online --wait-for-db S  wait until the database accepts connections
-    migrate_online --preflight [--min-age S] [--session-wait S] [--strict]
+    migrate_online --wait-for-db S [--json]
+                                    wait until the database accepts connections
+    migrate_online --preflight [--min-age S] [--session-wait S] [--strict] [--json]
                                     warn about (or wait out) sessions that would stall DDL
-    migrate_online --postflight     fail if any index is INVALID or any constraint unvalidated
+    migrate_online --postflight [--json]
+                                    fail if any index is INVALID or any constraint unvalidated
+
+`--verbosity 0` prints the result only (no progress bars, no hints), `--no-color` (or NO_COLOR)
+no colour; text from the database is printed as it is, never read as markup
+(`management.base`).
 
 Every form takes `--database NAME`: the target (a declared database, `default` unless told) whose
 migrations, jobs, deploy lock and sessions it works on; nothing of another database is touched,
@@ -69,10 +76,11 @@ from migrations_worker.management.arguments import (
     positive_seconds,
     seconds,
 )
-from migrations_worker.management.base import EngineCommand
+from migrations_worker.management.base import EngineCommand, shown
 from migrations_worker.models import JobRun
 from migrations_worker.operations import Stage
 from migrations_worker.operations.stage import stage_of
+from migrations_worker.ops.run_json import run_payloads
 from migrations_worker.runs.gates import Gate
 from migrations_worker.runs.progress import hold_text, one_line, progress_of
 from migrations_worker.targets import database_flag
@@ -107,7 +115,13 @@ class Screen:
                 self.waiting(runs)
 
     def note(self, text: str, warning: bool = False) -> None:
-        self.console.print(f"[yellow]warning:[/] {text}" if warning else text)
+        """What the deploy says: its result, a warning (text from the database, printed as is)."""
+        self.console.print(f"[yellow]warning:[/] {shown(text)}" if warning else shown(text))
+
+    def hint(self, text: str) -> None:
+        """A command to run next: not under --verbosity 0."""
+        if self.verbosity >= 1:
+            self.console.print(text, markup=False)
 
     def stopped_at_gates(self, result: Pass) -> None:
         if result.applied:
@@ -115,16 +129,19 @@ class Screen:
         self.console.print(f"[bold]pending:[/] {len(result.gated)} migration(s) wait for data jobs"
                            + (f", {len(result.held)} more depend on them" if result.held else ""))
         for migration, job in result.gated.items():
-            self.console.print(f"  {migration} waits for job {job}\n    {result.progress[job]}")
+            self.console.print(f"  {migration} waits for job {job}\n    {result.progress[job]}",
+                               markup=False)
         for job in result.jobs:
-            self.console.print(f"  watch it:  python manage.py backfill status {job} --watch{self.flag}")
-            self.console.print(f"  finish it in the foreground:  python manage.py backfill run {job}"
-                               f"{self.flag}")
+            self.hint(f"  watch it:  python manage.py backfill status {job} --watch{self.flag}")
+            self.hint(f"  finish it in the foreground:  python manage.py backfill run {job}"
+                      f"{self.flag}")
         for migration, parent in result.held.items():
-            self.console.print(f"  {migration} (needs {parent})")
-        self.console.print(f"  then:  python manage.py migrate_online{self.flag}   (or --wait to wait here)")
+            self.console.print(f"  {migration} (needs {parent})", markup=False)
+        self.hint(f"  then:  python manage.py migrate_online{self.flag}   (or --wait to wait here)")
 
     def waiting(self, runs: dict[str, JobRun | None]) -> None:
+        if self.verbosity < 1:  # no bars, no progress lines: the result comes when it ends
+            return
         if self.bar is None:
             self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                                 TextColumn("{task.fields[detail]}"), console=self.console)
@@ -134,7 +151,7 @@ class Screen:
                 self.tasks[job] = self.bar.add_task(job, total=100, detail="")
             if run is not None:
                 p = progress_of(run)
-                self.bar.update(self.tasks[job], completed=p.percent, detail=(
+                self.bar.update(self.tasks[job], completed=p.percent, detail=shown(
                     f"{p.status}, {p.rows_done:,}/~{p.estimated_total:,} rows, ETA {p.eta}"
                     + (f", {hold_text(p)}" if p.hold_reason else "")))
         if not self.console.is_terminal and time.monotonic() - self.last_line >= 10:
@@ -175,7 +192,8 @@ class Command(EngineCommand):
                             help="exit 8 (pending) if the stage stopped at a gate with its job "
                                  "unfinished, instead of 0: for pipelines that must not go on")
         parser.add_argument("--json", action="store_true",
-                            help="with --plan or --check: the answer as JSON, for pipelines")
+                            help="with --plan, --check, --preflight, --postflight or --wait-for-db: "
+                                 "the answer as JSON, for pipelines")
         add_database(parser)
         parser.add_argument("--timeout", type=seconds, default=None, metavar="SECONDS",
                             help="with --wait: give up (exit 5) after this long")
@@ -194,26 +212,27 @@ class Command(EngineCommand):
                                  f"{deploy_lock.DEFAULT_WAIT_SECONDS:.0f}s) before refusing to start")
 
     def handle(self, *args, **options) -> None:
-        self.console = Console(file=self.stdout, highlight=False, soft_wrap=True)
-        self.verbosity = options["verbosity"]
         self.using = conf.require_target(options["database"])
         self.screen = Screen(self.stdout, self.style, self.console, self.verbosity, self.using)
+        self.as_json = options["json"]
         if options["wait_for_db"] is not None:
             return self.wait_for_db(options["wait_for_db"])
         if options["preflight"]:
             return self.preflight(options)
         if options["postflight"]:
             return self.postflight()
-        shown = STAGES[options["stage"] or "all"]
+        listed = STAGES[options["stage"] or "all"]
         if options["json"] and not (options["plan"] or options["check"]):
-            raise InvalidInput("--json goes with --plan or --check")
+            raise InvalidInput("--json goes with --plan, --check, --preflight, --postflight or "
+                               "--wait-for-db; applying a stage prints its progress as text "
+                               "(then `--check --json` says what is left)")
         if options["require_complete"] and (options["plan"] or options["check"]):
             raise InvalidInput("--require-complete goes with applying a stage, not --plan or --check "
                                "(--check exits 8 whenever something is pending)")
         if options["plan"]:
-            return self.show_plan(shown, as_json=options["json"])
+            return self.show_plan(listed, as_json=options["json"])
         if options["check"]:
-            return self.check(shown, as_json=options["json"])
+            return self.check(listed, as_json=options["json"])
         require_supported_database(self.using)
         try:
             OnlineExecutor(self.screen, verbosity=self.verbosity, using=self.using).deploy(
@@ -250,8 +269,7 @@ class Command(EngineCommand):
                 "database": self.using, "stage": "all" if stage is None else str(stage),
                 "migrations": [{"migration": pending.label(m), "stage": str(stage_of(m)),
                                 "gates": lines} for m, lines in found],
-                "jobs": [{"job": run.job_name, "run": run.pk, "status": run.status,
-                          "progress": one_line(progress_of(run))} for run in runs],
+                "jobs": run_payloads(runs, self.using),
             }, indent=2))
         else:
             for migration, lines in found:
@@ -259,7 +277,7 @@ class Command(EngineCommand):
                                    f"{pending.label(migration)}"
                                    + "".join(f"\n    {line}" for line in lines))
             for run in runs:
-                self.console.print(f"pending job {one_line(progress_of(run))}")
+                self.console.print(f"pending job {one_line(progress_of(run))}", markup=False)
         if migrations or runs:
             raise Pending(f"{len(migrations)} migration(s) and {len(runs)} job(s) pending")
         if not as_json:
@@ -271,17 +289,25 @@ class Command(EngineCommand):
         error = pg.wait_for_database(timeout, database=self.using)
         if error:
             raise TimedOut(f"database not reachable after {timeout:.0f}s: {error}")
+        if self.as_json:
+            return self.print_json({"database": self.using, "up": True})
         self.console.print("database is up")
 
     def preflight(self, options) -> None:
         min_age = options["min_age"]
         sessions = deploy_checks.blocking_sessions(min_age, self.using)
-        for session in sessions:
+        for session in [] if self.as_json else sessions:
             self.screen.note(f"a session would stall DDL: {session.describe()}", warning=True)
         if sessions and options["session_wait"] > 0:
-            self.console.print(f"waiting up to {options['session_wait']:.0f}s for them to end...")
+            if not self.as_json:
+                self.say(f"waiting up to {options['session_wait']:.0f}s for them to end...")
             sessions = deploy_checks.wait_for_quiet(min_age, options["session_wait"], self.using)
+        if self.as_json:
+            self.print_json({"database": self.using, "min_age_seconds": min_age,
+                             "sessions": [vars(session) for session in sessions]})
         if not sessions:
+            if self.as_json:
+                return
             self.console.print(f"preflight: no session in a transaction older than {min_age:.0f}s")
             return
         message = (
@@ -291,11 +317,16 @@ class Command(EngineCommand):
         )
         if options["strict"]:
             raise UnsafeDatabase(message)
-        self.screen.note(message, warning=True)
+        if not self.as_json:
+            self.screen.note(message, warning=True)
 
     def postflight(self) -> None:
         problems = deploy_checks.schema_problems(self.using)
+        if self.as_json:
+            self.print_json({"database": self.using,
+                             "problems": [{**vars(p), "fix": p.describe()} for p in problems]})
         if problems:
             raise UnsafeDatabase("the schema was left half-migrated:\n" + "\n".join(
                 f"  {problem.describe()}" for problem in problems))
-        self.console.print("postflight: every index is valid and every constraint validated")
+        if not self.as_json:
+            self.console.print("postflight: every index is valid and every constraint validated")

@@ -17,7 +17,8 @@ Every place to fill is marked `TODO(startjob):` (the docstring's rule, the batch
 `KEY > start AND KEY <= end`, the "done when" count, the tests). The migrations follow the app's
 latest one. Nothing is written over; a name, table or key that is not a plain identifier, an
 unknown app, or a job that exists already is refused (exit 2 or 3); a table not in the database
-yet is only a warning, since this deploy may create it.
+yet is only a warning, since this deploy may create it. `--json` prints the files written (and
+the warnings) as JSON; `--verbosity 0` prints the files without the next steps.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Command(EngineCommand):
                             help="where the job's test module goes (default: tests/jobs)")
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS,
                             help="where to look for the table (only to warn if it is not there)")
+        parser.add_argument("--json", action="store_true", help="the files written, as JSON")
 
     def handle(self, *args, **options) -> None:
         name = options["name"]
@@ -60,8 +62,14 @@ class Command(EngineCommand):
         for warning in job.warnings:
             self.stderr.write(self.style.WARNING(f"warning: {warning}"))
         job.write()
+        if options["json"]:
+            return self.print_json({"app": options["app_label"], "job": name,
+                                    "files": [shown(path) for path in job.files],
+                                    "warnings": list(job.warnings)})
         for path in job.files:
             self.stdout.write(f"wrote {shown(path)}")
+        if self.verbosity < 1:
+            return
         module, tests = shown(job.module), shown(job.tests)
         self.stdout.write(
             "\nNext:\n"

@@ -195,11 +195,20 @@ MW_STATUS_TOKEN = os.environ.get("MW_STATUS_TOKEN", "")
 # Where operators find Flower; the admin's run page links there when it is set.
 MW_FLOWER_URL = os.environ.get("MW_FLOWER_URL", "")
 
+# MW_LOG_FORMAT=json: every process (web, commands, workers, beat) logs one JSON object per line,
+# with what a record is about (run, job, target, batch) as fields (migrations_worker.logs).
+LOG_FORMATS = {"text": "plain", "json": "json"}
+LOG_FORMAT = os.environ.get("MW_LOG_FORMAT", "text").strip().lower() or "text"
+if LOG_FORMAT not in LOG_FORMATS:
+    raise ImproperlyConfigured(
+        f"MW_LOG_FORMAT={LOG_FORMAT!r}: choose {' or '.join(LOG_FORMATS)} (default text)")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+                   "json": {"()": "migrations_worker.logs.JsonFormatter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             "formatter": LOG_FORMATS[LOG_FORMAT]}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # axes.apps: its version banner on every start of every command, not worth a line.
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes.apps": {"level": "WARNING"}},

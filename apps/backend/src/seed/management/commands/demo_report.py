@@ -23,6 +23,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from migrations_worker.deploy.pending import gates_of, label
@@ -279,7 +280,7 @@ class Command(BaseCommand):
         console.print(f"\n[bold]Verification[/]: [{colour}]{passed} of {len(checks)} passed[/]")
         for check, ok, detail in checks:
             mark = "[green]ok  [/]" if ok else "[red]FAIL[/]"
-            console.print(f"  {mark} {check}: {detail}")
+            console.print(f"  {mark} {escape(str(check))}: {escape(str(detail))}")  # the database's words
 
     def print_timings(self, console: Console, phases, waits: list[dict], jobs: dict) -> None:
         console.print("\n[bold]How long each phase took[/]")
@@ -318,7 +319,7 @@ class Command(BaseCommand):
             f"max {load['max_ms']:.1f} ms ({load['slowest_operation'] or '-'})"
         )
         for error in load.get("first_errors", []):
-            console.print(f"    [red]{error}[/]")
+            console.print(f"    [red]{escape(str(error))}[/]")
         console.print(f"  its writes: {kept_detail(load['kept'])}")
         wait = load.get("lock_wait") or {}
         if not wait:
