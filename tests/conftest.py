@@ -104,3 +104,10 @@ def seeded_before_the_gate():
     with connection.cursor() as cursor:
         cursor.execute("UPDATE engine_app_widget SET touches = 1")  # so the gate opens at once
     migrate_to(LATEST)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings_xdist_suffix() -> None:
+    """Under pytest-xdist the test settings already name each worker's databases (their
+    TEST_DATABASE_NAME ends in the worker id, and the subprocesses a worker starts inherit it);
+    pytest-django's own suffix would name the `near` database differently from a subprocess."""
