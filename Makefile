@@ -6,15 +6,31 @@ PY := $(VENV)/bin/python
 SIZE ?= medium
 SCALE ?= medium
 
-.PHONY: demo test venv services services-down lint lint-migrations browser flower bench mutations
+.PHONY: demo test venv lock services services-down lint lint-migrations browser flower bench mutations
 
-$(VENV)/.installed: pyproject.toml engine/pyproject.toml
+# Exactly the versions (and files, by hash) of requirements/dev.lock; then the two projects
+# themselves, editable, without resolving anything again.
+$(VENV)/.installed: pyproject.toml engine/pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e './engine[lint]' -e '.[dev]'
+	$(PY) -m pip install -q --require-hashes -r requirements/dev.lock
+	$(PY) -m pip install -q --no-deps -e ./engine -e .
+	$(PY) -m pip check
 	touch $@
 
 venv: $(VENV)/.installed
+
+# The lock files, from pyproject.toml and engine/pyproject.toml: runtime.lock (the image: both
+# projects' dependencies), dev.lock (+ dev, lint: `make venv`), bench.lock (+ bench). Versions
+# already locked stay unless the ranges exclude them; LOCK_ARGS=--upgrade takes the newest the
+# ranges allow, LOCK_ARGS='--upgrade-package django' one package (tests/deploy/test_locks.py checks
+# the result against the ranges).
+LOCK := $(VENV)/bin/uv pip compile pyproject.toml engine/pyproject.toml --quiet --universal \
+	--python-version 3.11 --generate-hashes --custom-compile-command 'make lock' $(LOCK_ARGS)
+lock: venv
+	$(LOCK) -o requirements/runtime.lock
+	$(LOCK) --extra dev --extra lint -o requirements/dev.lock
+	$(LOCK) --extra dev --extra lint --extra bench -o requirements/bench.lock
 
 services: venv
 	deploy/services.sh up
@@ -51,11 +67,12 @@ test: services
 	$(VENV)/bin/ruff check .
 	$(MAKE) lint-migrations
 	deploy/browser.sh || echo "[browser] going on: the browser tests will fail and say what to install"
+	deploy/compose_cli.sh || echo "[compose] going on: the compose tests will fail and say what to install"
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Not part of `make test`: minutes long, and its figures depend on the machine (bench/README.md).
-$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
-	$(PY) -m pip install -q -e '.[dev,bench]'
+$(VENV)/.bench-installed: $(VENV)/.installed requirements/bench.lock
+	$(PY) -m pip install -q --require-hashes -r requirements/bench.lock
 	touch $@
 
 bench: services $(VENV)/.bench-installed

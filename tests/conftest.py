@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import celery.contrib.pytest
 import pytest
 from django.db import connection
 
@@ -71,9 +72,64 @@ def celery_env(test_database_url) -> dict[str, str]:
     }
 
 
+# -- Celery workers ------------------------------------------------------------------------------
+#
+# Two kinds, for two kinds of test:
+#
+# - `celery_worker`: Celery's embedded worker (celery.contrib.pytest, which pytest-celery loads
+#   as its plugin), a thread of the test's own process running the engine's real tasks on the
+#   project's Celery app, broker and test databases. For a test that only needs the work done
+#   by a worker, as Celery's testing guide has it. One per test: a process holds one worker
+#   (Celery keeps a worker's shutdown state in module globals).
+# - `processes` (tests/workers.py): `celery worker` / `celery beat` subprocesses, for what a
+#   thread cannot be: killed with SIGKILL mid-batch, several workers racing for the same run,
+#   beat, a worker with an environment of its own (targets file, application name, broker).
+#
+# pytest-celery 1.x also brings Docker-based fixtures (`celery_setup`; its `celery_worker` runs a
+# worker in a container): no Docker daemon runs here or in CI, so the embedded worker takes the
+# name back.
+
+
+@pytest.fixture
+def celery_app(transactional_db):
+    """The project's Celery app (migrations_worker) for the embedded worker, not a test app: the
+    worker runs the engine's tasks, with the test settings' broker and result backend, on an
+    empty queue. Its thread has connections of its own, so the test's rows must be committed
+    (`transactional_db`). Celery leaves logging alone while a `setup_logging` receiver is
+    connected: pytest keeps its own."""
+    from celery import signals
+    from django.conf import settings
+
+    from migrations_worker.celery import app
+    from tests.workers import flush_broker
+
+    flush_broker(settings.CELERY_BROKER_URL)
+
+    def keep_the_test_process_logging(**kwargs) -> None:
+        return None
+
+    signals.setup_logging.connect(keep_the_test_process_logging)
+    yield app
+    signals.setup_logging.disconnect(keep_the_test_process_logging)
+
+
+@pytest.fixture(scope="session")
+def celery_worker_parameters() -> dict:
+    """The embedded worker consumes the engine's queue; no ping task round trip (the app has no
+    `celery.ping`); a slice in flight gets time to finish at the end of the test."""
+    from migrations_worker import conf
+
+    return {"queues": [conf.get("QUEUE")], "perform_ping_check": False, "shutdown_timeout": 60.0}
+
+
+# pytest-celery's `celery_worker` (a container) gives way to Celery's embedded one.
+celery_worker = celery.contrib.pytest.celery_worker
+
+
 @pytest.fixture
 def processes(celery_env, tmp_path, request):
-    """Celery workers and beat in subprocesses; killed at the end, logs shown on failure."""
+    """Celery workers and beat in subprocesses, for tests that need a real process (see above);
+    killed at the end, logs shown on failure."""
     from tests.workers import Processes
 
     procs = Processes(celery_env, tmp_path)

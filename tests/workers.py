@@ -24,10 +24,14 @@ class Processes:
         self.procs: dict[str, subprocess.Popen] = {}
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        return self.spawn(name, CELERY + args)
+
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
+        """Any program as one of these processes: its own log, process group and kill."""
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            CELERY + args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            argv, cwd=ROOT, env=self.env if env is None else env, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.procs[name] = proc
         return proc

@@ -147,6 +147,7 @@ class ChaosRun:
         db = Database(url, self.redis.url, DJANGO_SETTINGS_MODULE="tests.chaos.settings",
                       CHAOS_TUNING=json.dumps(self.size.tuning), MW_GATE_INLINE_LIMIT="0",
                       DB_APPLICATION_NAME=faults.DEPLOY_APP)
+        # Worker processes: the faults SIGKILL and replace them (a thread cannot be killed).
         procs = Processes({**db.env, "DB_APPLICATION_NAME": faults.WORKER_APP}, self.workdir)
         spawned = iter(range(1, 10_000))
 

@@ -98,6 +98,8 @@ def engine_db(servers, request):
 
 @pytest.fixture
 def celery(engine_db, tmp_path, request):
+    # A worker process: it serves a private server's database (by env), and whether it survived
+    # the outage is its exit status.
     procs = Processes(engine_db.env, tmp_path)
     yield procs
     procs.stop_all()

@@ -275,6 +275,16 @@ def test_backing_services_are_postgres_15_and_redis_7(compose):
     assert re.fullmatch(r"redis:7([.-].*)?", compose["services"]["redis"]["image"])
 
 
+# An exact release (PostgreSQL's 15.17, Redis's 7.4.7; a variant after it) and the digest of its
+# image index: the same bytes on every host and every rebuild (docs/design.md, "Locked versions").
+PINNED_IMAGE = re.compile(r"[a-z0-9./-]+:\d+\.\d+(\.\d+)?(-[a-z0-9.-]+)?@sha256:[0-9a-f]{64}")
+
+
+@pytest.mark.parametrize("service", ["postgres", "redis"])
+def test_backing_service_images_are_pinned_to_a_release_and_digest(compose, service):
+    assert PINNED_IMAGE.fullmatch(compose["services"][service]["image"])
+
+
 @pytest.mark.parametrize("service", APP_SERVICES)
 def test_app_service_is_built_from_the_project_dockerfile(compose, service):
     build = compose["services"][service]["build"]
@@ -367,10 +377,11 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
     return instructions
 
 
-def test_dockerfile_starts_from_python_3_11_slim():
-    froms = [rest for keyword, rest in dockerfile_instructions() if keyword == "FROM"]
+def test_dockerfile_starts_from_python_3_11_slim_pinned_to_a_release_and_digest():
+    froms = [rest.split()[0] for keyword, rest in dockerfile_instructions() if keyword == "FROM"]
     assert froms
-    assert froms[-1].split()[0] == "python:3.11-slim"
+    assert all(PINNED_IMAGE.fullmatch(image) for image in froms), froms
+    assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?@.*", froms[-1])
 
 
 def test_dockerfile_installs_the_project_with_pip_from_pyproject():

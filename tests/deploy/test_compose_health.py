@@ -16,6 +16,7 @@ import redis
 from django.conf import settings
 
 from tests.conftest import ROOT
+from tests.deploy.compose import redis_script
 from tests.deploy.test_compose import COMPOSE_ENV, as_argv, interpolate_all, load_raw
 from tests.workers import free_port, wait_until
 
@@ -37,10 +38,7 @@ def healthcheck_script(service: dict) -> str:
 def compose_redis(services, tmp_path):
     """The redis service's command on a port of the test's own; (port, process)."""
     port = free_port()
-    argv = as_argv(services["redis"]["command"])
-    assert argv[:2] == ["sh", "-c"] and "exec redis-server -\n" in argv[2].replace(" - <<", " -\n")
-    script = argv[2].replace("exec redis-server -", f"exec redis-server --port {port} "
-                             f"--dir {tmp_path} --save '' -", 1)
+    script = redis_script(services["redis"], port, tmp_path)
     env = {**os.environ, **services["redis"]["environment"]}
     proc = subprocess.Popen(["sh", "-c", script], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.STDOUT)

@@ -265,12 +265,11 @@ def test_plan_prints_each_unapplied_migration_with_its_gate(seeded_before_the_ga
 
 
 def test_wait_goes_on_past_the_gate_once_the_workers_finish_the_job(
-    seeded_before_the_gate, manage, processes, celery_env
+    seeded_before_the_gate, manage, celery_env, celery_worker
 ):
     # 50 batches of at least 50 ms: the gate is reached with far more than its inline limit
     # (1,000 rows) left, however fast the worker starts.
     Knob.objects.create(name="sleep", value=0.05)
-    processes.worker("w1")
     result = manage("migrate_online", "--wait", "--timeout", "90", "--poll", "0.5",
                     env=celery_env)
 

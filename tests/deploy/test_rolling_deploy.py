@@ -48,6 +48,7 @@ def seeded(tmp_path):
 @pytest.fixture
 def workers(seeded, tmp_path, request):
     flush_broker(settings.CELERY_BROKER_URL)
+    # Worker processes: they serve the scratch database under the chaos settings (by env).
     procs = Processes(seeded.env, tmp_path)
     yield procs
     procs.stop_all()

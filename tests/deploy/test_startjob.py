@@ -127,6 +127,7 @@ def thermo(tmp_path, fresh_database) -> ScratchApp:
 
 @pytest.fixture
 def workers(thermo, tmp_path):
+    # Worker processes: they load the scaffolded app, in its own settings (by env).
     procs = Processes(thermo.env, tmp_path)
     yield procs
     procs.stop_all()

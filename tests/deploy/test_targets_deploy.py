@@ -54,6 +54,7 @@ def far_legacy(test_database_url):
 def far_workers(far_legacy, tmp_path, request):
     fleet, _ = far_legacy
     flush_broker(settings.CELERY_BROKER_URL)
+    # Worker processes: they serve the scratch targets under the chaos settings (by env).
     procs = Processes(fleet.env, tmp_path)
     yield procs
     procs.stop_all()

@@ -23,7 +23,7 @@ from django.db import connection
 
 from migrations_worker.celery import app
 from migrations_worker.models import BatchStatus, JobBatch, JobRun, RunStatus
-from migrations_worker.runs import dispatch
+from migrations_worker.runs import control, dispatch, runner
 from tests.engine_app.models import Knob
 from tests.engine_app.support import JOB, make_widgets, touches_histogram
 from tests.workers import Processes, flush_broker, wait_until
@@ -84,6 +84,7 @@ def stopped(pid: int) -> bool:
 def test_a_worker_slowed_past_its_lease_inside_its_batch_keeps_it_and_applies_it_once(processes):
     make_widgets(300)
     Knob.objects.create(name="sleep", value=4.0)  # 4 s inside the batch, 1 s of lease
+    # Two worker processes racing for the same batch (a process holds one embedded worker).
     processes.worker("w1")
     processes.worker("w2")
     run = dispatch.start(JOB, batch_size=100, options={"max_batch_size": 100, "lease_seconds": LEASE})
@@ -110,6 +111,7 @@ def test_a_worker_stalled_past_its_lease_after_its_claim_is_fenced_and_the_batch
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(STOP_AFTER_FIRST_CLAIM)
+    # Worker processes: one is stopped (SIGSTOP) after its claim and resumed; beat is real.
     stalling = Processes({**processes.env,
                           "PYTHONPATH": f"{hook}{os.pathsep}{processes.env['PYTHONPATH']}"}, tmp_path)
     try:
@@ -154,3 +156,21 @@ def test_a_worker_stalled_past_its_lease_after_its_claim_is_fenced_and_the_batch
     run.refresh_from_db()
     assert run.rows_done == 500
     assert not run.batches.exclude(status=BatchStatus.SUCCEEDED).exists()
+
+
+def test_a_message_of_an_older_dispatch_is_fenced_and_touches_nothing():
+    """Every dispatch bumps the run's epoch; a slice message of an earlier one (a re-sent task
+    delivered late, a worker's own re-enqueue) stops at once: it claims no batch, writes no row
+    and does not conclude the run it no longer works."""
+    make_widgets(300)
+    run = control.create_run(JOB, options={"batch_size": 100, "max_batch_size": 100})
+    JobRun.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING, dispatch_epoch=2)
+
+    stale = runner.RunWorker(run.pk, epoch=1, name="stale").work()
+    assert (stale.kind, touches_histogram(), JobBatch.objects.count()) == (runner.Kind.FENCED,
+                                                                           {0: 300}, 0)
+    assert run_status(run.pk) == RunStatus.RUNNING
+
+    current = runner.RunWorker(run.pk, epoch=2, name="current").work()
+    assert (current.kind, touches_histogram(), run_status(run.pk)) == (runner.Kind.DONE, {1: 300},
+                                                                       RunStatus.FINISHED)

@@ -10,6 +10,7 @@ from migrations_worker.models import JobRun, JobRunEvent, RunStatus
 from migrations_worker.runs import control
 from migrations_worker.runs.controls import CONTROLS
 from tests.engine_app.support import JOB, make_widgets
+from tests.workers import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -83,6 +84,45 @@ def test_two_concurrent_starts_create_exactly_one_run():
         t.join()
     assert sum(isinstance(o, JobRun) for o in outcomes) == 1
     assert JobRun.objects.filter(job_name=JOB).count() == 1
+
+
+def test_a_start_racing_an_uncommitted_one_waits_for_it_and_is_refused_as_already_active():
+    """The check for an active run cannot see another start's uncommitted insert: the unique
+    index on active runs makes the second insert wait for the first to commit, then refuses it,
+    and the refusal names the run that won (exit 3), never an IntegrityError's traceback."""
+    import threading
+
+    from django.db import connection, connections, transaction
+
+    make_widgets(10)
+    inserted = threading.Event()
+
+    def first() -> None:
+        try:
+            with transaction.atomic():
+                control.create_run(JOB)
+                inserted.set()
+                with connection.cursor() as cursor:  # pg_locks: not a per-transaction snapshot
+                    wait_until(lambda: cursor.execute(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' "
+                        "AND NOT granted") or cursor.fetchone()[0] > 0, 15,
+                        message="the second start to wait for the first's insert")
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert inserted.wait(30)
+        try:
+            second = control.create_run(JOB)
+        except Exception as exc:  # which exception it is, is the point
+            second = exc
+    finally:
+        thread.join(30)
+    assert isinstance(second, AlreadyActive), repr(second)
+    [run] = JobRun.objects.filter(job_name=JOB, status=RunStatus.PENDING)
+    assert str(second).startswith(f"{JOB} already has run #{run.pk} (pending)")
 
 
 def test_resume_of_a_finished_run_is_refused(manage):

@@ -1,5 +1,6 @@
-"""The engine with real Celery workers in subprocesses: crashes, parallel workers, operator
-controls, and a broker restart. Every test checks the data itself: each row touched once."""
+"""The engine with real Celery workers: crashes, parallel workers and a broker restart with
+worker processes (killed, racing, on a Redis of their own), operator controls with the embedded
+worker (`celery_worker`). Every test checks the data itself: each row touched once."""
 
 import itertools
 import signal
@@ -34,6 +35,7 @@ def batch_in_flight() -> bool:
 def test_worker_killed_mid_batch_resumes_by_itself_with_every_row_done_once(processes):
     make_widgets(3_000)
     Knob.objects.create(name="sleep", value=0.3)
+    # A worker process: SIGKILLed mid-batch; beat, a process too, must notice.
     processes.worker("w1")
     processes.beat()
     run = dispatch.start(JOB, batch_size=100, options={"max_batch_size": 100})
@@ -59,6 +61,7 @@ def test_worker_killed_mid_batch_resumes_by_itself_with_every_row_done_once(proc
 def test_several_workers_on_one_run_do_each_batch_exactly_once(processes, workers):
     make_widgets(6_000)
     Knob.objects.create(name="sleep", value=0.02)
+    # Worker processes racing for one run (a process holds one embedded worker).
     for n in range(workers):
         processes.worker(f"w{n}")
     run = dispatch.start(JOB, batch_size=100, workers=workers, options={"max_batch_size": 100})
@@ -79,14 +82,34 @@ def test_several_workers_on_one_run_do_each_batch_exactly_once(processes, worker
                for r in results)
 
 
-def test_pause_resume_and_cancel_through_the_cli_are_honoured_between_batches(processes, manage):
+def test_the_celery_worker_fixture_is_celerys_embedded_worker_on_the_projects_app_and_queue(
+        celery_worker):
+    from celery.contrib.testing.worker import TestWorkController
+
+    from migrations_worker import conf
+    from migrations_worker.celery import app
+
+    # Not pytest-celery's Docker worker: a thread of this process, serving the engine's queue.
+    assert isinstance(celery_worker, TestWorkController)
+    assert celery_worker.app is app
+    assert {queue.name for queue in celery_worker.consumer.task_consumer.queues} == {conf.get("QUEUE")}
+    make_widgets(300)
+    run = dispatch.start(JOB, batch_size=100, options={"max_batch_size": 100})
+    wait_until(lambda: run_status(run.pk) == RunStatus.FINISHED, 60, message="run finished")
+    assert touches_histogram() == {1: 300}
+    # Worked by the worker's slices (lane 0), not inline by the caller.
+    assert {b.worker.rsplit("/", 1)[1] for b in JobRun.objects.get(pk=run.pk).batches.all()} == {
+        "lane0"}
+
+
+def test_pause_resume_and_cancel_through_the_cli_are_honoured_between_batches(celery_worker, manage):
     make_widgets(10_000)
     Knob.objects.create(name="sleep", value=0.1)
-    processes.worker("w1")
     started = manage("backfill", "start", JOB, "--batch-size", "100",
                      "--option", "max_batch_size=100")
     assert started.returncode == 0, started.stderr
-    run = JobRun.objects.get(job_name=JOB)
+    # The newest: first in a fresh test database, the migrations' own (finished) run is there too.
+    run = JobRun.objects.filter(job_name=JOB).latest("pk")
     wait_until(lambda: JobRun.objects.get(pk=run.pk).batches_done >= 2, 60)
 
     assert manage("backfill", "pause", JOB).returncode == 0
@@ -122,6 +145,7 @@ def test_redis_restart_mid_run_loses_no_progress(processes, manage, private_redi
     processes.env["TEST_REDIS_URL"] = private_redis.url
     make_widgets(8_000)
     Knob.objects.create(name="sleep", value=0.05)
+    # A worker process and beat on a Redis of their own (by env), restarted under them.
     processes.worker("w1")
     processes.beat()
     started = manage("backfill", "start", JOB, "--batch-size", "100",

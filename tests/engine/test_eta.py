@@ -79,6 +79,7 @@ def test_an_inline_run_keeps_its_eta_at_10_and_50_percent_and_its_error_at_the_e
 def test_a_run_worked_by_celery_workers_keeps_them_too(processes):
     make_widgets(1_000)
     Knob.objects.create(name="sleep", value=0.03)
+    # Two worker processes, one lane each (a process holds one embedded worker).
     processes.worker("w1")
     processes.worker("w2")
     run = dispatch.start(JOB, workers=2, options=TEN_BATCHES)

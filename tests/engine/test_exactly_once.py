@@ -67,6 +67,7 @@ def test_a_worker_killed_after_its_batch_wrote_and_before_it_committed_leaves_no
 ):
     make_widgets(2_000)
     Knob.objects.create(name="sleep_after", value=30.0)
+    # A worker process: SIGKILLed between its batch's write and its commit; beat is real.
     processes.worker("w1")
     processes.beat()
     run = dispatch.start(JOB, batch_size=100, options={"max_batch_size": 100})

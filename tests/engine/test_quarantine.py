@@ -78,6 +78,7 @@ def test_one_bad_row_in_a_large_run_is_quarantined_alone_and_every_other_row_don
 ):
     make_widgets(20_000)
     bad_rows(7_777)
+    # Two worker processes, one lane each; their own logs are read back below.
     processes.worker("w1")
     processes.worker("w2")
     run = dispatch.start(JOB, workers=2, options=FIXED_BATCHES)

@@ -63,6 +63,7 @@ def test_an_idle_slot_retaining_wal_on_the_second_server_holds_a_run_there_and_n
     for using in ("near", "far"):
         make_widgets(1_000, using=using)
         Knob.objects.using(using).create(name="sleep", value=0.05)
+    # Two worker processes, one per run at once (a process holds one embedded worker).
     processes.worker("w1")
     processes.worker("w2")
     with idle_slot_retaining_wal("far") as slot:
@@ -154,6 +155,7 @@ def test_four_databases_on_one_server_with_a_limit_of_two_never_run_more_than_tw
     with many_targets(4, tmp_path) as (urls, targets_file):
         processes.env = {**processes.env, "MW_TARGETS_FILE": str(targets_file),
                          "MW_SERVER_LIMIT": "2"}
+        # Worker processes: three at once, reading the targets file and limit from their env.
         for name in ("w1", "w2", "w3"):
             processes.worker(name)
         start_runs(manage, targets_file, list(urls), widgets=800, sleep=0.15,
@@ -184,6 +186,7 @@ def test_a_worker_killed_while_holding_the_servers_only_slot_frees_it_when_its_l
     with many_targets(2, tmp_path) as (urls, targets_file):
         processes.env = {**processes.env, "MW_TARGETS_FILE": str(targets_file),
                          "MW_SERVER_LIMIT": "1"}
+        # Worker processes: w1 is SIGKILLed holding the slot; the targets file comes by env.
         processes.worker("w1")
         # One long slice: t0 stays with w1 until w1 is killed.
         start_runs(manage, targets_file, ["t0"], widgets=4_000, sleep=0.5,

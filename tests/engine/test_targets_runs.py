@@ -1,7 +1,9 @@
 """A run's life on any target: the same engine, the same workers, any database of the fleet.
 
 `near` is a second database on the first server, `far` one on the second server
-(config/settings/test.py); the workers are real Celery subprocesses that read the same settings.
+(config/settings/test.py); the workers are real: the embedded one (`celery_worker`) where a test
+only needs the work done, subprocesses reading the same settings where one is killed or needs an
+environment of its own.
 Each target keeps its runs' progress beside its rows: nothing of a run on `far` is in `default`.
 """
 
@@ -52,10 +54,9 @@ def progress_rows_on_default() -> tuple[int, int]:
     return JobRun.objects.count(), JobBatch.objects.count()
 
 
-def test_a_job_runs_to_the_end_on_a_target_other_than_default_with_real_workers(processes):
+def test_a_job_runs_to_the_end_on_a_target_other_than_default_with_real_workers(celery_worker):
     before = progress_rows_on_default()
     make_widgets(2_000, using="far")
-    processes.worker("w1")
     run = dispatch.start(JOB, batch_size=100, options=FIXED_100, using="far")
     wait_until(lambda: status_on("far", run.pk) == RunStatus.FINISHED, 120, message="run finished")
 
@@ -78,6 +79,7 @@ def test_two_targets_on_two_servers_deploy_at_once_with_the_same_workers_each_ex
     for using, count in rows.items():
         make_widgets(count, using=using)
         Knob.objects.using(using).create(name="sleep", value=0.2)
+    # Worker processes: w1 is SIGKILLed mid-batch, and beat re-sends its run.
     processes.worker("w1")
     processes.worker("w2")
     processes.beat()
@@ -174,6 +176,8 @@ def test_a_worker_that_served_many_targets_holds_a_bounded_number_of_connections
     with many_targets(TARGETS, tmp_path) as (urls, targets_file):
         processes.env = {**processes.env, "MW_TARGETS_FILE": str(targets_file),
                          "DB_APPLICATION_NAME": WORKER_APP}
+        # A worker process: its targets file and application name come by env, its sessions
+        # are counted in pg_stat_activity.
         processes.worker("w1")
         started = manage("shell", "-c", START_ON_EACH, env={"MW_TARGETS_FILE": str(targets_file)})
         assert started.returncode == 0, started.stderr

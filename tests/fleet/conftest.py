@@ -121,6 +121,7 @@ def fleet(test_database_url, legacy_templates, tmp_path) -> Iterator[Fleet]:
 def fleet_workers(fleet, request) -> Iterator[Processes]:
     """Two Celery workers and beat, with the fleet's targets file."""
     flush_broker(settings.CELERY_BROKER_URL)
+    # Worker processes and beat: the fleet's targets file comes by env; faults kill them.
     procs = Processes({**fleet.control.env, "PYTHONUNBUFFERED": "1"}, fleet.workdir)
     yield procs
     procs.stop_all()

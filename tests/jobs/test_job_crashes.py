@@ -66,6 +66,7 @@ def test_job_killed_mid_batch_ends_exactly_like_an_undisturbed_run(job, tmp_path
     flush_broker(crash_broker)
     calm = prepared("calm", job, calm_broker)
     crash = prepared("crash", job, crash_broker)
+    # Worker processes: one is SIGKILLed mid-batch; they serve the scratch database (env).
     procs = Processes({**crash.env}, tmp_path)
     try:
         calm.manage("backfill", "run", job)

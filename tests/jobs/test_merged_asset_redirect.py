@@ -111,6 +111,23 @@ def test_a_live_watch_naming_a_removed_asset_replaces_the_users_entry_on_the_sur
     assert [archived(db, "investments_watchlist", r[0])[-1] for r in before] == [("removed", 11)]
 
 
+def test_a_soft_deleted_watch_naming_a_removed_asset_leaves_the_users_live_entry_as_it_is(db):
+    """Only a live entry replaces: a deleted one (a stale model saved with is_deleted) moves to
+    the survivor beside the user's live entry, which stays."""
+    live = db.rows("SELECT id, notes FROM investments_watchlist WHERE user_id = %s AND asset_id = 11 "
+                   "AND NOT is_deleted", [USER3])
+    assert live
+    with db.connect() as conn:
+        new = conn.execute(
+            "INSERT INTO investments_watchlist (user_id, asset_id, notes, is_deleted, created_at, "
+            "updated_at) VALUES (%s, 12, 'gone', true, now(), now()) RETURNING id", [USER3]
+        ).fetchone()[0]
+    assert db.rows("SELECT id, notes FROM investments_watchlist WHERE user_id = %s AND asset_id = 11 "
+                   "AND NOT is_deleted", [USER3]) == live
+    assert one(db, "SELECT asset_id, is_deleted FROM investments_watchlist WHERE id = %s", [new]) == (
+        11, True)
+
+
 def test_a_price_naming_a_removed_asset_replaces_the_survivors_price_at_that_time(db):
     with db.connect() as conn:
         new = conn.execute(

@@ -50,6 +50,7 @@ def workers(seeded, tmp_path, request):
     from django.conf import settings
 
     flush_broker(settings.CELERY_BROKER_URL)
+    # Worker processes: they serve the scratch database under its own settings (by env).
     procs = Processes({**seeded.env, "TEST_REDIS_URL": settings.CELERY_BROKER_URL}, tmp_path)
     yield procs
     procs.stop_all()

@@ -1,6 +1,7 @@
 """The operator's screens in a real browser: headless Chromium (Debian's `chromium`, driven by
-Playwright; no browser download) against the app on a live server, with real Celery worker
-processes making the progress move. Screenshots go to test-output/browser/."""
+Playwright; no browser download) against the app on a live server, with a real Celery
+worker (the embedded one, `celery_worker`) making the progress move. Screenshots go to
+test-output/browser/."""
 
 from __future__ import annotations
 
@@ -112,12 +113,11 @@ def status_of(run_id: int) -> str:
 
 
 def test_operator_watches_a_running_job_move_then_pauses_and_resumes_it(
-    page, live_server, processes
+    page, live_server, celery_worker
 ):
     make_widgets(6_000)
     Knob.objects.create(name="sleep", value=0.1)
     ensure_operator("operator", PASSWORD)
-    processes.worker("w1")
     run = dispatch.start(JOB, options=SLOW)
     wait_until(lambda: rows_done(run.pk) > 0, 30, message="the worker to finish a first batch")
 
@@ -269,6 +269,7 @@ def test_flower_asks_for_its_login_and_lists_run_slice_tasks_with_run_id_and_job
         assert _status(f"{url}/tasks") == 401  # no login, no Flower
 
         make_widgets(500)
+        # A worker process as Flower sees one deployed: its node name, events on (-E).
         processes._spawn("w1", ["worker", "-Q", "migrations", "--pool", "solo", "-n", "w1@%h",
                                 "-E", "--without-gossip", "--without-mingle", "-l", "INFO"])
         wait_until(lambda: "w1@" in (tmp_path / "w1.log").read_text(errors="replace")

@@ -354,6 +354,7 @@ def test_a_worker_run_through_faults_logs_neither_the_database_nor_the_broker_pa
     url = f"postgres://mw_app:{db_password}@127.0.0.1:{pg.port}/secure"
     db = engine_database(url, redis.url, widgets=2_000)
     db.execute("INSERT INTO engine_app_knob (name, value) VALUES ('sleep', 0.05)")
+    # Worker processes: their own database and broker (by env), and their logs are what is read.
     procs = Processes(db.env, tmp_path)
     outputs = []
     try:

@@ -60,7 +60,11 @@ def test_anonymous_request_is_refused_with_401_and_says_how_to_authenticate(clie
 
 @pytest.mark.parametrize("url", ENDPOINTS)
 def test_a_logged_in_user_who_is_not_staff_is_refused_with_403(client, url):
-    client.force_login(User.objects.create_user("plain"))  # logged in, not staff
+    # Logged in and holding the view permission, but not staff (or no longer: taking is_staff
+    # away leaves a user's permissions as they were).
+    plain = User.objects.create_user("plain")
+    plain.user_permissions.add(Permission.objects.get(codename="view_jobrun"))
+    client.force_login(plain)
     response = client.get(url)
     assert response.status_code == 403
     assert "forbidden" in response.json()["error"]
