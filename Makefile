@@ -68,7 +68,7 @@ test: services
 	$(MAKE) lint-migrations
 	deploy/browser.sh || echo "[browser] going on: the browser tests will fail and say what to install"
 	deploy/compose_cli.sh || echo "[compose] going on: the compose tests will fail and say what to install"
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m tests $(PYTEST_ARGS)
 
 # Not part of `make test`: minutes long, and its figures depend on the machine (bench/README.md).
 $(VENV)/.bench-installed: $(VENV)/.installed requirements/bench.lock
