@@ -17,6 +17,9 @@
 #       PG_PORT+2), for databases that live on another server than the first (targets, fleets);
 #       `env` prints its SECOND_DATABASE_URL (database SECOND_PG_DB, default investments2).
 #
+# Both PostgreSQL servers log every lock wait longer than 100 ms to their server.log, with the
+# waiting session's pid, application_name and database (tests/lock_waits.py reads them).
+#
 # When DATABASE_URL or REDIS_URL is already set, that service is taken as provided and left
 # alone. Binaries come from the machine; as root, missing ones are installed with apt.
 set -euo pipefail
@@ -91,6 +94,18 @@ pg_running() { server_running "$PG_DATA"; }
 # A Redis answers PONG there (in time: redis-cli waits forever on a server that never answers).
 redis_running() { [ "$(timeout 3 redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]; }
 
+# The lock-wait log of the server on PORT: a session that waits for a lock longer than
+# deadlock_timeout (100 ms) logs it, and again once it has the lock ("acquired ... after N ms"),
+# under a line prefix naming its pid, application_name and database. That is the README's bound
+# on what the migration may cost the application, held by the tests that read the log
+# (tests/lock_waits.py). By ALTER SYSTEM and a reload, not by start options: a data directory
+# initialised before, or a server already running, gets them as a new one does.
+log_lock_waits() {
+  "$(pg_bindir)/psql" -h 127.0.0.1 -p "$1" -U postgres -Atq -d postgres \
+    -c "ALTER SYSTEM SET log_lock_waits = on" -c "ALTER SYSTEM SET deadlock_timeout = '100ms'" \
+    -c "ALTER SYSTEM SET log_line_prefix = '%m [%p] %q[%a] [%d] '" -c "SELECT pg_reload_conf()" >/dev/null
+}
+
 # A PostgreSQL server on loopback: DATA PORT DATABASE VARIABLE COMMAND (initialised on first
 # use, the database created if missing; VARIABLE and COMMAND: what to run on another port). Both
 # servers of this script start the same way.
@@ -120,6 +135,7 @@ server_up() {
         die "PostgreSQL did not start on 127.0.0.1:$port; the end of $data/server.log: $(tail -n 5 "$data/server.log" 2>/dev/null)"; }
     say "PostgreSQL up on 127.0.0.1:$port (log: $data/server.log)"
   fi
+  log_lock_waits "$port"
   if ! "$bin/psql" -h 127.0.0.1 -p "$port" -U postgres -Atqc "SELECT 1 FROM pg_database WHERE datname='$db'" postgres | grep -q 1; then
     "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres "$db"
     say "created database $db"

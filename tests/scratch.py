@@ -50,11 +50,11 @@ class Database:
                                  f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
         return result
 
-    def popen(self, *args: str, log: Path) -> subprocess.Popen:
+    def popen(self, *args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
         """`manage.py` in the background, output appended to `log`, in its own process group."""
         out = open(log, "ab")  # noqa: SIM115 - closed with the process
-        return subprocess.Popen(self.command(*args), cwd=ROOT, env=self.env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(self.command(*args), cwd=ROOT, env={**self.env, **(env or {})},
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
     def migrate_legacy(self, *options: str) -> None:
         """The legacy state the demo starts from; `options`: e.g. `--database far`."""

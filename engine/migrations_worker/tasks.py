@@ -112,15 +112,17 @@ def requeue_stale_runs_on(database: str) -> list[int]:
     now = timezone.now()
     stale_before = now - timedelta(seconds=conf.get("STALE_HEARTBEAT_SECONDS"))
     runs = JobRun.objects.using(database)
-    candidates = runs.filter(
-        status__in=[RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSING, RunStatus.CANCELLING]
-    ).filter(Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)).exclude(
-        hold_until__gt=now
-    )
+    resendable = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSING, RunStatus.CANCELLING)
+    candidates = runs.filter(status__in=resendable).filter(
+        Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)
+    ).exclude(hold_until__gt=now)
     requeued = []
     for run in candidates:
         with transaction.atomic(using=database):
             fresh = runs.select_for_update().get(pk=run.pk)
+            # Read again under the lock: an operator may have paused or cancelled it since.
+            if fresh.status not in resendable:
+                continue
             if fresh.heartbeat_at and fresh.heartbeat_at >= stale_before:
                 continue
             if fresh.status == RunStatus.PENDING and fresh.created_at >= stale_before:

@@ -21,6 +21,8 @@ import psycopg
 import pytest
 import redis
 
+from tests.lock_waits import ServerLog, read_behind_an_exclusive_lock
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "services.sh"
 
@@ -204,6 +206,34 @@ def test_up_twice_is_harmless_and_says_already_running(services):
     assert result.returncode == 0, output(result)
     assert f"PostgreSQL already running on 127.0.0.1:{services.pg_port}" in result.stdout
     assert f"Redis already running on 127.0.0.1:{services.redis_port}" in result.stdout
+
+
+def test_up_has_postgres_log_every_lock_wait_over_100_ms_also_on_a_server_that_ran_without(services):
+    assert services.run("up").returncode == 0
+    url = f"postgres://postgres@127.0.0.1:{services.pg_port}/investments"
+    ServerLog(url)  # a new data directory: set up as the tests read it
+    with services.pg_connect() as conn:  # as a data directory from before this script set them
+        conn.execute("ALTER SYSTEM RESET ALL")
+        conn.execute("SELECT pg_reload_conf()")
+    for _ in range(50):
+        with services.pg_connect() as conn:
+            if conn.execute("SHOW log_lock_waits").fetchone()[0] == "off":
+                break
+        time.sleep(0.1)
+    with pytest.raises(AssertionError, match="log_lock_waits is 'off'"):
+        ServerLog(url)
+
+    result = services.run("up")  # the server keeps running, and gets them all the same
+    assert result.returncode == 0, output(result)
+    assert f"PostgreSQL already running on 127.0.0.1:{services.pg_port}" in result.stdout
+    log = ServerLog(url)
+    with services.pg_connect() as conn:
+        conn.execute("CREATE TABLE quotes (id int)")
+    read_behind_an_exclusive_lock(url, "quotes", 0.3, "svc-reader")
+    waits = log.waits(database="investments", applications={"svc-reader"})
+    assert [(w.ended, w.milliseconds >= 250) for w in waits] == [("acquired", True)]
+    assert "[svc-reader] [investments] LOG:  process" in (
+        services.local / "postgres" / "server.log").read_text()
 
 
 def test_env_prints_urls_for_the_configured_ports(services):

@@ -323,7 +323,12 @@ def test_a_merge_can_be_undone_from_its_archive(listed, merged):
 def test_a_batch_merges_as_many_groups_as_its_size_allows_and_the_run_counts_them(merged):
     run = merged.latest_run(JOB)
     assert run["status"] == "finished", run
-    assert merged.batches(JOB) == [(0, 3, 3)]  # the job's first batch size covers all three
+    # The first batch is one group (the job's first size); the next are sized from its time.
+    batches = merged.batches(JOB)
+    assert batches[0] == (0, 1, 1)
+    assert [(start, end) for start, end, _ in batches] == list(
+        zip([0] + [end for _, end, _ in batches[:-1]], [end for _, end, _ in batches], strict=True))
+    assert batches[-1][1] == 3 and sum(rows for _, _, rows in batches) == 3
     assert run["report"]["groups_merged"] == 3
     assert run["report"]["assets_removed"] == len(REMOVED)
 

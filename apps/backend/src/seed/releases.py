@@ -57,6 +57,10 @@ class Traffic:
     # (article id, asset id named) of every news link added
     links: list[tuple[int, int]] = field(default_factory=list)
     resolved: int = 0  # old ids the new release looked up and found
+    # When it served (epoch seconds, the wall clock the database's now() reads too): the start
+    # of its first operation and the end of its last, so a test can tell what else ran meanwhile.
+    served_from: float | None = None
+    served_until: float | None = None
 
     @property
     def statements(self) -> int:
@@ -79,6 +83,7 @@ class Traffic:
                                      default=""),
             "texts_written": len(self.texts), "rows_written": len(self.rows) + len(self.links),
             "old_ids_resolved": self.resolved,
+            "served_from": self.served_from, "served_until": self.served_until,
         }
 
     def as_dict(self) -> dict:
@@ -132,6 +137,8 @@ class Release:
 
     def step(self) -> None:
         operation = self.random.choice(self.operations)
+        if self.traffic.served_from is None:
+            self.traffic.served_from = time.time()
         started = time.monotonic()
         try:
             operation()
@@ -145,12 +152,16 @@ class Release:
                 "error": f"{type(exc).__name__}: {exc}".strip()[:300],
             })
         self.traffic.latencies[operation.__name__].append(time.monotonic() - started)
+        self.traffic.served_until = time.time()
 
     def run(self, seconds: float | None = None, pause: float = 0.005,
-            stop=lambda: False) -> Traffic:
+            stop=lambda: False, serving=lambda: None) -> Traffic:
+        """Operations until `stop()` or `seconds`; `serving()` is called once the first is done."""
         deadline = None if seconds is None else time.monotonic() + seconds
         while not stop() and (deadline is None or time.monotonic() < deadline):
             self.step()
+            if self.traffic.statements == 1:
+                serving()
             time.sleep(pause)
         return self.traffic
 

@@ -234,8 +234,9 @@ class TickerDedup(Job):
     description = "merge duplicate (ticker, exchange) assets and re-point what refers to them"
     watched_tables = (ASSETS, *REFERENCING_TABLES)
     # Groups per batch, sized by the engine toward a short batch: a batch holds the row locks of
-    # all its groups until it commits, so a statement that meets one waits about that long.
-    defaults = {"batch_size": 8, "min_batch_size": 1, "max_batch_size": 500,
+    # all its groups until it commits, so a statement that meets one waits about that long. The
+    # first batch is one group, the engine's measure still to come.
+    defaults = {"batch_size": 1, "min_batch_size": 1, "max_batch_size": 500,
                 "target_batch_seconds": 0.08}
 
     def process_batch(self, cursor, start: int, end: int) -> BatchResult:

@@ -2,11 +2,12 @@
 how long anything waited for a lock meanwhile.
 
     manage.py demo_load --release previous|new --output F [--stop-file S] [--seconds N]
-                        [--pause P] [--sample S]
+                        [--pause P] [--sample S] [--ready-file R]
 
 Runs `seed.releases.PreviousRelease` (the legacy models: `sector`/`industry` written, merged-away
 duplicates named) or `NewRelease` (today's models) against the database until SIGTERM/SIGINT,
-the stop file appearing, or `--seconds`; meanwhile a sampler reads `pg_locks.waitstart` every
+the stop file appearing, or `--seconds` (the ready file, if named, appears once the first
+operation is done: the release is serving); meanwhile a sampler reads `pg_locks.waitstart` every
 `--sample` seconds (0: not at all) and keeps the longest lock wait of any session in the
 database: the application's statements, the jobs' batches and the migrations' DDL alike. On the
 way out it writes one JSON document that `demo_report --load` prints and checks: the release's
@@ -92,6 +93,8 @@ class Command(BaseCommand):
         parser.add_argument("--release", choices=RELEASES, required=True)
         parser.add_argument("--output", required=True, help="where to write the JSON result")
         parser.add_argument("--stop-file", default=None, help="stop once this file exists")
+        parser.add_argument("--ready-file", default=None,
+                            help="create this file once the first operation is done")
         parser.add_argument("--seconds", type=float, default=None, help="stop after this long")
         parser.add_argument("--pause", type=float, default=0.02,
                             help="seconds between the release's operations (default 0.02)")
@@ -105,6 +108,7 @@ class Command(BaseCommand):
             signal.signal(sig, lambda *_: halt.set())
         started = time.monotonic()
         stop_file = Path(options["stop_file"]) if options["stop_file"] else None
+        ready_file = Path(options["ready_file"]) if options["ready_file"] else None
         release_class = RELEASES[options["release"]]
         release = release_class(**({"seed": options["seed"]} if options["seed"] is not None else {}))
         sampler = LockWaitSampler(database_url(), options["sample"]) if options["sample"] else None
@@ -113,6 +117,7 @@ class Command(BaseCommand):
         traffic = release.run(
             seconds=options["seconds"], pause=options["pause"],
             stop=lambda: halt.is_set() or (stop_file is not None and stop_file.exists()),
+            serving=lambda: ready_file.touch() if ready_file is not None else None,
         )
         document = {**traffic.as_dict(), "seconds": round(time.monotonic() - started, 1),
                     "lock_wait": sampler.stop() if sampler is not None else None}
