@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 SIZE ?= medium
 SCALE ?= medium
 
-.PHONY: demo test venv lock services services-down lint lint-migrations browser flower bench mutations
+.PHONY: demo test test-fast venv lock services services-down lint lint-migrations browser flower bench mutations
 
 # Exactly the versions (and files, by hash) of requirements/dev.lock; then the two projects
 # themselves, editable, without resolving anything again.
@@ -68,7 +68,13 @@ test: services
 	$(MAKE) lint-migrations
 	deploy/browser.sh || echo "[browser] going on: the browser tests will fail and say what to install"
 	deploy/compose_cli.sh || echo "[compose] going on: the compose tests will fail and say what to install"
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m tests $(PYTEST_ARGS)
+
+# The edit-test loop: the unit tests and the engine's, but for the slow and the serial ones, on
+# parallel workers (a few minutes; `make test` runs everything).
+test-fast: services
+	deploy/services.sh second up
+	$(PY) -m pytest -n 3 --dist loadfile -m "not slow and not serial" tests/unit tests/engine $(PYTEST_ARGS)
 
 # Not part of `make test`: minutes long, and its figures depend on the machine (bench/README.md).
 $(VENV)/.bench-installed: $(VENV)/.installed requirements/bench.lock

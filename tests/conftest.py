@@ -139,6 +139,24 @@ def processes(celery_env, tmp_path, request):
         print(procs.logs())
 
 
+# The tests that measure what a busy neighbour would distort (latencies, lock waits, the timing
+# of a back-off): `python -m tests` runs them alone, after the tests that share the machine.
+SERIAL = {
+    "tests/chaos/": "the load's latencies and every fault's timing, across restarts",
+    "tests/jobs/test_schema_fixes.py": "the live load's slowest statement during the deploy",
+    "tests/deploy/test_rolling_deploy.py": "both releases' lock waits behind the migration",
+    "tests/engine/test_ddl_locks.py": "how long writers wait behind a lock and a back-off",
+    "tests/deploy/test_lock_wait_log.py": "that a 20 ms lock leaves no wait over 100 ms in the log",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.path)).relative_to(ROOT).as_posix()
+        if any(path.startswith(prefix) for prefix in SERIAL):
+            item.add_marker(pytest.mark.serial)
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     report = yield
@@ -160,3 +178,10 @@ def seeded_before_the_gate():
     with connection.cursor() as cursor:
         cursor.execute("UPDATE engine_app_widget SET touches = 1")  # so the gate opens at once
     migrate_to(LATEST)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings_xdist_suffix() -> None:
+    """Under pytest-xdist the test settings already name each worker's databases (their
+    TEST_DATABASE_NAME ends in the worker id, and the subprocesses a worker starts inherit it);
+    pytest-django's own suffix would name the `near` database differently from a subprocess."""

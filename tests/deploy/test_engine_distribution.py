@@ -184,7 +184,7 @@ def scratch_env(tmp_path) -> dict[str, str]:
     except psycopg.OperationalError as exc:
         raise AssertionError(f"PostgreSQL is not reachable ({exc}); start it with "
                              "deploy/services.sh up, or set DATABASE_URL") from exc
-    broker = settings.REDIS_URL.rsplit("/", 1)[0] + "/10"
+    broker = f"{settings.REDIS_URL.rsplit('/', 1)[0]}/{settings.TEST_REDIS_DBS['distribution']}"
     try:
         redis.Redis.from_url(broker, socket_timeout=5).flushdb()
     except redis.ConnectionError as exc:

@@ -104,6 +104,7 @@ def test_a_worker_slowed_past_its_lease_inside_its_batch_keeps_it_and_applies_it
     assert JobRun.objects.get(pk=run.pk).rows_done == 300
 
 
+@pytest.mark.slow
 def test_a_worker_stalled_past_its_lease_after_its_claim_is_fenced_and_the_batch_applied_once(
     processes, tmp_path
 ):

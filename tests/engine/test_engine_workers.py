@@ -32,6 +32,7 @@ def batch_in_flight() -> bool:
         return cursor.fetchone()[0] > 0
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_batch_resumes_by_itself_with_every_row_done_once(processes):
     make_widgets(3_000)
     Knob.objects.create(name="sleep", value=0.3)
@@ -141,6 +142,7 @@ def private_redis(tmp_path):
     server.stop()
 
 
+@pytest.mark.slow
 def test_redis_restart_mid_run_loses_no_progress(processes, manage, private_redis):
     processes.env["TEST_REDIS_URL"] = private_redis.url
     make_widgets(8_000)

@@ -7,6 +7,7 @@ import psycopg
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from bench import report as bench_report
@@ -123,7 +124,7 @@ def test_migrating_one_app_brings_the_engines_own_tables_up_first_so_its_runs_ke
     graph's order: `migrate <app>` applies the engine's own migrations first, so the engine's
     code never runs against older tables of its own (the claim writes a column of 0003, the
     checkpoints need 0002)."""
-    db = ScratchDatabase("test_wt_eta_engine_first").create()
+    db = ScratchDatabase(f"{connection.settings_dict['NAME']}_eta_engine_first").create()
     try:
         db.manage("migrate", "engine_app", "-v", "0")
         assert db.scalar("SELECT to_regclass('migrations_worker_jobruncheckpoint')") is not None

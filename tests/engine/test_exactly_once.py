@@ -62,6 +62,7 @@ def written_and_uncommitted() -> int | None:
         return row[0] if row else None
 
 
+@pytest.mark.slow
 def test_a_worker_killed_after_its_batch_wrote_and_before_it_committed_leaves_nothing_and_the_batch_is_done_once(  # noqa: E501
     processes,
 ):

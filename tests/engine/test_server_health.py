@@ -150,6 +150,7 @@ def server_busy_reasons(url: str) -> list[str]:
                                            "WHERE hold_kind = 'server_busy'")]
 
 
+@pytest.mark.slow
 def test_four_databases_on_one_server_with_a_limit_of_two_never_run_more_than_two_at_once(
         processes, manage, tmp_path):
     with many_targets(4, tmp_path) as (urls, targets_file):
@@ -181,6 +182,7 @@ def test_four_databases_on_one_server_with_a_limit_of_two_never_run_more_than_tw
         assert leases_on(FIRST_SERVER) == []  # every finished run gave its slot back
 
 
+@pytest.mark.slow
 def test_a_worker_killed_while_holding_the_servers_only_slot_frees_it_when_its_lease_runs_out(
         processes, manage, tmp_path):
     with many_targets(2, tmp_path) as (urls, targets_file):

@@ -104,6 +104,7 @@ def eventually(probe, timeout: float, message: str):
 # -- the check, read directly ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_paused_standby_reads_as_behind_in_bytes_then_in_seconds_and_as_fine_once_it_replays(
     healthy, expect
 ):
@@ -216,6 +217,7 @@ def assert_every_row_once(db: Database) -> None:
     assert db.scalar("SELECT status FROM migrations_worker_jobrun") == "finished"
 
 
+@pytest.mark.slow
 def test_replay_paused_mid_run_holds_it_within_one_batch_and_it_goes_on_when_replay_resumes(
     run_database, tmp_path
 ):
@@ -253,6 +255,7 @@ def test_replay_paused_mid_run_holds_it_within_one_batch_and_it_goes_on_when_rep
     assert_every_row_once(db)
 
 
+@pytest.mark.slow
 def test_the_standby_stopped_mid_run_holds_it_until_the_standby_is_back(run_database, tmp_path):
     db, _, standby = run_database
     proc = start_run(db, tmp_path)

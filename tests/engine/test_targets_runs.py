@@ -72,6 +72,7 @@ def test_a_job_runs_to_the_end_on_a_target_other_than_default_with_real_workers(
                for r in slices)
 
 
+@pytest.mark.slow
 def test_two_targets_on_two_servers_deploy_at_once_with_the_same_workers_each_exactly_once_under_a_worker_killed_mid_batch(  # noqa: E501
         processes):
     before = progress_rows_on_default()
@@ -171,6 +172,7 @@ def worker_sessions() -> int:
         return cursor.fetchone()[0]
 
 
+@pytest.mark.slow
 def test_a_worker_that_served_many_targets_holds_a_bounded_number_of_connections(
         processes, manage, tmp_path):
     with many_targets(TARGETS, tmp_path) as (urls, targets_file):

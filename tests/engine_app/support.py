@@ -42,4 +42,4 @@ def applied(app: str, name: str) -> bool:
 
 def scratch_broker_url() -> str:
     """A Redis database of these tests' own: messages for a scratch database's runs go there."""
-    return settings.REDIS_URL.rsplit("/", 1)[0] + "/13"
+    return f"{settings.REDIS_URL.rsplit('/', 1)[0]}/{settings.TEST_REDIS_DBS['scratch']}"

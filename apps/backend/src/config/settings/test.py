@@ -22,6 +22,27 @@ MIGRATIONS_WORKER = {
         "far": {"server": "pg-second"},
     },
 }
+# Under pytest-xdist (`make test` runs the suite in parallel), each worker process has databases
+# and Redis databases of its own: its test database name ends in its worker id, and it takes its
+# own block of Redis databases (REDIS_DBS_PER_WORKER of them, counted down from 15). Done once,
+# in the worker: the environment it leaves carries the result to every subprocess it starts.
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+REDIS_DBS_PER_WORKER = 3
+if XDIST_WORKER and os.environ.get("MW_TEST_WORKER") != XDIST_WORKER:
+    os.environ["MW_TEST_WORKER"] = XDIST_WORKER
+    os.environ["TEST_DATABASE_NAME"] = (
+        f"{os.environ.get('TEST_DATABASE_NAME', 'test_investments')}_{XDIST_WORKER}")
+    if "TEST_REDIS_URL" in os.environ:
+        _base, _db = os.environ["TEST_REDIS_URL"].rsplit("/", 1)
+        _slot = int(XDIST_WORKER.removeprefix("gw"))
+        os.environ["TEST_REDIS_URL"] = f"{_base}/{int(_db) - REDIS_DBS_PER_WORKER * _slot}"
+TEST_WORKER_SLOT = int(os.environ.get("MW_TEST_WORKER", "gw0").removeprefix("gw"))
+if 15 - REDIS_DBS_PER_WORKER * TEST_WORKER_SLOT - (REDIS_DBS_PER_WORKER - 1) < 1:
+    raise ValueError(f"pytest-xdist worker {TEST_WORKER_SLOT}: Redis has 16 databases, enough for "
+                     f"{15 // REDIS_DBS_PER_WORKER} workers (-n {15 // REDIS_DBS_PER_WORKER} at most)")
+# The worker's Redis databases: the broker, a scratch database's broker, the packaging test's.
+TEST_REDIS_DBS = {name: 15 - REDIS_DBS_PER_WORKER * TEST_WORKER_SLOT - offset
+                  for offset, name in enumerate(("broker", "scratch", "distribution"))}
 # A name of its own per checkout/run (TEST_DATABASE_NAME), so parallel runs never collide.
 TEST_DATABASE_NAME = os.environ.get("TEST_DATABASE_NAME", "test_investments")
 DATABASES["default"]["TEST"] = {"NAME": TEST_DATABASE_NAME}  # noqa: F405
@@ -48,4 +69,5 @@ CELERY_BEAT_SCHEDULE = {
     name: {**entry, "schedule": 1.0} for name, entry in CELERY_BEAT_SCHEDULE.items()
 }
 # Tests use their own Redis database, so a demo's queue never feeds them stray messages.
-CELERY_BROKER_URL = os.environ.get("TEST_REDIS_URL", REDIS_URL.rsplit("/", 1)[0] + "/15")
+CELERY_BROKER_URL = os.environ.get("TEST_REDIS_URL",
+                                   f"{REDIS_URL.rsplit('/', 1)[0]}/{TEST_REDIS_DBS['broker']}")
