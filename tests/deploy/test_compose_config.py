@@ -88,10 +88,16 @@ def test_the_declared_order_is_database_migrate_release_then_post_deploy(service
     ]
 
 
-@pytest.mark.parametrize("service", ["web", "worker", "beat"])
+@pytest.mark.parametrize("service", ["web", "beat"])
 def test_the_release_starts_once_migrate_succeeded_on_healthy_backing_services(services, service):
     assert dependencies(services[service]) == {
         "postgres": "healthy", "redis": "healthy", "migrate": "completed"}
+
+
+def test_the_worker_starts_with_migrate_so_a_gate_of_the_pre_stage_has_a_worker_for_its_job(
+        services):
+    assert dependencies(services["worker"]) == {
+        "postgres": "healthy", "redis": "healthy", "migrate": "started"}
 
 
 def test_migrate_waits_for_healthy_backing_services(services):

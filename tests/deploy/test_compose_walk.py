@@ -12,7 +12,10 @@ What stands in for Docker, and nothing else:
   starts from (the engine, which the image pip-installs, comes from this checkout), and its
   build-time `collectstatic` is run once into a directory of the test's own;
 - the database: a scratch database owned by a plain owner role (POSTGRES_USER), as on a managed
-  server; the `migrate` service creates the app role (APP_DATABASE_USER) as it does in compose.
+  server, holding the previous release's schema and a small seeded dataset, with every gate set to
+  wait for its job as on a large database (MW_GATE_INLINE_LIMIT=0): the first `up` of this release
+  on a database in use. The `migrate` service creates the app role (APP_DATABASE_USER) as it does
+  in compose.
 Beat writes its schedule where the image's beat does (this checkout's .local/), so a file left
 there by an earlier run is removed first: its health check must see this beat's.
 """
@@ -44,9 +47,11 @@ from tests.deploy.compose import (
 )
 from tests.deploy.test_app_role import Roles
 from tests.deploy.test_compose import dockerfile_instructions
+from tests.scratch import Database
 from tests.workers import Processes, free_port
 
 IMAGE_ROOT = "/app"  # deploy/Dockerfile's WORKDIR
+GATE_JOBS = ("alerts_uuid", "legacy_columns", "ticker_dedup")  # the jobs the project's gates wait for
 VENV_BIN = Path(sys.executable).parent
 WALK_WITHIN = 900  # seconds for the whole `up`: two deploy stages and five processes, on 2 cores
 PROXY = {"Host": "localhost", "X-Forwarded-Proto": "https"}  # as compose's web health check asks
@@ -115,8 +120,8 @@ class ComposeUp:
     """The services and the processes running them; `walk()` is `docker compose up`."""
 
     def __init__(self, services: dict[str, Service], processes: Processes,
-                 ports: dict[str, int]) -> None:
-        self.services, self.processes = services, processes
+                 ports: dict[str, int], owner: Database) -> None:
+        self.services, self.processes, self.owner = services, processes, owner
         self.ports = ports  # service -> where its published port is here
         self.timeline: list[tuple[str, str]] = []
         self.began = time.monotonic()
@@ -173,7 +178,10 @@ class ComposeUp:
 
 @pytest.fixture
 def roles():
+    """The database as the previous release left it: its schema and data, owned by its owner."""
     roles = Roles().create()
+    roles.as_owner.migrate_legacy()
+    roles.as_owner.manage("seed_demo", "--size", "small", "--seed", "7")
     yield roles
     roles.drop()
 
@@ -209,7 +217,8 @@ def compose_up(roles, static_root, tmp_path):
     home.mkdir()
     base = {"PATH": os.pathsep.join([str(VENV_BIN), "/usr/local/bin", "/usr/bin", "/bin"]),
             "HOME": str(home), "LANG": "C.UTF-8", "HOSTNAME": socket.gethostname()}
-    app = {**base, **image_environment(), "STATIC_ROOT": str(static_root)}
+    app = {**base, **image_environment(), "STATIC_ROOT": str(static_root),
+           "MW_GATE_INLINE_LIMIT": "0"}
     services, ports = {}, {}
     for name, spec in resolved.items():
         host = dict(network)
@@ -235,7 +244,7 @@ def compose_up(roles, static_root, tmp_path):
         stale.unlink()
     processes = Processes(app, tmp_path)
     try:
-        yield ComposeUp(services, processes, ports)
+        yield ComposeUp(services, processes, ports, roles.as_owner)
     finally:
         for name, proc in list(processes.procs.items()):
             if proc.poll() is not None:  # a one-shot that finished: nothing left to stop
@@ -255,8 +264,13 @@ def test_compose_up_in_its_declared_order_deploys_and_serves_with_processes_star
 
     at = compose_up.at
     # The order the issue asks for, as compose's depends_on produced it: the pre-deploy stage
-    # finished before the release started; the post-deploy stage after web and worker were healthy.
-    assert all(at("completed", "migrate") < at("started", name) for name in ("web", "worker", "beat"))
+    # finished before the release served; the worker came with it, since its gates waited for
+    # jobs only a worker runs; the post-deploy stage after web and worker were healthy.
+    assert all(at("completed", "migrate") < at("started", name) for name in ("web", "beat"))
+    assert at("started", "migrate") < at("started", "worker") < at("completed", "migrate")
+    # Every gate waited for its job, and the worker ran each one to the end.
+    assert compose_up.owner.rows("SELECT job_name, status FROM migrations_worker_jobrun ORDER BY "
+                                 "job_name") == [(job, "finished") for job in GATE_JOBS]
     assert all(at("healthy", name) < at("started", "migrate-post") for name in ("web", "worker"))
     assert {state for state, name in compose_up.timeline if name == "migrate-post"} == {
         "started", "completed"}
