@@ -607,10 +607,14 @@ def test_every_dependency_has_a_condition_that_can_be_met(compose):
                 assert "healthcheck" in services[dependency], f"{dependency} has no healthcheck"
 
 
-@pytest.mark.parametrize("service", ["web", "worker", "beat"])
-def test_app_starts_only_after_migrate_succeeded_on_a_healthy_database(compose, service):
+@pytest.mark.parametrize(("service", "after_migrate"), [
+    ("web", "service_completed_successfully"),
+    ("beat", "service_completed_successfully"),
+    ("worker", "service_started"),  # a gate of the pre stage waits for a job only it runs
+])
+def test_app_starts_after_migrate_on_a_healthy_database(compose, service, after_migrate):
     depends_on = compose["services"][service]["depends_on"]
-    assert depends_on["migrate"]["condition"] == "service_completed_successfully"
+    assert depends_on["migrate"]["condition"] == after_migrate
     assert depends_on["postgres"]["condition"] == "service_healthy"
     assert depends_on["redis"]["condition"] == "service_healthy"
 
