@@ -14,6 +14,8 @@ import os
 import subprocess
 import sys
 
+from tests.chaos import seeds
+
 NO_TESTS_COLLECTED = 5  # pytest's exit code when a phase selects nothing: not a failure here
 
 
@@ -28,6 +30,7 @@ def main(args: list[str]) -> int:
         print(f"TEST_WORKERS must be a whole number of workers (0: none), not {workers!r}",
               file=sys.stderr)
         return 2
+    seeds.draw_fresh_seed()  # one fresh chaos seed for both phases, named alike in both headers
     if int(workers) == 0 or "-m" in args:
         return pytest(*args)
     shared = pytest("-n", workers, "--dist", "loadfile", "-m", "not serial", *args)

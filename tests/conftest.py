@@ -142,7 +142,6 @@ def processes(celery_env, tmp_path, request):
 # The tests that measure what a busy neighbour would distort (latencies, lock waits, the timing
 # of a back-off): `python -m tests` runs them alone, after the tests that share the machine.
 SERIAL = {
-    "tests/chaos/": "the load's latencies and every fault's timing, across restarts",
     "tests/jobs/test_schema_fixes.py": "the live load's slowest statement during the deploy",
     "tests/deploy/test_rolling_deploy.py": "both releases' lock waits behind the migration",
     "tests/engine/test_ddl_locks.py": "how long writers wait behind a lock and a back-off",
