@@ -109,9 +109,12 @@ class TestRun:
     errors: tuple[str, ...] = ()  # each case's error outside the test body (fixtures)
 
 
-def run_test(copy: Path, test: str, timeout: float, log: Path) -> TestRun:
-    """pytest on one node id inside `copy`, with its outcome per case read from JUnit XML."""
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+def run_test(copy: Path, test: str, timeout: float, log: Path,
+             env: dict[str, str] | None = None) -> TestRun:
+    """pytest on one node id inside `copy`, with its outcome per case read from JUnit XML;
+    `env` on top of this process's environment (a slot's own databases)."""
+    inherited = {k: v for k, v in os.environ.items() if k != "MW_TEST_WORKER"}
+    env = {**inherited, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
     report = log.with_suffix(".xml")
     with log.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",

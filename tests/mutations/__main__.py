@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import queue
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.mutations import (
@@ -39,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-control", action="store_true",
                         help="skip running each test once without its mutation")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per test run (900)")
+    parser.add_argument("--jobs", type=int, default=1, choices=range(1, MAX_JOBS + 1),
+                        metavar=f"1-{MAX_JOBS}",
+                        help="test runs at once, each with databases of its own (1)")
     args = parser.parse_args(argv)
     if args.all and (args.names or args.no_control):
         parser.error("--all runs the whole catalogue with its controls: no names, no --no-control")
@@ -60,16 +66,27 @@ def main(argv: list[str] | None = None) -> int:
     outcomes: list[Outcome] = []
     try:
         pristine = copy_repository(work / "pristine")
+        at_once = Slots(args.jobs)
         failing_controls: dict[str, str] = {}
         if not args.no_control:
-            for index, test in enumerate(dict.fromkeys(m.test for m in chosen), start=1):
-                control = run_test(pristine, test, args.timeout, work / f"control-{index}.log")
-                print(f"[control] {test}: {'passes' if control.code == 0 else 'FAILS'}", flush=True)
-                if control.code != 0:
-                    failing_controls[test] = control.output
-        for number, mutation in enumerate(chosen, start=1):
-            outcomes.append(run_one(mutation, number, pristine, work, args.timeout, failing_controls))
-            print(f"[{number}/{len(chosen)}] {mutation.name}: {outcomes[-1].result}", flush=True)
+            tests = list(dict.fromkeys(m.test for m in chosen))
+
+            def control(index: int, test: str) -> None:
+                ran = at_once.run(lambda env: run_test(pristine, test, args.timeout,
+                                                       work / f"control-{index}.log", env))
+                print(f"[control] {test}: {'passes' if ran.code == 0 else 'FAILS'}", flush=True)
+                if ran.code != 0:
+                    failing_controls[test] = ran.output
+
+            at_once.each(control, tests)
+
+        def mutant(number: int, mutation: Mutation) -> Outcome:
+            outcome = at_once.run(lambda env: run_one(mutation, number, pristine, work, args.timeout,
+                                                      failing_controls, env))
+            print(f"[{number}/{len(chosen)}] {mutation.name}: {outcome.result}", flush=True)
+            return outcome
+
+        outcomes = at_once.each(mutant, chosen)
     finally:
         if args.keep:
             print(f"copies and logs kept in {work}")
@@ -82,8 +99,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(o.result == KILLED for o in outcomes) else 1
 
 
+# The test settings give each pytest-xdist worker its own databases and a block of Redis
+# databases (config/settings/test.py); a slot here is one of those workers, so this many.
+MAX_JOBS = 5
+
+
+class Slots:
+    """At most `jobs` test runs at once, each as a worker slot of its own: the environment that
+    names its test databases and Redis databases apart from the others'."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self.free: queue.Queue[int] = queue.Queue()
+        for slot in range(jobs):
+            self.free.put(slot)
+
+    def run(self, work: Callable[[dict[str, str]], object]):
+        slot = self.free.get()
+        try:
+            return work({"PYTEST_XDIST_WORKER": f"gw{slot}"} if self.jobs > 1 else {})
+        finally:
+            self.free.put(slot)
+
+    def each(self, work: Callable, items: list) -> list:
+        """`work(number, item)` for every item, `jobs` at a time; results in the items' order."""
+        with ThreadPoolExecutor(self.jobs) as pool:
+            return list(pool.map(work, range(1, len(items) + 1), items))
+
+
 def run_one(mutation: Mutation, number: int, pristine: Path, work: Path, timeout: float,
-            failing_controls: dict[str, str]) -> Outcome:
+            failing_controls: dict[str, str], env: dict[str, str]) -> Outcome:
     if mutation.test in failing_controls:
         return Outcome(mutation, ERROR, "its test fails without the mutation:\n"
                        + failing_controls[mutation.test])
@@ -98,7 +143,7 @@ def run_one(mutation: Mutation, number: int, pristine: Path, work: Path, timeout
         shutil.rmtree(copy, ignore_errors=True)
         return Outcome(mutation, ERROR, broken)
     started = time.monotonic()
-    run = run_test(copy, mutation.test, timeout, work / f"mutant-{number}.log")
+    run = run_test(copy, mutation.test, timeout, work / f"mutant-{number}.log", env)
     shutil.rmtree(copy, ignore_errors=True)
     return judge(mutation, run, time.monotonic() - started)
 

@@ -76,3 +76,32 @@ def test_a_mutant_that_does_not_compile_is_named_before_its_test_runs(tmp_path):
     (tmp_path / "notes.md").write_text("def f(:\n")
     assert "does not compile" in compiles(tmp_path, mutation("t", "module.py"))
     assert compiles(tmp_path, mutation("t", "notes.md")) == ""  # not Python: nothing to compile
+
+
+def test_runs_at_once_never_share_a_slot_and_each_names_its_own_databases():
+    import threading
+    import time
+
+    from tests.mutations.__main__ import Slots
+
+    busy: set[str] = set()
+    clashes, seen = [], []
+    guard = threading.Lock()
+
+    def work(env: dict[str, str]) -> str:
+        slot = env["PYTEST_XDIST_WORKER"]
+        with guard:
+            clashes.extend([slot] if slot in busy else [])
+            busy.add(slot)
+            seen.append(slot)
+        time.sleep(0.02)
+        with guard:
+            busy.discard(slot)
+        return slot
+
+    slots = Slots(3)
+    results = slots.each(lambda number, item: (item, slots.run(work)), list(range(12)))
+    assert clashes == []
+    assert [item for item, _ in results] == list(range(12))  # in the items' order
+    assert set(seen) == {"gw0", "gw1", "gw2"}
+    assert Slots(1).run(lambda env: env) == {}  # one at a time: the caller's own databases
