@@ -5,6 +5,7 @@ by `python -m tests.mutations --all` only, so what the README quotes is a run, n
 from __future__ import annotations
 
 import datetime
+import subprocess
 from collections.abc import Sequence
 
 from tests.mutations import KILLED, ROOT, Outcome
@@ -41,10 +42,10 @@ def summary(outcomes: Sequence[Outcome]) -> str:
     return "; ".join(parts)
 
 
-def render(outcomes: Sequence[Outcome], day: datetime.date) -> str:
+def render(outcomes: Sequence[Outcome], day: datetime.date, commit: str) -> str:
     product = [o for o in outcomes if not is_scanner(o.mutation)]
     scanners = [o for o in outcomes if is_scanner(o.mutation)]
-    body = [HEADER, f"Run of {day.isoformat()}: {summary(outcomes)}.", "",
+    body = [HEADER, f"Run of {day.isoformat()}, at commit {commit}: {summary(outcomes)}.", "",
             "## The product's safety paths", "", *_table(product), "",
             "## The scanners (the tests' own instruments: secret scan, SQL check, chaos harness)", "",
             *_table(scanners), ""]
@@ -52,4 +53,7 @@ def render(outcomes: Sequence[Outcome], day: datetime.date) -> str:
 
 
 def write_record(outcomes: Sequence[Outcome], day: datetime.date) -> None:
-    RECORD.write_text(render(outcomes, day))
+    """The table, with the commit the run copied (plus "+changes" when the tree differed)."""
+    commit = subprocess.run(["git", "describe", "--always", "--dirty=+changes"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.strip()
+    RECORD.write_text(render(outcomes, day, commit))
