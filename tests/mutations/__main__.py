@@ -10,11 +10,13 @@ import queue
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from tests.conftest import SERIAL
 from tests.mutations import (
     ERROR,
     KILLED,
@@ -73,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
             def control(index: int, test: str) -> None:
                 ran = at_once.run(lambda env: run_test(pristine, test, args.timeout,
-                                                       work / f"control-{index}.log", env))
+                                                       work / f"control-{index}.log", env),
+                                  alone=runs_alone(test))
                 print(f"[control] {test}: {'passes' if ran.code == 0 else 'FAILS'}", flush=True)
                 if ran.code != 0:
                     failing_controls[test] = ran.output
@@ -82,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
         def mutant(number: int, mutation: Mutation) -> Outcome:
             outcome = at_once.run(lambda env: run_one(mutation, number, pristine, work, args.timeout,
-                                                      failing_controls, env))
+                                                      failing_controls, env),
+                                  alone=runs_alone(mutation.test))
             print(f"[{number}/{len(chosen)}] {mutation.name}: {outcome.result}", flush=True)
             return outcome
 
@@ -110,21 +114,32 @@ class Slots:
 
     def __init__(self, jobs: int) -> None:
         self.jobs = jobs
+        self.taking = threading.Lock()
         self.free: queue.Queue[int] = queue.Queue()
         for slot in range(jobs):
             self.free.put(slot)
 
-    def run(self, work: Callable[[dict[str, str]], object]):
-        slot = self.free.get()
+    def run(self, work: Callable[[dict[str, str]], object], alone: bool = False):
+        """`work(env)` in a free slot; `alone`: with every slot taken, so nothing else runs (a
+        test that measures latencies and lock waits, as the suite runs it: tests/conftest.py's
+        SERIAL)."""
+        with self.taking:  # one taker at a time: two `alone` runs never hold half the slots each
+            taken = [self.free.get() for _ in range(self.jobs if alone else 1)]
         try:
-            return work({"PYTEST_XDIST_WORKER": f"gw{slot}"} if self.jobs > 1 else {})
+            return work({"PYTEST_XDIST_WORKER": f"gw{taken[0]}"} if self.jobs > 1 else {})
         finally:
-            self.free.put(slot)
+            for slot in taken:
+                self.free.put(slot)
 
     def each(self, work: Callable, items: list) -> list:
         """`work(number, item)` for every item, `jobs` at a time; results in the items' order."""
         with ThreadPoolExecutor(self.jobs) as pool:
             return list(pool.map(work, range(1, len(items) + 1), items))
+
+
+def runs_alone(test: str) -> bool:
+    """A test the suite runs alone (SERIAL in tests/conftest.py) runs alone here too."""
+    return any(test.startswith(prefix) for prefix in SERIAL)
 
 
 def run_one(mutation: Mutation, number: int, pristine: Path, work: Path, timeout: float,

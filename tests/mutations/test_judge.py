@@ -105,3 +105,30 @@ def test_runs_at_once_never_share_a_slot_and_each_names_its_own_databases():
     assert [item for item, _ in results] == list(range(12))  # in the items' order
     assert set(seen) == {"gw0", "gw1", "gw2"}
     assert Slots(1).run(lambda env: env) == {}  # one at a time: the caller's own databases
+
+
+def test_a_test_the_suite_runs_alone_runs_with_every_slot_taken():
+    import threading
+    import time
+
+    from tests.mutations.__main__ import Slots, runs_alone
+
+    running, overlaps = [0], []
+    guard = threading.Lock()
+
+    def work(alone: bool):
+        def body(env: dict[str, str]) -> None:
+            with guard:
+                running[0] += 1
+                overlaps.append((alone, running[0]))
+            time.sleep(0.02)
+            with guard:
+                running[0] -= 1
+        return body
+
+    slots = Slots(3)
+    kinds = [index % 4 == 0 for index in range(12)]  # every fourth runs alone
+    slots.each(lambda number, alone: slots.run(work(alone), alone=alone), kinds)
+    assert [count for alone, count in overlaps if alone] == [1, 1, 1]
+    assert runs_alone("tests/deploy/test_rolling_deploy.py::test_both_releases_write_through")
+    assert not runs_alone("tests/engine/test_claim_fence.py::test_a_worker_stalled")
