@@ -30,7 +30,7 @@ from tests.mutations import (
     run_test,
 )
 from tests.mutations.catalogue import MUTATIONS, is_scanner
-from tests.mutations.record import RECORD, write_record
+from tests.mutations.record import RECORD, current_commit, write_record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="mutations-"))
     outcomes: list[Outcome] = []
     try:
+        commit = current_commit()
         pristine = copy_repository(work / "pristine")
         at_once = Slots(args.jobs)
         failing_controls: dict[str, str] = {}
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
     report(outcomes)
     if args.all:
-        write_record(outcomes, datetime.date.today())
+        write_record(outcomes, datetime.date.today(), commit)
         print(f"recorded in {RECORD.relative_to(ROOT)}")
     return 0 if all(o.result == KILLED for o in outcomes) else 1
 

@@ -52,8 +52,12 @@ def render(outcomes: Sequence[Outcome], day: datetime.date, commit: str) -> str:
     return "\n".join(body)
 
 
-def write_record(outcomes: Sequence[Outcome], day: datetime.date) -> None:
-    """The table, with the commit the run copied (plus "+changes" when the tree differed)."""
-    commit = subprocess.run(["git", "describe", "--always", "--dirty=+changes"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.strip()
+def current_commit() -> str:
+    """The commit the tree is at, plus "+changes" when it differs from it: read when the run
+    copies the tree, since commits made while it runs are not in what it tested."""
+    return subprocess.run(["git", "describe", "--always", "--dirty=+changes"], cwd=ROOT,
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def write_record(outcomes: Sequence[Outcome], day: datetime.date, commit: str) -> None:
     RECORD.write_text(render(outcomes, day, commit))
