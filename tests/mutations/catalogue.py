@@ -120,43 +120,43 @@ LEGACY_FK = ('        SafeSQL(steps=[[ADD_LEGACY_FK]], reverse_steps=[], '
 MUTATIONS: list[Mutation] = [
     # -- item 5: a secret committed in each form the scan used to miss -------------------------
     Mutation(
-        "secret: unquoted SECRET_KEY= in a shell script", "deploy/deploy.sh",
+        "a planted secret, the Django key unquoted in a shell script", "deploy/deploy.sh",
         "DEPLOY_WAIT_TIMEOUT=${DEPLOY_WAIT_TIMEOUT:-}\n",
         "DEPLOY_WAIT_TIMEOUT=${DEPLOY_WAIT_TIMEOUT:-}\nSECRET_KEY=" + KEY + "\n",
         NO_SECRET, "the old scan only saw a quoted SECRET_KEY"),
     Mutation(
-        "secret: compose list form - SECRET_KEY=", "docker-compose.yml",
+        "a planted secret, the Django key as an item of a compose environment list", "docker-compose.yml",
         "    image: redis:",
         "    environment:\n      - SECRET_KEY=" + KEY + "\n    image: redis:",
         NO_SECRET, "a compose environment written as a list"),
     Mutation(
-        "secret: YAML POSTGRES_PASSWORD:", "docker-compose.yml",
+        "a planted secret, the database's password as an unquoted YAML value", "docker-compose.yml",
         "      POSTGRES_PASSWORD: ${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD in the environment or .env}\n",
         "      POSTGRES_PASSWORD: " + PASSWORD + "\n",
         NO_SECRET, "an unquoted YAML value"),
     Mutation(
-        'secret: JSON {"password": ...}', "docs/operating.md",
+        "a planted secret, a password member of a JSON document in the docs", "docs/operating.md",
         "## Configuration\n",
         '## Configuration\n\n```json\n{"user": "investments", "password": "' + PASSWORD + '"}\n```\n',
         NO_SECRET, "a JSON document (here in the docs)"),
     Mutation(
-        "secret: an 11-character password", "apps/backend/src/config/settings/dev.py",
+        "a planted secret, eleven characters in the dev settings", "apps/backend/src/config/settings/dev.py",
         'DEBUG = env_bool("DEBUG", True)\n',
         'DEBUG = env_bool("DEBUG", True)\nEMAIL_HOST_PASSWORD = "' + ELEVEN + '"\n',
         NO_SECRET, "the old scan wanted 12 characters or more"),
     Mutation(
-        "secret: a URL password holding $", "docker-compose.yml",
+        "a planted secret, a Redis URL whose password holds a dollar sign", "docker-compose.yml",
         "    REDIS_URL: redis://:${REDIS_PASSWORD:?set REDIS_PASSWORD in the environment or .env}"
         "@redis:6379/0\n",
         "    REDIS_URL: redis://default:" + PASSWORD[:8] + "$" + PASSWORD[8:] + "@redis:6379/0\n",
         NO_SECRET, "the old scan (and detect-secrets' BasicAuthDetector) stop at a $"),
     Mutation(
-        "secret: export DJANGO_SECRET_KEY=", "deploy/deploy.sh",
+        "a planted secret, the Django key exported in deploy.sh", "deploy/deploy.sh",
         'cd "$ROOT"\n',
         'cd "$ROOT"\nexport DJANGO_SECRET_KEY=' + KEY + "\n",
         NO_SECRET, "an exported variable whose name only contains SECRET_KEY"),
     Mutation(
-        "secret: in the scan's own file", SECURITY,
+        "a planted secret, in the scan's own file", SECURITY,
         'FILTERS_OFF = {"detect_secrets.filters.heuristic.is_indirect_reference"}\n',
         'FILTERS_OFF = {"detect_secrets.filters.heuristic.is_indirect_reference"}\n'
         'ADMIN_PASSWORD = "' + PASSWORD + '"\n',

@@ -2,6 +2,7 @@
 names a test that exists. (Whether each test kills its mutation is `python -m tests.mutations`.)
 """
 
+import datetime
 import subprocess
 import sys
 
@@ -32,3 +33,17 @@ def test_every_named_test_exists():
     # A node id names one test, one parametrized case, or a module or function whose cases run.
     assert [t for t in tests if not any(i == t or i.startswith(t + "[") or i.startswith(t + "::")
                                         for i in ids)] == []
+
+
+def test_the_record_of_a_full_run_passes_the_secret_scan(tmp_path):
+    """The record is a tracked file: an entry named after the secret it plants (`SECRET_KEY=`)
+    would make the scan fail on the docs, as the first record did."""
+    from tests.mutations import KILLED, Outcome
+    from tests.mutations.record import RECORD, render
+    from tests.ops import secrets_scan
+
+    name = str(RECORD.relative_to(ROOT))
+    (tmp_path / name).parent.mkdir(parents=True)
+    outcomes = [Outcome(m, KILLED, seconds=12.0) for m in MUTATIONS]
+    (tmp_path / name).write_text(render(outcomes, datetime.date(2026, 12, 6), "0123abc"))
+    assert [str(f) for f in secrets_scan.scan(tmp_path, [name], ROOT)] == []
