@@ -92,6 +92,24 @@ def scalar(database: str, query: str | sql.Composable, params=None):
         return row[0] if row else None
 
 
+# The server settings a figure depends on: the bench reports the ones it ran on.
+SERVER_SETTINGS = ("shared_buffers", "effective_cache_size", "work_mem", "maintenance_work_mem",
+                   "max_wal_size", "checkpoint_timeout", "fsync", "synchronous_commit",
+                   "full_page_writes")
+
+
+def server_settings() -> dict[str, str]:
+    """What the server runs with (deploy/services.sh sizes its memory from the machine)."""
+    with connect("postgres", APP_PREPARE) as conn:
+        return {name: conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]
+                for name in SERVER_SETTINGS}
+
+
+def settings_words(settings: dict[str, str]) -> str:
+    """"shared_buffers 3018MB, effective_cache_size 9056MB, ...": for a report's header."""
+    return ", ".join(f"{name} {settings[name]}" for name in SERVER_SETTINGS if name in settings)
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.2,
                what: str = "") -> None:
     deadline = time.monotonic() + timeout

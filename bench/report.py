@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from bench.common import settings_words
 from bench.load import percentile
 
 JOB_TITLES = {
@@ -483,8 +484,7 @@ def markdown(results: dict) -> str:
         f"{results['scale']}`), {results['started']}, in {results.get('seconds', 0) / 60:.0f} min.",
         "",
         f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['ram_gib']} GiB RAM, PostgreSQL "
-        f"{m['postgres']} (shared_buffers {pg['shared_buffers']}, fsync {pg['fsync']}, "
-        f"synchronous_commit {pg['synchronous_commit']}, full_page_writes {pg['full_page_writes']}: "
+        f"{m['postgres']} ({settings_words(pg)}: "
         f"the local services of deploy/services.sh), Python {m['python']}, Linux {m['kernel']}; "
         f"load average {m['load_average_at_start'][0]:.1f} at the start, "
         f"{m.get('load_average_at_end', [0])[0]:.1f} at the end (the machine is shared).",

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from bench import report
-from bench.common import RESULTS, connect, machine_cpu
+from bench.common import RESULTS, connect, machine_cpu, server_settings
 from bench.contenders import (
     BareLoop,
     Contender,
@@ -166,9 +166,7 @@ def machine() -> dict:
                platform.processor())
     with connect("postgres") as conn:
         version = conn.execute("SHOW server_version").fetchone()[0]
-        settings = {name: conn.execute(f"SHOW {name}").fetchone()[0] for name in (
-            "shared_buffers", "work_mem", "max_wal_size", "fsync", "synchronous_commit",
-            "full_page_writes")}
+    settings = server_settings()
     return {
         "cpus": os.cpu_count(), "cpu": cpu, "ram_gib": round(total / 1024 / 1024, 1),
         "postgres": version, "postgres_settings": settings, "python": platform.python_version(),
@@ -185,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--idle", type=float, default=10.0,
                         help="seconds of load before each contender starts (the idle baseline)")
     parser.add_argument("--tail", type=float, default=2.0, help="seconds of load after it ends")
-    parser.add_argument("--repeat", type=int, default=3,
+    parser.add_argument("--repeat", type=int, default=5,
                         help="runs of the single UPDATE and the engine on the alerts (median kept)")
     parser.add_argument("--orm-rows", type=int, default=50_000,
                         help="alerts the ORM loop backfills (a subset at medium scale)")

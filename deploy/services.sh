@@ -5,6 +5,8 @@
 #   deploy/services.sh down     stop both
 #   deploy/services.sh status   say what runs where; exit 1 if something is down
 #   deploy/services.sh env      print the DATABASE_URL / REDIS_URL to export
+#   deploy/services.sh settings print the memory settings a server starts with (sized from
+#                               this machine, below)
 #
 #   deploy/services.sh standby up|down|status
 #       a streaming standby of that PostgreSQL: `pg_basebackup -R` into a data directory of its
@@ -106,11 +108,37 @@ log_lock_waits() {
     -c "ALTER SYSTEM SET log_line_prefix = '%m [%p] %q[%a] [%d] '" -c "SELECT pg_reload_conf()" >/dev/null
 }
 
+# PostgreSQL's memory, sized from the machine as a production server's is (PGTune's rules for a
+# web workload), not PostgreSQL's defaults (128 MB of shared_buffers, which no production server
+# keeps: a table bigger than that is read through the OS cache at every pass). The machine's
+# memory is MemTotal, or the cgroup's limit when lower (a container), shared among
+# PG_MEMORY_SERVERS servers (default 2: this script runs two on one machine). Of each server's
+# share: shared_buffers 1/4 (128 MB to 8 GB), effective_cache_size 3/4, maintenance_work_mem 1/16
+# (64 MB to 2 GB, index builds), work_mem the rest of the share over 3 per connection (4 to 64
+# MB), WAL 1 to 4 GB between checkpoints. The same for the demo, the tests and the bench (which
+# reports the settings it ran on); `deploy/services.sh settings` prints them.
+PG_MAX_CONNECTIONS=200
+pg_memory_options() {
+  local kib limit share mb sb ecs mwm wm
+  kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
+  limit=$(cat /sys/fs/cgroup/memory.max 2>/dev/null || echo max)
+  if [[ $limit =~ ^[0-9]+$ ]] && (( limit / 1024 < kib )); then kib=$(( limit / 1024 )); fi
+  share=${PG_MEMORY_SERVERS:-2}
+  [[ $share =~ ^[1-9][0-9]*$ ]] || die "PG_MEMORY_SERVERS must be a whole number of servers, not '$share'"
+  mb=$(( kib / 1024 / share ))
+  clamp() { local v=$1; (( v < $2 )) && v=$2; (( v > $3 )) && v=$3; echo "$v"; }
+  sb=$(clamp $(( mb / 4 )) 128 8192)
+  ecs=$(clamp $(( mb * 3 / 4 )) 512 1048576)
+  mwm=$(clamp $(( mb / 16 )) 64 2048)
+  wm=$(clamp $(( (mb - sb) / (PG_MAX_CONNECTIONS * 3) )) 4 64)
+  echo "-c shared_buffers=${sb}MB -c effective_cache_size=${ecs}MB -c maintenance_work_mem=${mwm}MB -c work_mem=${wm}MB -c wal_buffers=16MB -c min_wal_size=1GB -c max_wal_size=4GB -c checkpoint_completion_target=0.9"
+}
+
 # A PostgreSQL server on loopback: DATA PORT DATABASE VARIABLE COMMAND (initialised on first
 # use, the database created if missing; VARIABLE and COMMAND: what to run on another port). Both
 # servers of this script start the same way.
 server_up() {
-  local data=$1 port=$2 db=$3 bin; bin=$(pg_bindir)
+  local data=$1 port=$2 db=$3 bin memory; bin=$(pg_bindir); memory=$(pg_memory_options)
   server_running "$data" || refuse_taken_port "$port" "$4" PostgreSQL "$5"
   mkdir -p "$LOCAL"
   if [ "$(id -u)" -eq 0 ]; then
@@ -130,7 +158,7 @@ server_up() {
     say "PostgreSQL already running on 127.0.0.1:$port"
   else
     as_pg "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 start -o \
-      "-p $port -c listen_addresses=127.0.0.1 -k $PG_RUN -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null ||
+      "-p $port -c listen_addresses=127.0.0.1 -k $PG_RUN -c max_connections=$PG_MAX_CONNECTIONS $memory -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null ||
       { refuse_taken_port "$port" "$4" PostgreSQL "$5"  # taken meanwhile
         die "PostgreSQL did not start on 127.0.0.1:$port; the end of $data/server.log: $(tail -n 5 "$data/server.log" 2>/dev/null)"; }
     say "PostgreSQL up on 127.0.0.1:$port (log: $data/server.log)"
@@ -244,13 +272,14 @@ standby_up() {
     # Report replay every second (default 10 s): the engine reads the lag from these reports.
     echo "wal_receiver_status_interval = '1s'" | as_pg tee -a "$STANDBY_DATA/postgresql.auto.conf" >/dev/null
   fi
+  local memory; memory=$(pg_memory_options)
   if standby_running; then
     say "standby already running on 127.0.0.1:$STANDBY_PORT"
   else
     refuse_taken_port "$STANDBY_PORT" STANDBY_PORT PostgreSQL "standby up"
     # max_connections as on the primary: a standby refuses to replay with fewer.
     as_pg "$bin/pg_ctl" -D "$STANDBY_DATA" -l "$STANDBY_DATA/standby.log" -w -t 60 start -o \
-      "-p $STANDBY_PORT -c listen_addresses=127.0.0.1 -k $PG_RUN -c max_connections=200 -c fsync=off -c full_page_writes=off" >/dev/null ||
+      "-p $STANDBY_PORT -c listen_addresses=127.0.0.1 -k $PG_RUN -c max_connections=$PG_MAX_CONNECTIONS $memory -c fsync=off -c full_page_writes=off" >/dev/null ||
       die "the standby did not start; see $STANDBY_DATA/standby.log"
   fi
   local row=""
@@ -325,7 +354,8 @@ case "${1:-}" in
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
+  settings) pg_memory_options | tr ' ' '\n' | grep -v '^-c$' ;;
   standby) cmd_standby "${2:-}" ;;
   second) cmd_second "${2:-}" ;;
-  *) echo "usage: $0 up|down|status|env|standby up|down|status|second up|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|settings|standby up|down|status|second up|down|status|env" >&2; exit 2 ;;
 esac

@@ -491,3 +491,42 @@ def test_second_up_on_a_port_another_server_holds_names_second_pg_port(services,
     assert "deploy/services.sh second up" in result.stderr
     assert suggested(result, "SECOND_PG_PORT") != port
     assert not (services.local / "postgres2").exists()
+
+
+def machine_mib() -> int:
+    """The machine's memory as the script reads it: MemTotal, or a lower cgroup limit."""
+    kib = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+               if line.startswith("MemTotal:"))
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        limit = "max"
+    if limit.isdigit():
+        kib = min(kib, int(limit) // 1024)
+    return kib // 1024
+
+
+def test_up_sizes_postgres_memory_from_the_machine_not_from_postgres_defaults(services):
+    result = services.run("up", env={"PG_MEMORY_SERVERS": "4"})
+    assert result.returncode == 0, output(result)
+    share = machine_mib() // 4
+    want = {"shared_buffers": min(max(share // 4, 128), 8192),
+            "effective_cache_size": max(share * 3 // 4, 512),
+            "maintenance_work_mem": min(max(share // 16, 64), 2048),
+            "max_wal_size": 4096}
+    with services.pg_connect() as conn:
+        got = {name: conn.execute(
+            "SELECT setting::bigint * pg_size_bytes(CASE WHEN unit ~ '^[0-9]' THEN unit "
+            "ELSE '1' || unit END) / 1048576 "
+            "FROM pg_settings WHERE name = %s", [name]).fetchone()[0] for name in want}
+    assert got == want
+    assert got["shared_buffers"] > 128 or share < 1024  # not PostgreSQL's default on a real machine
+    printed = services.run("settings", env={"PG_MEMORY_SERVERS": "4"})
+    assert f"shared_buffers={want['shared_buffers']}MB" in printed.stdout.split()
+
+
+def test_up_refuses_a_share_of_memory_that_is_not_a_number_of_servers(services):
+    result = services.run("up", env={"PG_MEMORY_SERVERS": "half"})
+    assert result.returncode == 2
+    assert "PG_MEMORY_SERVERS must be a whole number of servers, not 'half'" in output(result)
+    assert not listening(services.pg_port)
