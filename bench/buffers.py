@@ -79,6 +79,11 @@ def snapshot(conn: psycopg.Connection, tables: tuple[str, ...]) -> Counters:
         row = conn.execute("SELECT to_jsonb(s) FROM pg_statio_user_tables s WHERE relid = "
                            "%s::regclass", [table]).fetchone()[0]
         statio[table] = _as_numbers(row, TABLE_COUNTERS)
+        # A HOT update adds no index entry: the share of them says whether the indexes are
+        # written at all.
+        updated, hot = conn.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+                                    "WHERE relid = %s::regclass", [table]).fetchone()
+        statio[table].update(updated=float(updated), hot=float(hot))
     indexes = {
         index: {"table": table, "idx_blks_read": float(read), "idx_blks_hit": float(hit)}
         for index, table, read, hit in conn.execute(
@@ -166,6 +171,7 @@ def summary(counters: Counters, rows: int, block: int) -> dict[str, Any]:
             "heap_new": grown.get(table, 0), "index_hit": index_hit, "index_read": index_read,
             "index_new": index_new,
             "heap_hit_ratio": ratio(stats["heap_blks_hit"], heap_read),
+            "hot_share": stats["hot"] / stats["updated"] if stats["updated"] else None,
             "index_hit_ratio": ratio(index_hit, index_read),
             "read_bytes": (heap_read + index_read) * block,
         }
@@ -182,6 +188,7 @@ def summary(counters: Counters, rows: int, block: int) -> dict[str, Any]:
         "read_us_per_block": (database["blk_read_time"] * 1000 / reads
                               if reads and database["blk_read_time"] is not None else None),
         "temp_bytes": database["temp_bytes"],
+        "rows_updated": database["tup_updated"],
         "wal_bytes_per_row": wal["wal_bytes"] / rows if rows else None,
         "wal_fpi_per_1000_rows": wal["wal_fpi"] / rows * 1000 if rows else None,
         "wal": wal,

@@ -5,7 +5,8 @@ Per statement: the time and the blocks of the scan that finds the batch's rows, 
 itself (the new row versions and an entry in every index of the table for each: ModifyTable's
 own share, its total less its input's), and of each trigger it fired. Per index: the blocks
 the batch hit and read there (`pg_statio_user_indexes` around the batch, as the plan has no
-per-index figure for an UPDATE's index maintenance).
+per-index figure for an UPDATE's index maintenance). In the plan a block the table grew by
+shows as written, not read: its reads are real ones.
 """
 
 from __future__ import annotations

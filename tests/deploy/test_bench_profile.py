@@ -96,6 +96,7 @@ def test_a_probe_counts_the_blocks_a_backfill_read_hit_and_added_once_its_sessio
 
     # Handed over by the backfill's session as it ended, not lost to the read racing it.
     assert counters["database"]["tup_updated"] == 20_000 + 4_000
+    assert counters["tables"]["investments_alert"]["updated"] == 20_000
     figures = summary(counters, rows=20_000, block=block)
     alerts = figures["tables"]["investments_alert"]
     # A fresh copy is in no shared buffer: every block of the heap came from outside once, and
@@ -104,6 +105,7 @@ def test_a_probe_counts_the_blocks_a_backfill_read_hit_and_added_once_its_sessio
     assert heap_blocks <= alerts["heap_read"] <= heap_blocks + 5
     assert alerts["heap_hit"] > alerts["heap_read"]
     assert 0 < alerts["heap_hit_ratio"] < 1
+    assert alerts["hot_share"] == counters["tables"]["investments_alert"]["hot"] / 20_000
     assert alerts["index_read"] > 0
     assert alerts["read_bytes"] == (alerts["heap_read"] + alerts["index_read"]) * block
     assert set(figures["indexes"]) == {"investments_alert_pkey", "investments_alert_name",
