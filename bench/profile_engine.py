@@ -1,6 +1,7 @@
 """Where the engine's time goes on the alerts backfill, without the live load.
 
     python -m bench.profile_engine [--scale medium] [--targets 0.15 0.5 1.0]
+    python -m bench.profile_engine --compare medium xlarge [--repeat 1] [--report]
 
 On fresh copies of the alerts template, one process, no Celery (the same RunWorker loop the
 Celery task runs), it measures:
@@ -12,8 +13,11 @@ Celery task runs), it measures:
 - a bare keyset loop over the very same batch boundaries, committing each, with no bookkeeping:
   what batching itself costs, as opposed to what the engine adds to it.
 
+Around each run it reads the server's statistics (bench/buffers.py: blocks hit and read per
+table and index, WAL, checkpoints), and it explains three sampled batches (bench/explain.py).
 Every figure is the fastest of `--repeat` runs. Writes bench/results/<scale>/profile.md (and
-raw/profile.json).
+raw/profile.json); `--compare BASE OTHER` profiles both scales at the job's own target and
+writes bench/results/scale/profile.md side by side (raw/profile-<scale>.json).
 """
 
 from __future__ import annotations
