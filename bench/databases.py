@@ -130,9 +130,11 @@ def settle(database: str, marker: str) -> None:
 
 
 def ensure_templates(scale: str, *, rebuild: bool, log: Callable[[str], None],
-                     seed_only: bool = False) -> Templates:
+                     seed_only: bool = False, alerts_only: bool = False) -> Templates:
     """The templates of `scale`, built where missing or stale. `seed_only`: just the seeded
-    legacy database (what the whole deploy starts from; the scale run needs no other)."""
+    legacy database (what the whole deploy starts from; the scale run needs no other).
+    `alerts_only`: that and the alerts template (all bench.profile_engine works on: at xlarge
+    the other two would cost a backfill of `legacy_columns` over 1M assets for nothing)."""
     marker = _marker(scale)
     names = {kind: f"bench_{kind}_{scale}" for kind in ("seed", "alerts", "legacy", "dedup")}
 
@@ -153,7 +155,7 @@ def ensure_templates(scale: str, *, rebuild: bool, log: Callable[[str], None],
         manage(names["alerts"], "migrate", "investments", "0005_alert_uuid_expand", "-v", "0", log=log)
         manage(names["alerts"], "backfill", "cancel", "alerts_uuid", log=log)
         settle(names["alerts"], marker)
-    if not (seed_only or fresh("legacy")):
+    if not (seed_only or alerts_only or fresh("legacy")):
         log(f"preparing {names['legacy']}: right after assets.0008_retire_legacy_text_fields")
         create(names["legacy"], names["seed"])
         manage(names["legacy"], "migrate", "assets", "0008_retire_legacy_text_fields", "-v", "0",
@@ -161,7 +163,7 @@ def ensure_templates(scale: str, *, rebuild: bool, log: Callable[[str], None],
         manage(names["legacy"], "backfill", "cancel", "legacy_columns", log=log)
         settle(names["legacy"], marker)
         rebuild = True  # the dedup template derives from it
-    if not (seed_only or fresh("dedup")):
+    if not (seed_only or alerts_only or fresh("dedup")):
         log(f"preparing {names['dedup']}: legacy_columns done, then assets up to 0012")
         create(names["dedup"], names["legacy"])
         manage(names["dedup"], "backfill", "run", "legacy_columns", log=log)

@@ -1,6 +1,7 @@
 """Where the engine's time goes on the alerts backfill, without the live load.
 
     python -m bench.profile_engine [--scale medium] [--targets 0.15 0.5 1.0]
+    python -m bench.profile_engine --compare medium xlarge [--repeat 1] [--report]
 
 On fresh copies of the alerts template, one process, no Celery (the same RunWorker loop the
 Celery task runs), it measures:
@@ -12,8 +13,11 @@ Celery task runs), it measures:
 - a bare keyset loop over the very same batch boundaries, committing each, with no bookkeeping:
   what batching itself costs, as opposed to what the engine adds to it.
 
+Around each run it reads the server's statistics (bench/buffers.py: blocks hit and read per
+table and index, WAL, checkpoints), and it explains three sampled batches (bench/explain.py).
 Every figure is the fastest of `--repeat` runs. Writes bench/results/<scale>/profile.md (and
-raw/profile.json).
+raw/profile.json); `--compare BASE OTHER` profiles both scales at the job's own target and
+writes bench/results/scale/profile.md side by side (raw/profile-<scale>.json).
 """
 
 from __future__ import annotations
@@ -26,8 +30,11 @@ import time
 from collections import defaultdict
 from contextlib import contextmanager
 
-from bench.common import APP_CONTENDER, RESULTS, connect, db_url
+from bench import profile_report
+from bench.buffers import Probe, block_size, server_settings, sizes, time_reads
+from bench.common import APP_CONTENDER, APP_SAMPLER, RESULTS, connect, db_url
 from bench.databases import create, drop, ensure_templates
+from bench.explain import explain_batch
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.dev")
 os.environ["DEBUG"] = "0"
@@ -43,14 +50,34 @@ from bench import single_sql  # noqa: E402
 from migrations_worker.models import JobBatch, JobRun, RunStatus  # noqa: E402
 from migrations_worker.runs import control, runner  # noqa: E402
 from migrations_worker.runs.states import transition  # noqa: E402
+from seed.dataset import SIZES  # noqa: E402
 
 JOB = "alerts_uuid"
 COPY = "bench_profile_copy"
+# The tables the job writes: their blocks and their indexes' are counted around every run.
+TABLES = ("investments_alert", "investments_alerttrigger")
 
 
 def use_database(name: str) -> None:
     connection.close()
     connection.settings_dict["NAME"] = name
+
+
+@contextmanager
+def fresh_copy(template: str):
+    """A fresh copy of `template` (COPY), its block reads timed; the dict it yields receives
+    the server's counters over the block (buffers.Probe) once every session on it is closed."""
+    create(COPY, template)
+    time_reads(COPY)
+    probe = Probe(COPY, TABLES)
+    measured: dict = {}
+    try:
+        yield measured
+        use_database("postgres")
+        measured["stats"] = probe.finish()
+    finally:
+        use_database("postgres")
+        drop(COPY)
 
 
 class Profile:
@@ -100,11 +127,10 @@ class Profile:
 
 
 def engine(template: str, target: float) -> dict:
-    create(COPY, template)
-    use_database(COPY)
-    try:
+    with fresh_copy(template) as measured:
+        use_database(COPY)
         run = control.create_run(JOB, options={"target_batch_seconds": target}, actor="profile")
-        transition(run.pk, RunStatus.RUNNING, actor="profile", message="profile inline")
+        transition(run.pk, RunStatus.RUNNING, using="default", actor="profile", message="profile inline")
         worker = runner.RunWorker(run.pk, name="profile")
         profile = Profile()
         profile.wrap(worker)
@@ -125,27 +151,23 @@ def engine(template: str, target: float) -> dict:
             autovacuums, autoanalyzes = cursor.fetchone()
         if outcome.status != RunStatus.FINISHED:
             raise RuntimeError(f"the profiled run ended {outcome.status}")
-    finally:
-        use_database("postgres")
-        drop(COPY)
     steps = dict(profile.seconds)
     # _process includes the job's statements: report the bookkeeping part on its own.
     steps["batch: bookkeeping + commit"] -= steps.get("batch: the job's statements", 0.0)
     return {"target": target, "seconds": total, "batches": len(ranges), "steps": steps,
             "autovacuums": autovacuums, "autoanalyzes": autoanalyzes,
-            "statements": dict(profile.statements), "ranges": ranges}
+            "statements": dict(profile.statements), "ranges": ranges, "stats": measured["stats"]}
 
 
 def engine_lanes(template: str, target: float, lanes: int) -> float:
     """The engine with `lanes` workers at once (threads, each a RunWorker loop on its own
     connection, as Celery workers would be): seconds until the run is verified finished."""
-    create(COPY, template)
-    use_database(COPY)
     finished: list[float] = []
-    try:
+    with fresh_copy(template):
+        use_database(COPY)
         run = control.create_run(JOB, options={"target_batch_seconds": target}, workers=lanes,
                                  actor="profile")
-        transition(run.pk, RunStatus.RUNNING, actor="profile", message="profile inline")
+        transition(run.pk, RunStatus.RUNNING, using="default", actor="profile", message="profile inline")
 
         def lane(number: int) -> None:
             try:
@@ -169,13 +191,10 @@ def engine_lanes(template: str, target: float, lanes: int) -> float:
             thread.join()
         if JobRun.objects.get(pk=run.pk).status != RunStatus.FINISHED or not finished:
             raise RuntimeError("the profiled run did not finish")
-        return min(finished) - started
-    finally:
-        use_database("postgres")
-        drop(COPY)
+    return min(finished) - started
 
 
-def bare(template: str, ranges: list[tuple[int, int]], lanes: int = 1) -> float:
+def bare(template: str, ranges: list[tuple[int, int]], lanes: int = 1) -> dict:
     """The job's statements over the same ranges, a commit per batch, nothing else; with
     `lanes` connections in parallel, each taking every `lanes`-th range (as two workers would):
     how far the machine lets the work itself scale, before any engine."""
@@ -188,62 +207,118 @@ def bare(template: str, ranges: list[tuple[int, int]], lanes: int = 1) -> float:
                     conn.execute(ASSIGN_UUIDS, [start, end])
                     conn.execute(COPY_TO_TRIGGERS, {"start": start, "end": end})
 
-    create(COPY, template)
-    try:
+    with fresh_copy(template) as measured:
         threads = [threading.Thread(target=lane, args=(ranges[i::lanes],)) for i in range(lanes)]
         started = time.perf_counter()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
-        return time.perf_counter() - started
-    finally:
-        drop(COPY)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "stats": measured["stats"]}
 
 
-def single(template: str) -> float:
-    create(COPY, template)
-    try:
-        with connect(COPY, APP_CONTENDER) as conn:
-            return single_sql.alerts_uuid(conn)["seconds"]
-    finally:
-        drop(COPY)
+def single(template: str) -> dict:
+    with fresh_copy(template) as measured, connect(COPY, APP_CONTENDER) as conn:
+        seconds = single_sql.alerts_uuid(conn)["seconds"]
+    return {"seconds": seconds, "stats": measured["stats"]}
 
 
-def best_of(repeat: int, measure) -> float:
+def sampled_batches(template: str, ranges: list[tuple[int, int]]) -> dict:
+    """The job's statements over three batches as wide as the engine's median one, at the
+    start, middle and end of the key range, under EXPLAIN (ANALYZE, BUFFERS) on a fresh copy
+    (the data as a run finds it), each rolled back; and the sizes and settings of that copy."""
+    from investments.jobs.alerts_uuid import ASSIGN_UUIDS, COPY_TO_TRIGGERS
+
+    width = sorted(end - start for start, end in ranges)[len(ranges) // 2]
+    low, high = ranges[0][0], ranges[-1][1]
+    starts = {"start": low, "middle": (low + high - width) // 2, "end": high - width}
+    with fresh_copy(template):
+        with connect(COPY, APP_SAMPLER) as conn:
+            found = {"sizes": sizes(conn, TABLES), "settings": server_settings(conn),
+                     "block": block_size(conn), "width": width}
+        found["sampled"] = {
+            where: {"start": key, "end": key + width, **explain_batch(
+                COPY, [(ASSIGN_UUIDS, [key, key + width]),
+                       (COPY_TO_TRIGGERS, {"start": key, "end": key + width})], TABLES)}
+            for where, key in starts.items()}
+    return found
+
+
+def best_of(repeat: int, measure) -> dict:
     """The least disturbed of `repeat` runs: on a shared machine, noise only ever adds time."""
-    return min(measure() for _ in range(repeat))
+    return min((measure() for _ in range(repeat)), key=lambda r: r["seconds"])
+
+
+def measure(scale: str, targets: list[float], repeat: int, lanes: bool) -> dict:
+    """Every run of one scale, with the server's counters around each; `lanes`: the 2-worker
+    runs too."""
+    templates = ensure_templates(scale, rebuild=False, log=print, alerts_only=True)
+    with transaction.atomic():
+        pass  # a first connection, so Django's start-up is not in the first measurement
+    use_database("postgres")
+    limit = best_of(repeat, lambda: single(templates.alerts))
+    print(f"{scale}: single UPDATE {limit['seconds']:.1f} s")
+    runs = []
+    for target in targets:
+        result = best_of(repeat, lambda t=target: engine(templates.alerts, t))
+        ranges = result.pop("ranges")
+        runs.append(result)
+        loop = best_of(repeat, lambda r=ranges: bare(templates.alerts, r))
+        result["bare_seconds"], result["bare_stats"] = loop["seconds"], loop["stats"]
+        print(f"{scale} target {target}s: engine {result['seconds']:.1f} s in "
+              f"{result['batches']} batches, bare keyset loop {result['bare_seconds']:.1f} s")
+        if len(runs) == 1:
+            samples = sampled_batches(templates.alerts, ranges)
+        if lanes:
+            result["bare2_seconds"] = best_of(
+                repeat, lambda r=ranges: bare(templates.alerts, r, lanes=2))["seconds"]
+            result["engine2_seconds"] = min(engine_lanes(templates.alerts, target, lanes=2)
+                                            for _ in range(repeat))
+            print(f"  on 2 connections {result['bare2_seconds']:.1f} s; engine with 2 workers "
+                  f"{result['engine2_seconds']:.1f} s")
+    return {"scale": scale, "alerts": templates.alerts_total, "single": limit["seconds"],
+            "single_stats": limit["stats"], "runs": runs, **samples,
+            "measured": time.strftime("%Y-%m-%d %H:%M %Z"), "load_average": os.getloadavg()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", choices=["small", "medium"], default="medium")
-    parser.add_argument("--targets", type=float, nargs="+", default=[0.08, 0.15, 0.5])
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each; the fastest counts")
+    parser.add_argument("--scale", choices=list(SIZES), default="medium")
+    parser.add_argument("--compare", nargs=2, choices=list(SIZES), metavar=("BASE", "OTHER"),
+                        help="profile both scales (the job's own target unless --targets) and "
+                             "write bench/results/scale/profile.md side by side")
+    parser.add_argument("--report", action="store_true",
+                        help="with --compare: only rewrite the report from the raw figures")
+    parser.add_argument("--targets", type=float, nargs="+")
+    parser.add_argument("--repeat", type=int, help="runs of each; the fastest counts "
+                        "(default 2, with --compare 1)")
     args = parser.parse_args()
-    templates = ensure_templates(args.scale, rebuild=False, log=print)
-    with transaction.atomic():
-        pass  # a first connection, so Django's start-up is not in the first measurement
-    use_database("postgres")
-    limit = best_of(args.repeat, lambda: single(templates.alerts))
-    print(f"single UPDATE: {limit:.1f} s")
-    runs = []
-    for target in args.targets:
-        result = min((engine(templates.alerts, target) for _ in range(args.repeat)),
-                     key=lambda r: r["seconds"])
-        ranges = result.pop("ranges")
-        result["bare_seconds"] = best_of(args.repeat, lambda r=ranges: bare(templates.alerts, r))
-        result["bare2_seconds"] = best_of(args.repeat,
-                                          lambda r=ranges: bare(templates.alerts, r, lanes=2))
-        result["engine2_seconds"] = best_of(
-            args.repeat, lambda t=target: engine_lanes(templates.alerts, t, lanes=2))
-        runs.append(result)
-        print(f"target {target}s: engine {result['seconds']:.1f} s in {result['batches']} batches, "
-              f"bare keyset loop {result['bare_seconds']:.1f} s, on 2 connections "
-              f"{result['bare2_seconds']:.1f} s; engine with 2 workers "
-              f"{result['engine2_seconds']:.1f} s")
-    write(args, templates.alerts_total, limit, runs)
+    if args.compare:
+        compare(args)
+        return
+    args.targets = args.targets or [0.08, 0.15, 0.5]
+    args.repeat = args.repeat or 2
+    write(args, measure(args.scale, args.targets, args.repeat, lanes=True))
+
+
+def compare(args) -> None:
+    raw = RESULTS / "scale" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    command = (f"python -m bench.profile_engine --compare {' '.join(args.compare)}"
+               + (f" --targets {' '.join(map(str, args.targets))}" if args.targets else "")
+               + (f" --repeat {args.repeat}" if args.repeat else ""))
+    entries = []
+    for scale in args.compare:
+        store = raw / f"profile-{scale}.json"
+        if not args.report:
+            entry = measure(scale, args.targets or [0.08], args.repeat or 1, lanes=False)
+            store.write_text(json.dumps({**entry, "command": command}, indent=1))
+        entries.append(json.loads(store.read_text()))
+    out = RESULTS / "scale" / "profile.md"
+    out.write_text(profile_report.compare(*entries, command=entries[-1]["command"]))
+    print(out.read_text())
 
 
 OVERHEAD_STEPS = ("claim a batch", "batch: bookkeeping + commit", "run and health checks")
@@ -252,10 +327,11 @@ OVERHEAD_STEPS = ("claim a batch", "batch: bookkeeping + commit", "run and healt
 BEFORE = {0.15: "12.5 ms, 11 stmts", 0.5: "14.1 ms, 12 stmts", 1.0: "18.1 ms, 13 stmts"}
 
 
-def write(args, rows: int, limit: float, runs: list[dict]) -> None:
+def write(args, entry: dict) -> None:
+    rows, limit, runs = entry["alerts"], entry["single"], entry["runs"]
     out = RESULTS / args.scale
     (out / "raw").mkdir(parents=True, exist_ok=True)
-    (out / "raw" / "profile.json").write_text(json.dumps({"single": limit, "runs": runs}, indent=1))
+    (out / "raw" / "profile.json").write_text(json.dumps(entry, indent=1))
     steps = sorted({step for run in runs for step in run["steps"]})
 
     def row(name: str, cells: list[str], first: str = "") -> str:
@@ -305,7 +381,7 @@ def write(args, rows: int, limit: float, runs: list[dict]) -> None:
             continue
         lines.append(row(step, [f"{r['steps'].get(step, 0):.2f} s, "
                                 f"{r['statements'].get(step, 0):,} stmts" for r in runs]))
-    lines.append("")
+    lines += profile_report.scale_section(entry)
     (out / "profile.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
