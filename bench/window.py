@@ -278,7 +278,8 @@ def measure_window(templates: Templates, args, logs: Path, log, database: str | 
     log(f"maintenance window ({scale}): {seconds:.1f}s, {len(migrations)} migrations, jobs "
         + ", ".join(f"{j['name']} {j['seconds']:.1f}s ({j['remaining']} left)" for j in jobs))
     return {"scale": scale, "alerts": alerts, "seconds": seconds, "jobs": jobs,
-            "migrations": migrations, "remaining": sum(j["remaining"] for j in jobs),
+            "migrations": migrations, "steps": timings,
+            "remaining": sum(j["remaining"] for j in jobs),
             "schema": described}
 
 

@@ -146,8 +146,10 @@ def online(work: float, failed: int = 0) -> dict:
 
 
 def test_the_window_table_judges_the_time_goals_at_xlarge_and_lists_schema_differences():
-    window = {"seconds": 100.0, "remaining": 0, "migrations": [{"name": "m", "seconds": 30.0}],
-              "jobs": [{"name": "alerts_uuid", "seconds": 60.0}],
+    steps = [{"name": "alerts_uuid", "seconds": 60.0}, {"name": "m", "seconds": 30.0},
+             {"name": "n", "seconds": 0.5}]
+    window = {"seconds": 100.0, "remaining": 0, "migrations": steps[1:], "jobs": steps[:1],
+              "steps": steps,
               "schema_differences": ["index only online: CREATE INDEX i ON t (c)"],
               "schema_differences_1_worker": [], "online_1_worker": online(130.0, failed=1)}
     entry = {**online(90.0), "scale": "xlarge", "alerts": 10_000_000, "window": window}
@@ -159,5 +161,6 @@ def test_the_window_table_judges_the_time_goals_at_xlarge_and_lists_schema_diffe
     assert "0 and 1 failed (2 and 1 workers) | **no** |" in text
     assert "alerts_uuid 60.0 s, m 30.0 s" in text
     assert "- xlarge: index only online: CREATE INDEX i ON t (c)" in text
+    assert "- xlarge: alerts_uuid 60.0 s, m 30.0 s\n" in text + "\n"  # n is under 1%
     row = next(line for line in text.splitlines() if line.startswith("| xlarge |"))
     assert row.endswith("| 0 | **no** |")  # nothing left undone, not the same schema
