@@ -25,6 +25,7 @@ from bench.common import APP_DEPLOY, BROKER_URL, ROOT, connect, django_env, scal
 from bench.contenders import Process, beat, engine_worker, eta_errors, flush_broker
 from bench.databases import Templates, create, drop, manage
 from bench.load import MemorySampler, Traffic, blocked_samples, latency_summary
+from bench.window import schema
 
 JOB_SPANS = """
 SELECT id, job_name, status, rows_done, batches_done, extract(epoch FROM started_at),
@@ -187,10 +188,13 @@ def attribute(migrations: list[dict], blocked: list) -> list[dict]:
     return rows
 
 
-def measure_deploy(templates: Templates, args, logs: Path, log) -> dict:
-    """The staged deploy on a copy of `templates.seed`; see the module docstring."""
+def measure_deploy(templates: Templates, args, logs: Path, log, workers: int = 2) -> dict:
+    """The staged deploy on a copy of `templates.seed`, with `workers` Celery workers; see the
+    module docstring. `work_seconds` is the stages' own time (pre + post): the rollout between
+    them is a pause the bench chooses, not deploy work."""
     scale = templates.scale
-    database = f"bench_run_{scale}_deploy"
+    label = scale if workers == 2 else f"{scale}_w{workers}"
+    database = f"bench_run_{label}_deploy"
     log(f"staged deploy ({scale}): copy of {templates.seed} -> {database}")
     create(database, templates.seed)
     flush_broker()
@@ -200,10 +204,10 @@ def measure_deploy(templates: Templates, args, logs: Path, log) -> dict:
     releases: list[Release] = []
     # Twice the contenders' rate, on four connections: the deploy alters more tables.
     traffic = Traffic(database, rate=args.rate * 2, connections=4)
-    result: dict = {"scale": scale}
+    result: dict = {"scale": scale, "workers": workers}
     try:
-        for n in (1, 2):
-            processes.append(engine_worker(database, f"worker_{scale}_{n}", logs))
+        for n in range(1, workers + 1):
+            processes.append(engine_worker(database, f"worker_{label}_{n}", logs))
         for process in processes:
             process.wait_ready()
             memory.watch(process.name, process.pid)
@@ -215,7 +219,7 @@ def measure_deploy(templates: Templates, args, logs: Path, log) -> dict:
         releases.append(previous)
         time.sleep(2.0)  # the previous release serves before the deploy starts
         log(f"migrate_online --stage pre --wait ({scale})")
-        pre = stage(database, "pre", logs, memory, scale)
+        pre = stage(database, "pre", logs, memory, label)
         new = Release(database, "new", logs, args.release_pause)
         releases.append(new)
         log(f"rollout ({scale}): both releases for {args.rollout:.0f} s")
@@ -223,7 +227,7 @@ def measure_deploy(templates: Templates, args, logs: Path, log) -> dict:
         result["previous"] = previous.stop()
         releases.remove(previous)
         log(f"migrate_online --stage post --wait ({scale})")
-        post = stage(database, "post", logs, memory, scale)
+        post = stage(database, "post", logs, memory, label)
         time.sleep(args.tail)
         result["new"] = new.stop()
         releases.remove(new)
@@ -253,6 +257,7 @@ def measure_deploy(templates: Templates, args, logs: Path, log) -> dict:
     checks = json.loads(manage(database, "demo_report", "--json", broker=BROKER_URL))["checks"]
     alerts = scalar(database, "SELECT count(*) FROM investments_alert")
     prices = scalar(database, "SELECT count(*) FROM assets_assetpriceshistoric")
+    described = schema(database)  # for the maintenance window's comparison (bench/window.py)
     if not args.keep:
         drop(database)
     blocked = blocked_samples(samples, waits)
@@ -261,6 +266,7 @@ def measure_deploy(templates: Templates, args, logs: Path, log) -> dict:
     worker_peaks = [v for k, v in peaks.items() if k.startswith("worker_")]
     result.update({
         "alerts": alerts, "prices": prices, "seconds": post["end"] - pre["start"],
+        "work_seconds": pre["seconds"] + post["seconds"], "schema": described,
         "stages": {s["stage"]: {"seconds": s["seconds"], "migrations": len(s["migrations"])}
                    for s in (pre, post)},
         "database_bytes": size,
@@ -271,7 +277,7 @@ def measure_deploy(templates: Templates, args, logs: Path, log) -> dict:
         "idle": latency_summary(samples, idle_start, pre["start"]),
         "during": latency_summary(samples, pre["start"], post["end"]),
         "rollout": latency_summary(samples, pre["end"], post["start"]),
-        "errors": errors[:10], "jobs": jobs, "steps": steps,
+        "errors": errors[:10], "error_count": len(errors), "jobs": jobs, "steps": steps,
         "longest_deploy_wait_ms": max((s["longest_wait_ms"] for s in steps), default=0.0),
         "longest_batch_wait_ms": max(by_work, default=0.0),
         "checks_passed": all(c["passed"] for c in checks if c["check"] not in TRAFFIC_SKEWED),
