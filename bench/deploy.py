@@ -32,6 +32,16 @@ SELECT id, job_name, status, rows_done, batches_done, extract(epoch FROM started
        extract(epoch FROM finished_at)
 FROM migrations_worker_jobrun WHERE status = 'finished' ORDER BY started_at
 """
+WAL_LSN = "SELECT pg_current_wal_lsn()::text"
+WAL_SINCE = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)"
+# The tables whose size an operator must plan for: the archives the jobs fill, the tables they
+# rewrite (every row gets a new version), with their indexes and TOAST.
+SIZED_TABLES = ("assets_assetlegacytext", "assets_assetmergearchive", "investments_alert",
+                "investments_alerttrigger", "assets_asset", "assets_assetpriceshistoric")
+RELATION_BYTES = """
+SELECT relname::text, pg_total_relation_size(oid) FROM pg_class
+WHERE relname = ANY(%s) AND relkind = 'r'
+"""
 OUT_EVENT = re.compile(r"applying (\S+)\.\.\.|( OK)\b")
 STEP_DONE = re.compile(r"ddl (.+?): done in (\d+)ms \((\d+) attempt")
 REFUSED = re.compile(r"ddl (.+?): lock not granted")
@@ -219,6 +229,7 @@ def measure_deploy(templates: Templates, args, logs: Path, log, workers: int = 2
         releases.append(previous)
         time.sleep(2.0)  # the previous release serves before the deploy starts
         log(f"migrate_online --stage pre --wait ({scale})")
+        wal_before = scalar(database, WAL_LSN)
         pre = stage(database, "pre", logs, memory, label)
         new = Release(database, "new", logs, args.release_pause)
         releases.append(new)
@@ -254,6 +265,12 @@ def measure_deploy(templates: Templates, args, logs: Path, log, workers: int = 2
             in conn.execute(JOB_SPANS).fetchall()
         ]
     size = scalar(database, "SELECT pg_database_size(current_database())")
+    # WAL the deploy wrote (the server's: on an idle machine, the deploy's and the load's), and
+    # what the archives and the migrated tables weigh after it: the scale paragraph's slopes.
+    wal_bytes = scalar(database, WAL_SINCE, [wal_before])
+    with connect(database) as conn:
+        relation_bytes = dict(conn.execute(RELATION_BYTES, [list(SIZED_TABLES)]).fetchall())
+        assets = conn.execute("SELECT count(*) FROM assets_asset").fetchone()[0]
     checks = json.loads(manage(database, "demo_report", "--json", broker=BROKER_URL))["checks"]
     alerts = scalar(database, "SELECT count(*) FROM investments_alert")
     prices = scalar(database, "SELECT count(*) FROM assets_assetpriceshistoric")
@@ -267,6 +284,7 @@ def measure_deploy(templates: Templates, args, logs: Path, log, workers: int = 2
     result.update({
         "alerts": alerts, "prices": prices, "seconds": post["end"] - pre["start"],
         "work_seconds": pre["seconds"] + post["seconds"], "schema": described,
+        "wal_bytes": int(wal_bytes), "relation_bytes": relation_bytes, "assets": assets,
         "stages": {s["stage"]: {"seconds": s["seconds"], "migrations": len(s["migrations"])}
                    for s in (pre, post)},
         "database_bytes": size,

@@ -26,6 +26,7 @@ import os
 import time
 from pathlib import Path
 
+from bench import slopes
 from bench.common import RESULTS, admin_scalar
 from bench.databases import ensure_templates
 from bench.deploy import measure_deploy
@@ -140,6 +141,7 @@ def markdown(entries: list[dict]) -> str:
                          f"{mib(medium['peak_worker_rss_kib'])} "
                          f"| {'yes' if ratio <= MAX_RSS_VS_MEDIUM else '**no**'} |")
     lines += window_table([e for e in entries if "window" in e])
+    lines += slopes.table(entries) + slopes.sizing(entries)
     lines += ["", "![cost against size](scale.png)", "", BILLION.strip(), ""]
     return "\n".join(lines)
 
