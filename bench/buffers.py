@@ -24,13 +24,6 @@ from psycopg import sql
 
 from bench.common import APP_SAMPLER, admin_execute, connect
 
-# The settings a run's figures depend on, printed in every report's header.
-SETTINGS = (
-    "shared_buffers", "effective_cache_size", "work_mem", "maintenance_work_mem", "max_wal_size",
-    "checkpoint_timeout", "wal_buffers", "fsync", "synchronous_commit", "full_page_writes",
-    "track_io_timing",
-)  # fmt: skip
-
 TABLE_COUNTERS = ("heap_blks_read", "heap_blks_hit", "idx_blks_read", "idx_blks_hit",
                   "toast_blks_read", "toast_blks_hit")
 DATABASE_COUNTERS = ("blks_read", "blks_hit", "blk_read_time", "blk_write_time", "temp_files",
@@ -39,13 +32,6 @@ CHECKPOINT_COUNTERS = ("checkpoints_timed", "checkpoints_req", "buffers_checkpoi
                        "buffers_clean", "buffers_backend", "buffers_backend_fsync")
 WAL_COUNTERS = ("wal_records", "wal_fpi", "wal_bytes", "wal_buffers_full")
 Counters = dict[str, Any]
-
-
-def server_settings(conn: psycopg.Connection) -> dict[str, str]:
-    """What the server ran with, as it reports each setting (with its unit)."""
-    rows = conn.execute("SELECT name, current_setting(name) FROM unnest(%s::text[]) AS name",
-                        [list(SETTINGS)]).fetchall()
-    return dict(rows)
 
 
 def block_size(conn: psycopg.Connection) -> int:

@@ -92,17 +92,21 @@ def scalar(database: str, query: str | sql.Composable, params=None):
         return row[0] if row else None
 
 
-# The server settings a figure depends on: the bench reports the ones it ran on.
+# The server settings a figure depends on: every report names the ones it ran on.
 SERVER_SETTINGS = ("shared_buffers", "effective_cache_size", "work_mem", "maintenance_work_mem",
-                   "max_wal_size", "checkpoint_timeout", "fsync", "synchronous_commit",
-                   "full_page_writes")
+                   "max_wal_size", "checkpoint_timeout", "wal_buffers", "fsync",
+                   "synchronous_commit", "full_page_writes", "track_io_timing")
 
 
-def server_settings() -> dict[str, str]:
-    """What the server runs with (deploy/services.sh sizes its memory from the machine)."""
-    with connect("postgres", APP_PREPARE) as conn:
-        return {name: conn.execute(sql.SQL("SHOW {}").format(sql.Identifier(name))).fetchone()[0]
-                for name in SERVER_SETTINGS}
+def server_settings(conn: psycopg.Connection | None = None) -> dict[str, str]:
+    """What the server runs with, as it reports each setting (with its unit); deploy/services.sh
+    sizes its memory from the machine."""
+    if conn is None:
+        with connect("postgres", APP_PREPARE) as own:
+            return server_settings(own)
+    rows = conn.execute("SELECT name, current_setting(name) FROM unnest(%s::text[]) AS name",
+                        [list(SERVER_SETTINGS)]).fetchall()
+    return dict(rows)
 
 
 def settings_words(settings: dict[str, str]) -> str:

@@ -31,8 +31,8 @@ from collections import defaultdict
 from contextlib import contextmanager
 
 from bench import profile_report
-from bench.buffers import Probe, block_size, server_settings, sizes, time_reads
-from bench.common import APP_CONTENDER, APP_SAMPLER, RESULTS, connect, db_url
+from bench.buffers import Probe, block_size, sizes, time_reads
+from bench.common import APP_CONTENDER, APP_SAMPLER, RESULTS, connect, db_url, server_settings
 from bench.databases import create, drop, ensure_templates
 from bench.explain import explain_batch
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.buffers import SETTINGS, summary
+from bench.buffers import summary
+from bench.common import SERVER_SETTINGS as SETTINGS
 
 X = "\u00d7"
 ALERTS, TRIGGERS = "investments_alert", "investments_alerttrigger"

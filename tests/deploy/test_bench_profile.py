@@ -11,8 +11,8 @@ from django.db import connection
 
 import bench.common
 from bench import profile_report
-from bench.buffers import Probe, block_size, server_settings, sizes, summary, time_reads
-from bench.common import connect
+from bench.buffers import Probe, block_size, sizes, summary, time_reads
+from bench.common import connect, server_settings
 from bench.databases import create, drop
 from bench.explain import explain_batch
 from investments.jobs.alerts_uuid import ASSIGN_UUIDS, COPY_TO_TRIGGERS
