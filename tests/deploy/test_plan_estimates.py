@@ -1,0 +1,95 @@
+"""`migrate_online --plan`'s estimate of the whole deploy: each job's rate from its run here,
+else the rate the bench measured for it, else the site's default; the deploy walked on a clock
+with `--workers` lanes (the clock's rules: tests/unit/test_plan_clock.py)."""
+
+import json
+
+import psycopg
+import pytest
+
+from tests.deploy.test_migrate_online import manage_on
+from tests.engine_app.support import JOB
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# The legacy schema's assets (assets at 0007): 3,000 with a sector and an industry to archive,
+# and 30 tickers listed twice on one exchange.
+LEGACY_ASSETS = """
+INSERT INTO assets_country (iso_code, name, is_deleted, created_at, updated_at)
+VALUES ('XX', 'Nowhere', false, now(), now());
+INSERT INTO assets_currency (code, name, is_deleted, created_at, updated_at)
+VALUES ('XXX', 'None', false, now(), now());
+INSERT INTO assets_exchange (mic, name, country_id, currency_id, created_at, updated_at)
+SELECT 'XNOW', 'Nowhere', c.id, k.id, now(), now() FROM assets_country c, assets_currency k;
+INSERT INTO assets_asset (ticker, name, exchange_id, currency_id, is_deleted, sector, industry,
+                          created_at, updated_at)
+SELECT 'T' || (g % 2970), 'Asset ' || g, e.id, e.currency_id, false, 'Tech', 'Software', now(),
+       now()
+FROM generate_series(1, 3000) g, assets_exchange e;
+"""
+
+
+def test_a_job_that_never_ran_here_is_planned_at_the_rate_the_bench_measured_for_it(
+    fresh_database
+):
+    migrated = manage_on(fresh_database, "migrate", "assets", "0007")
+    assert migrated.returncode == 0, migrated.stderr
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute(LEGACY_ASSETS)
+
+    result = manage_on(fresh_database, "migrate_online", "--plan", "--stage", "pre", "--json")
+    assert result.returncode == 0, result.stderr
+    jobs = json.loads(result.stdout)["jobs"]
+    legacy, dedup = jobs["legacy_columns"], jobs["ticker_dedup"]
+    # Counted by the jobs' own verifications, though the engine's tables are not there yet.
+    assert (legacy["rows"], legacy["rows_source"]) == (6_000, "counted now")
+    assert (dedup["rows"], dedup["rows_source"]) == (30, "counted now")
+    assert (legacy["rate"], legacy["rate_source"]) == (
+        15_762.0, "measured by the bench, 15,762 rows/s a worker")
+    assert legacy["seconds"] == pytest.approx(6_000 / 15_762)
+    assert (dedup["rate"], dedup["rate_source"]) == (78.0, "measured by the bench, 78 rows/s a worker")
+
+    text = manage_on(fresh_database, "migrate_online", "--plan", "--stage", "pre").stdout
+    assert ("job legacy_columns (enqueues): 6,000 row(s) to do (counted now), <1s at 15,762 "
+            "rows/s (measured by the bench, 15,762 rows/s a worker)") in text
+    assert "for a job that has not run" not in text
+
+
+def test_the_deploy_is_walked_on_the_clock_with_its_job_on_a_worker_until_its_gate(
+    seeded_before_the_gate, manage
+):
+    # engine_app: 0002 enqueues the job (5,000 rows, no measured rate: the default 5,000 rows/s),
+    # 0003's gate waits for it; neither runs SQL.
+    result = manage("migrate_online", "--plan", "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    totals = found["totals"]
+    assert (totals["workers"], totals["deploy_seconds"], totals["gate_seconds"]) == (2, 1.0, 1.0)
+    assert totals["stages"] == {"pre": {"seconds": 1.0, "ddl_seconds": 0.0, "gate_seconds": 1.0},
+                                "post": {"seconds": 0.0, "ddl_seconds": 0.0, "gate_seconds": 0.0}}
+    span = {key: found["jobs"][JOB][key] for key in ("lanes", "enqueued_at", "starts_at",
+                                                      "ends_at", "status")}
+    assert span == {"lanes": 1, "enqueued_at": 0.0, "starts_at": 0.0, "ends_at": 1.0, "status": ""}
+    assert found["migrations"][0]["parents"] == ["engine_app.0001_initial",
+                                                 "migrations_worker.0001_initial"]
+    assert found["migrations"][1]["gate_limits"] == {JOB: 1_000}
+
+    text = manage("migrate_online", "--plan", "--workers", "1").stdout.splitlines()
+    assert text[-4:] == [
+        "estimated deploy with 1 worker(s): ~1s (schema changes <1s, waiting at gates ~1s)",
+        "  pre-deploy stage: ~1s (schema changes <1s, waiting at gates ~1s)",
+        "  post-deploy stage: <1s (schema changes <1s, waiting at gates <1s)",
+        f"  job {JOB}: enqueued at 0s, done at 1s (on 1 of the workers)",
+    ]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--plan", "--workers", "0"], "--workers: must be positive, got 0"),
+    (["--plan", "--workers", "-2"], "--workers: must be positive, got -2"),
+    (["--plan", "--workers", "two"], "--workers: must be a whole number, not 'two'"),
+    (["--workers", "2"], "--workers goes with --plan"),
+])
+def test_a_plan_for_no_workers_or_workers_without_a_plan_is_refused(manage, args, message):
+    result = manage("migrate_online", *args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in result.stderr
