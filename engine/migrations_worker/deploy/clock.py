@@ -190,4 +190,5 @@ def _stage(clock: _Clock, migrations: list[MigrationCost], stage: str) -> StageT
         clock.now = max(clock.now, min(clock.ends[job] for job in closed))
     ddl = _sum(m.seconds for m in migrations)
     total = None if math.isinf(clock.now) else clock.now - began
-    return StageTime(stage, total, ddl, None if total is None or ddl is None else total - ddl)
+    gate = None if total is None or ddl is None else max(0.0, total - ddl)  # no float noise
+    return StageTime(stage, total, ddl, gate)

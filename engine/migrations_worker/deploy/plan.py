@@ -41,6 +41,7 @@ from ..operations import EnqueueJob
 from ..operations.stage import Stage, stage_of
 from ..operations.walk import operations_of
 from ..runs import control, gates
+from ..runs.batching import key_bounds
 from ..runs.progress import progress_of, sampled_rate
 from ..sqltext import LINE_COMMENT, created_indexes, split_statements
 from . import locks
@@ -106,7 +107,7 @@ def build(stage: Stage | None = None, using: str = DEFAULT_DB_ALIAS,
         costs.append(MigrationCost(label(migration), str(stage_of(migration)), migration.atomic,
                                    gate_lines(migration, seen_gates, using), steps,
                                    _jobs(migration, seen_gates, reader), error,
-                                   parents=[".".join(parent.key) for parent in parents],
+                                   parents=sorted(".".join(parent.key) for parent in parents),
                                    gate_limits={g.job_name: g.limit()
                                                 for g in gates_of(migration)}))
     return Plan("all" if stage is None else str(stage), costs, rows_per_second(),
@@ -258,17 +259,23 @@ def _job(name: str, role: str, lanes: int, seen: dict[str, gates.Gate],
 
 def _rows(name: str, gate: gates.Gate, reader: _Catalog) -> tuple[int | None, str]:
     """The rows a job has to do, and where the figure comes from: counted by the job's own
-    verification (as its gate counts them), else the table it walks, as analysed (its tables,
-    or the engine's, come with this plan)."""
+    verification (as its gate counts them), else by its own estimate of the rows a run walks,
+    else the table it walks, as analysed. Before the engine's tables exist the gate counts
+    nothing, but the job may: each is tried until one works (its tables or columns may come
+    with this plan)."""
     if gate.remaining is not None:
         return gate.remaining, "counted now"
     job = get_job(name)
-    try:  # before the engine's tables exist the gate counts nothing; the job may still count
-        with transaction.atomic(using=reader.using), \
-                connections[reader.using].cursor() as cursor:
-            return job.count_remaining(cursor), "counted now"
-    except DatabaseError:
-        pass  # its own tables or columns come with this plan
+    for count, source in ((job.count_remaining, "counted now"),
+                          (lambda cursor: job.estimate_total(
+                              cursor, *key_bounds(cursor, job.table, job.key)),
+                           "the job's estimate")):
+        try:
+            with transaction.atomic(using=reader.using), \
+                    connections[reader.using].cursor() as cursor:
+                return count(cursor), source
+        except DatabaseError:
+            continue
     try:
         rows = reader.cost(locks.TableLock(job.table, locks.Mode.NONE, locks.Hold.NONE)).rows
     except DatabaseError:
