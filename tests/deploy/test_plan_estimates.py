@@ -80,7 +80,7 @@ def test_the_deploy_is_walked_on_the_clock_with_its_job_on_a_worker_until_its_ga
         "estimated deploy with 1 worker(s): ~1s (schema changes <1s, waiting at gates ~1s)",
         "  pre-deploy stage: ~1s (schema changes <1s, waiting at gates ~1s)",
         "  post-deploy stage: <1s (schema changes <1s, waiting at gates <1s)",
-        f"  job {JOB}: enqueued at 0s, done at 1s (on 1 of the workers)",
+        f"  job {JOB}: enqueued at 0.0s, done at 1.0s (on 1 of the workers)",
     ]
 
 

@@ -264,5 +264,7 @@ def timeline_lines(timeline: clock.Timeline) -> list[str]:
 
 
 def at(seconds: float | None) -> str:
-    """A time on the deploy's clock."""
-    return "an unknown time" if seconds is None else format_duration(seconds)
+    """A time on the deploy's clock (tenths of a second early on, where whole ones say 0s)."""
+    if seconds is None:
+        return "an unknown time"
+    return f"{seconds:.1f}s" if seconds < 10 else format_duration(seconds)
