@@ -141,3 +141,15 @@ def test_an_unknown_duration_leaves_the_deploy_unknown_never_guessed(unknown):
     if unknown != "statement":
         assert timeline.ddl_seconds == 2.0
         assert timeline.jobs["fill"].ends_at is None
+
+
+def test_a_gate_found_closed_stays_closed_for_the_rest_of_the_pass():
+    timeline = walk([migration("a.1", 0.0, enqueues=("fill",)),
+                     migration("a.2", 5.0, gates={"fill": 0}),
+                     migration("b.1", 20.0),
+                     migration("c.1", 0.0, gates={"fill": 0}),
+                     migration("c.2", 1.0, parents=("c.1",), enqueues=("late",))],
+                    [job("fill", 10.0), job("late", 10.0)])
+    # At 20 s the job is done, but c.1's gate was found closed in this pass (a.2's): the next
+    # pass applies a.2 (20 -> 25) before c.1 and c.2 (-> 26), which enqueues `late`.
+    assert timeline.jobs["late"] == clock.JobSpan(1, 26.0, 26.0, 36.0)

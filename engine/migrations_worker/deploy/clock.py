@@ -166,18 +166,19 @@ def _stage(clock: _Clock, migrations: list[MigrationCost], stage: str) -> StageT
     waiting = {m.migration for m in migrations}
     while waiting and not math.isinf(clock.now):
         held: set[str] = set()
-        closed: list[str] = []
+        closed: set[str] = set()
         for migration in migrations:
             if migration.migration not in waiting:
                 continue
             if held & set(migration.parents):
                 held.add(migration.migration)
                 continue
+            # A gate found closed stays closed for the rest of the pass (`Pass.closed`).
             shut = next((job for job, limit in migration.gate_limits.items()
-                         if not clock.gate(job, limit)), None)
+                         if job in closed or not clock.gate(job, limit)), None)
             if shut is not None:
                 held.add(migration.migration)
-                closed.append(shut)
+                closed.add(shut)
                 continue
             clock.now += math.inf if migration.seconds is None else migration.seconds
             waiting.discard(migration.migration)
@@ -185,7 +186,7 @@ def _stage(clock: _Clock, migrations: list[MigrationCost], stage: str) -> StageT
                 clock.start(job)
         if not closed:
             break
-        for job in closed:  # the executor enqueues what a closed gate waits for
+        for job in sorted(closed):  # the executor enqueues what a closed gate waits for
             clock.start(job)
         clock.now = max(clock.now, min(clock.ends[job] for job in closed))
     ddl = _sum(m.seconds for m in migrations)
