@@ -124,6 +124,7 @@ class _Catalog:
         self.created: set[str] = set()
         self.indexes: dict[str, str] = {}  # index -> table, of indexes this plan builds
         self.gates: dict[str, gates.Gate] = {}
+        self.rows: dict[str, tuple[int | None, str]] = {}  # job -> rows counted without a gate
 
     def gate(self, job: str) -> gates.Gate:
         """Where a job stands (rows left, its run), read once."""
@@ -265,6 +266,12 @@ def _rows(name: str, gate: gates.Gate, reader: _Catalog) -> tuple[int | None, st
     with this plan)."""
     if gate.remaining is not None:
         return gate.remaining, "counted now"
+    if name not in reader.rows:  # a job enqueued, then required: counted once
+        reader.rows[name] = _count(name, reader)
+    return reader.rows[name]
+
+
+def _count(name: str, reader: _Catalog) -> tuple[int | None, str]:
     job = get_job(name)
     for count, source in ((job.count_remaining, "counted now"),
                           (lambda cursor: job.estimate_total(
