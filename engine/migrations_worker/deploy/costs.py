@@ -255,8 +255,8 @@ def timeline_lines(timeline: clock.Timeline) -> list[str]:
     for name, span in timeline.jobs.items():
         if span.starts_at is None or span.starts_at == span.ends_at:
             continue  # not in this deploy, or nothing to do
-        late = (f", a lane free from {at(span.starts_at)}" if span.starts_at is not None
-                and span.enqueued_at is not None and span.starts_at > span.enqueued_at + 0.5
+        late = (f", waits for a worker until {at(span.starts_at)}"
+                if span.enqueued_at is not None and span.starts_at > span.enqueued_at + 0.5
                 else "")
         lines.append(f"  job {name}: enqueued at {at(span.enqueued_at)}{late}, done at "
                      f"{at(span.ends_at)} (on {span.lanes} of the workers)")
