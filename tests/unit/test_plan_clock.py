@@ -4,7 +4,7 @@ hand (the figures a plan reads from a database are `plan`'s, tested on one in te
 
 import pytest
 
-from migrations_worker.deploy import clock
+from migrations_worker.deploy import clock, costs
 from migrations_worker.deploy.costs import JobCost, MigrationCost, Plan, StatementCost, Step
 
 
@@ -84,6 +84,12 @@ def test_a_job_enqueued_while_every_lane_is_busy_starts_when_one_frees():
                     [job("long", 30.0), job("short", 10.0)], workers=1)
     assert timeline.jobs["short"] == clock.JobSpan(1, 5.0, 30.0, 40.0)
     assert timeline.seconds == 40.0
+    assert costs.timeline_lines(timeline) == [
+        "estimated deploy with 1 worker(s): ~40s (schema changes ~5s, waiting at gates ~35s)",
+        "  job long: enqueued at 0.0s, done at 30s (on 1 of the workers)",
+        "  job short: enqueued at 5.0s, waits for a worker until 30s, done at 40s (on 1 of the "
+        "workers)",
+    ]
 
 
 def test_a_job_asking_for_two_lanes_waits_for_both():
