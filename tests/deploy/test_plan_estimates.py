@@ -6,8 +6,16 @@ import json
 
 import psycopg
 import pytest
+from django.utils import timezone
 
+from migrations_worker.deploy import plan as cost_plan
+from migrations_worker.models import RunStatus
+from migrations_worker.runs import control, runner
+from migrations_worker.runs.progress import sampled_rate
+from migrations_worker.runs.states import transition
 from tests.deploy.test_migrate_online import manage_on
+from tests.engine_app.jobs import TouchWidgets
+from tests.engine_app.models import Knob
 from tests.engine_app.support import JOB
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,6 +62,27 @@ def test_a_job_that_never_ran_here_is_planned_at_the_rate_the_bench_measured_for
     assert ("job legacy_columns (enqueues): 6,000 row(s) to do (the job's estimate), <1s at 15,762 "
             "rows/s (measured by the bench, 15,762 rows/s a worker)") in text
     assert "for a job that has not run" not in text
+
+
+def test_once_the_job_has_run_here_the_pace_of_its_run_wins_over_the_measured_rate(
+    seeded_before_the_gate, monkeypatch
+):
+    monkeypatch.setattr(TouchWidgets, "measured_rows_per_second", 2_500.0)  # as a bench said
+    before = cost_plan.build().jobs()[JOB]
+    assert (before.rate, before.rate_source) == (
+        2_500.0, "measured by the bench, 2,500 rows/s a worker")
+    assert before.seconds == 2.0  # 5,000 widgets
+
+    Knob.objects.create(name="sleep", value=0.01)
+    run = control.create_run(JOB, options={"batch_size": 100, "max_batch_size": 100})
+    transition(run.pk, RunStatus.RUNNING, using="default", actor="test", started_at=timezone.now())
+    runner.RunWorker(run.pk, name="test").work(max_seconds=0.6)  # a few batches, then stop
+    run.refresh_from_db()
+    after = cost_plan.build().jobs()[JOB]
+    assert after.rate_source == f"the pace of run #{run.pk}'s latest batches"
+    assert after.rate == pytest.approx(sampled_rate(run))
+    assert after.status == "running"  # its run goes on: on the clock from the start
+    assert cost_plan.build().timeline().jobs[JOB].starts_at == 0.0
 
 
 def test_the_deploy_is_walked_on_the_clock_with_its_job_on_a_worker_until_its_gate(
