@@ -64,9 +64,13 @@ DEFAULTS: dict[str, Any] = {
     # `migrate` cannot break the release still serving (the post stage: `migrate_online --stage
     # post`, after the rollout). `migrate APP [NAME]` and `migrate_online` are not affected.
     "MIGRATE_STAGE": "all",
-    # `migrate_online --plan` estimates: a data job's rows per second, a table scan's bytes.
+    # `migrate_online --plan` estimates (deploy/plan.py): a data job's rows per second on one
+    # worker when neither a run here nor the job's `measured_rows_per_second` says; a table scan's
+    # bytes per second (times a factor per kind of statement, `deploy.locks.COST`); and the
+    # Celery workers the deploy's jobs share (`--workers` overrides it).
     "PLAN_ROWS_PER_SECOND": 5_000.0,
     "PLAN_SCAN_BYTES_PER_SECOND": 100 * 1024**2,
+    "PLAN_WORKERS": 2,
 }
 
 REQUEUE_STALE_RUNS = "migrations_worker.requeue_stale_runs"

@@ -42,6 +42,11 @@ class Job:
     watched_tables: ClassVar[tuple[str, ...]] = ()
     # Tuning defaults, each overridable per run (see throttle.Tuning).
     defaults: ClassVar[dict[str, float | int]] = {}
+    # Rows per second one worker did, measured by `python -m bench.scale` (say on what: the
+    # size, the workers, the load): `migrate_online --plan`'s rate until the job has run on the
+    # database it plans for. A row is what `count_remaining` counts. None: the site's
+    # PLAN_ROWS_PER_SECOND.
+    measured_rows_per_second: ClassVar[float | None] = None
 
     def process_batch(self, cursor, start: int, end: int) -> BatchResult | int:
         """Do the work for keys in the half-open range (start, end]."""

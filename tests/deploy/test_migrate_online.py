@@ -221,7 +221,8 @@ def test_plan_says_what_each_statement_locks_on_how_big_a_table_for_how_long(fre
     assert lines[at + 1].endswith("catalog-only change, brief (catalog only); blocks reads and "
                                   "writes; its first lock request waits at most 20ms")
     assert any(line.startswith("      step ") and "one transaction" in line for line in lines)
-    assert lines[-1].startswith("estimated: schema changes ")
+    assert any(line.startswith("estimated: schema changes ") for line in lines)
+    assert lines[-1].startswith("estimated deploy with 2 worker(s): ")
 
 
 def test_plan_estimates_a_jobs_duration_from_the_pace_of_its_run_or_else_at_the_default_rate(
@@ -229,7 +230,8 @@ def test_plan_estimates_a_jobs_duration_from_the_pace_of_its_run_or_else_at_the_
 ):
     before = json.loads(manage("migrate_online", "--plan", "--json").stdout)["jobs"][JOB]
     assert (before["rows"], before["rows_source"]) == (5_000, "counted now")
-    assert (before["rate"], before["rate_source"]) == (5_000.0, "default rate, no run yet")
+    assert (before["rate"], before["rate_source"]) == (
+        5_000.0, "default rate, no run yet, 5,000 rows/s a worker")
     assert before["seconds"] == 1.0
 
     Knob.objects.create(name="sleep", value=0.01)

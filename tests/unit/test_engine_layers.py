@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("operations", "tasks"),
     # deploy/ and lint/: the deploy step and the migration linter
     ("deploy", "lint", "deploy.lock", "deploy.checks", "deploy.locks", "deploy.pending",
-     "deploy.roles"),
+     "deploy.roles", "deploy.clock"),
     ("deploy.events", "deploy.costs"),
     ("deploy.executor", "checks"),
     ("deploy.plan",),

@@ -1,5 +1,6 @@
 """What a plan of the pending migrations holds (`plan.build` estimates it) and how it reads:
-the text `migrate_online --plan` prints and the dict `--json` writes.
+the text `migrate_online --plan` prints and the dict `--json` writes. The whole deploy's
+estimate is the plan walked on a clock (`clock`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from django.utils import timezone
 
 from ..runs.progress import format_duration
-from . import locks
+from . import clock, locks
 
 
 @dataclass
@@ -68,9 +69,13 @@ class JobCost:
     gate: str
     rows: int | None
     rows_source: str
-    rate: float | None  # rows per second
+    rate: float | None  # rows per second, on all its lanes
     rate_source: str
     seconds: float | None
+    lanes: int = 1  # the worker lanes it takes: EnqueueJob(workers=), or its run's
+    # Where it stands before the deploy: "finished", "running" (a run works it now), "held" (its
+    # run waits for an operator), or "" (to be started).
+    status: str = ""
 
     def describe(self) -> str:
         rows = "rows unknown" if self.rows is None else f"{self.rows:,} row(s) to do"
@@ -90,10 +95,16 @@ class MigrationCost:
     steps: list[Step]
     jobs: list[JobCost]
     error: str = ""  # the SQL could not be rendered
+    parents: list[str] = field(default_factory=list)  # the migrations it depends on
+    gate_limits: dict[str, int] = field(default_factory=dict)  # job -> its gate's inline limit
 
     @property
     def seconds(self) -> float | None:
         return total(s.seconds for s in self.steps)
+
+    @property
+    def enqueues(self) -> list[str]:
+        return [job.job for job in self.jobs if job.role == "enqueues"]
 
 
 @dataclass
@@ -103,6 +114,12 @@ class Plan:
     rows_per_second: float
     scan_bytes_per_second: float
     database: str = "default"  # the target it was read from
+    workers: int = 2  # the worker lanes the deploy's jobs share
+
+    def timeline(self) -> clock.Timeline:
+        """The deploy on the clock: every stage of the plan, one after the other."""
+        stages = clock.STAGES if self.stage == "all" else (self.stage,)
+        return clock.walk(self.migrations, self.jobs(), stages, self.workers)
 
     def jobs(self) -> dict[str, JobCost]:
         """Each job once (a job enqueued by one migration and required by a later one)."""
@@ -116,6 +133,7 @@ class Plan:
         statements = [s for m in self.migrations for step in m.steps for s in step.statements]
         ddl = [s.seconds for s in statements]
         jobs = self.jobs()
+        timeline = self.timeline()
         return {
             "generated_at": timezone.now().isoformat(),
             "database": self.database,
@@ -125,12 +143,18 @@ class Plan:
             "migrations": [{**asdict(m), "seconds": m.seconds,
                             "steps": [{**asdict(step), "seconds": step.seconds} for step in m.steps]}
                            for m in self.migrations],
-            "jobs": {name: asdict(job) for name, job in jobs.items()},
+            "jobs": {name: {**asdict(job), **asdict(timeline.jobs[name])}
+                     for name, job in jobs.items()},
             "totals": {
                 "migrations": len(self.migrations),
                 "statements": len(statements),
                 "ddl_seconds": None if any(v is None for v in ddl) else sum(ddl),
                 "job_seconds": {name: job.seconds for name, job in jobs.items()},
+                "workers": timeline.workers,
+                "deploy_seconds": timeline.seconds,
+                "gate_seconds": timeline.gate_seconds,
+                "stages": {s.stage: {"seconds": s.seconds, "ddl_seconds": s.ddl_seconds,
+                                     "gate_seconds": s.gate_seconds} for s in timeline.stages},
                 "strongest_lock": max((locks.Mode[s.lock.replace(" ", "_")] for s in statements),
                                       default=locks.Mode.NONE).sql_name,
             },
@@ -215,6 +239,32 @@ def text_lines(plan: Plan) -> list[str]:
     lines.append(f"estimated: schema changes {approx(totals['ddl_seconds'])} "
                  f"(strongest lock {totals['strongest_lock']})"
                  + (f"; data jobs: {jobs}" if jobs else "")
-                 + f" (at {size(int(plan.scan_bytes_per_second))}/s scanned, "
-                   f"{plan.rows_per_second:,.0f} rows/s for a job that has not run)")
+                 + f" (at {size(int(plan.scan_bytes_per_second))}/s scanned)")
+    return lines + timeline_lines(plan.timeline())
+
+
+def timeline_lines(timeline: clock.Timeline) -> list[str]:
+    """The deploy on the clock: the whole, each stage when there are two, each job's span."""
+    lines = [f"estimated deploy with {timeline.workers} worker(s): {approx(timeline.seconds)} "
+             f"(schema changes {approx(timeline.ddl_seconds)}, waiting at gates "
+             f"{approx(timeline.gate_seconds)})"]
+    if len(timeline.stages) > 1:
+        lines += [f"  {s.stage}-deploy stage: {approx(s.seconds)} (schema changes "
+                  f"{approx(s.ddl_seconds)}, waiting at gates {approx(s.gate_seconds)})"
+                  for s in timeline.stages]
+    for name, span in timeline.jobs.items():
+        if span.starts_at is None or span.starts_at == span.ends_at:
+            continue  # not in this deploy, or nothing to do
+        late = (f", waits for a worker until {at(span.starts_at)}"
+                if span.enqueued_at is not None and span.starts_at > span.enqueued_at + 0.5
+                else "")
+        lines.append(f"  job {name}: enqueued at {at(span.enqueued_at)}{late}, done at "
+                     f"{at(span.ends_at)} (on {span.lanes} of the workers)")
     return lines
+
+
+def at(seconds: float | None) -> str:
+    """A time on the deploy's clock (tenths of a second early on, where whole ones say 0s)."""
+    if seconds is None:
+        return "an unknown time"
+    return f"{seconds:.1f}s" if seconds < 10 else format_duration(seconds)

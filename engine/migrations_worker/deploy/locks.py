@@ -87,6 +87,12 @@ class Hold(enum.IntEnum):
         return COST[self]
 
 
+# A statement's estimated seconds = COST[its hold] x its table's bytes (pg_total_relation_size)
+# / MIGRATIONS_WORKER["PLAN_SCAN_BYTES_PER_SECOND"]: a scan reads the table once, an index build
+# reads and sorts it and writes the index, a rewrite copies the table and rebuilds its indexes.
+# Calibrate the rate from a measured index build (a deploy logs `ddl create index ...: done in`,
+# bench/deploy.py reads them as its steps): 3 x the table's bytes / the build's seconds.
+# docs/deploying.md, "Where the plan's figures come from".
 COST = {Hold.NONE: 0.0, Hold.BRIEF: 0.0, Hold.ROWS: 1.0, Hold.SCAN: 1.0, Hold.BUILD: 3.0,
         Hold.REWRITE: 5.0, Hold.UNKNOWN: 0.0}
 

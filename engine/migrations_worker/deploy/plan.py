@@ -7,13 +7,19 @@ every statement what it locks (`locks`: mode, table, how long), on how big a tab
 how long it takes. A lock taken inside a transaction is held until the step commits, so a brief
 ACCESS EXCLUSIVE followed in the same step by a scan is held for the scan too: the plan says so.
 
-Then the data jobs it enqueues or waits for, with the rows left and an estimated duration: from
-the pace of the job's latest run when there is one (its latest batches, `progress.sampled_rate`),
-otherwise the rows at the site's default rate. Statement durations are rough on purpose: the
-table's size read at a scan rate, times a factor per kind (`locks.Hold.cost`).
+Then the data jobs it enqueues or waits for, with the rows left and an estimated duration, at
+the first rate known of: the pace of the job's latest run here (its latest batches,
+`progress.sampled_rate`); the rate the bench measured for one worker (`Job.
+measured_rows_per_second`, times the lanes it gets); the site's default. Statement durations
+are rough on purpose: the table's size read at a scan rate, times a factor per kind of
+statement (`locks.COST`: x1 a scan or a validation, x3 an index build, x5 a rewrite).
+
+Last, the whole deploy on a clock (`clock`): the jobs run on the workers while the DDL goes on,
+and a gate waits for its own job.
 
 The rates are settings: `MIGRATIONS_WORKER["PLAN_ROWS_PER_SECOND"]` (a data job's rows per second
-before it has run, 5,000) and `["PLAN_SCAN_BYTES_PER_SECOND"]` (100 MB/s).
+on one worker when nothing better is known, 5,000), `["PLAN_SCAN_BYTES_PER_SECOND"]` (100 MB/s)
+and `["PLAN_WORKERS"]` (the workers the jobs share, 2; `--workers`).
 
 This module estimates; what a plan holds and how it reads (text, JSON) is `costs`; which
 migrations are pending and their gates is `pending`, as the deploy itself reads it.
@@ -23,19 +29,24 @@ from __future__ import annotations
 
 import re
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections, transaction
 from django.db.migrations.migration import Migration
 
 from .. import conf
+from ..exceptions import InvalidInput
 from ..job import get_job
 from ..lint.render import collect_sql
+from ..models import ACTIVE_STATUSES
+from ..operations import EnqueueJob
 from ..operations.stage import Stage, stage_of
+from ..operations.walk import operations_of
 from ..runs import control, gates
+from ..runs.batching import key_bounds
 from ..runs.progress import progress_of, sampled_rate
 from ..sqltext import LINE_COMMENT, created_indexes, split_statements
 from . import locks
 from .costs import JobCost, MigrationCost, Plan, StatementCost, Step, TableCost, timeout_words
-from .pending import enqueues_of, gate_lines, gates_of, label, loader_executor, unapplied
+from .pending import gate_lines, gates_of, label, loader_executor, unapplied
 
 TABLE_STATS = """
 SELECT c.reltuples::bigint, pg_total_relation_size(c.oid)
@@ -60,10 +71,20 @@ def scan_bytes_per_second() -> float:
     return float(conf.get("PLAN_SCAN_BYTES_PER_SECOND"))
 
 
-def build(stage: Stage | None = None, using: str = DEFAULT_DB_ALIAS) -> Plan:
+def default_workers() -> int:
+    return int(conf.get("PLAN_WORKERS"))
+
+
+def build(stage: Stage | None = None, using: str = DEFAULT_DB_ALIAS,
+          workers: int | None = None) -> Plan:
     """The plan of every unapplied migration (of `stage`, None: every stage) of the database
-    `using`, read only: its SQL rendered on its connection, its tables and jobs read there."""
+    `using`, read only: its SQL rendered on its connection, its tables and jobs read there; its
+    deploy walked with `workers` worker lanes (None: the site's PLAN_WORKERS)."""
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise InvalidInput(f"the deploy needs at least one worker to plan for, got {workers}")
     executor = loader_executor(using)
+    graph = executor.loader.graph
     pending = unapplied(executor)
     state = executor._create_project_state(with_applied_migrations=True)
     reader = _Catalog(using)
@@ -82,11 +103,15 @@ def build(stage: Stage | None = None, using: str = DEFAULT_DB_ALIAS) -> Plan:
         before += sql + "\n"
         if stage is not None and stage_of(migration) != stage:
             continue
+        parents = graph.node_map[migration.app_label, migration.name].parents
         costs.append(MigrationCost(label(migration), str(stage_of(migration)), migration.atomic,
                                    gate_lines(migration, seen_gates, using), steps,
-                                   _jobs(migration, seen_gates, reader), error))
+                                   _jobs(migration, seen_gates, reader), error,
+                                   parents=sorted(".".join(parent.key) for parent in parents),
+                                   gate_limits={g.job_name: g.limit()
+                                                for g in gates_of(migration)}))
     return Plan("all" if stage is None else str(stage), costs, rows_per_second(),
-                scan_bytes_per_second(), using)
+                scan_bytes_per_second(), using, workers)
 
 
 class _Catalog:
@@ -99,6 +124,7 @@ class _Catalog:
         self.created: set[str] = set()
         self.indexes: dict[str, str] = {}  # index -> table, of indexes this plan builds
         self.gates: dict[str, gates.Gate] = {}
+        self.rows: dict[str, tuple[int | None, str]] = {}  # job -> rows counted without a gate
 
     def gate(self, job: str) -> gates.Gate:
         """Where a job stands (rows left, its run), read once."""
@@ -194,33 +220,72 @@ def _statement(text: str, before: str, settings_now: dict, reader: _Catalog) -> 
 
 
 def _jobs(migration: Migration, seen: dict[str, gates.Gate], reader: _Catalog) -> list[JobCost]:
-    wanted = [(gate.job_name, "requires") for gate in gates_of(migration)]
-    wanted += [(job, "enqueues") for job in enqueues_of(migration)]
-    return [_job(name, role, seen, reader) for name, role in wanted]
+    wanted = [(gate.job_name, "requires", 1) for gate in gates_of(migration)]
+    wanted += [(op.job_name, "enqueues", op.workers)
+               for op in operations_of(migration.operations, EnqueueJob)]
+    return [_job(name, role, lanes, seen, reader) for name, role, lanes in wanted]
 
 
-def _job(name: str, role: str, seen: dict[str, gates.Gate], reader: _Catalog) -> JobCost:
+def _job(name: str, role: str, lanes: int, seen: dict[str, gates.Gate],
+         reader: _Catalog) -> JobCost:
     # The gate as a RequireJob showed it (its own inline limit), or else read for the rows only:
     # never stored in `seen`, which a later gate of another limit reads.
     gate = seen.get(name) or reader.gate(name)
-    rows, rows_source = gate.remaining, "counted now"
     if gate.state == gates.GateState.OPEN:
-        return JobCost(name, role, gate.describe(), 0, "finished", None, "finished", 0.0)
-    if rows is None:  # its tables come with this plan: the table it walks, as analysed
-        try:
-            rows = reader.cost(locks.TableLock(get_job(name).table, locks.Mode.NONE,
-                                               locks.Hold.NONE)).rows
-            rows_source = "the table's estimate" if rows is not None else "table not found"
-        except DatabaseError:
-            rows, rows_source = None, "table not found"
+        return JobCost(name, role, gate.describe(), 0, "finished", None, "finished", 0.0, lanes,
+                       "finished")
+    rows, rows_source = _rows(name, gate, reader)
     run = gate.run or (control.latest_run(name, using=reader.using)
                        if gates.engine_tables_exist(using=reader.using) else None)
+    status = ""
+    if gate.state == gates.GateState.HELD:
+        status = "held"
+    elif run is not None and run.status in ACTIVE_STATUSES:
+        status, lanes = "running", run.workers
     rate, rate_source = None, ""
-    if run is not None:
+    if run is not None:  # its pace on all its lanes, as it goes here
         rate = sampled_rate(run) or progress_of(run).rows_per_second
         rate_source = f"the pace of run #{run.pk}'s latest batches" if rate else ""
     if not rate:
-        rate, rate_source = rows_per_second(), "default rate, no run yet"
+        per_worker, rate_source = get_job(name).measured_rows_per_second, "measured by the bench"
+        if not per_worker:
+            per_worker, rate_source = rows_per_second(), "default rate, no run yet"
+        rate = per_worker * lanes
+        rate_source += f", {per_worker:,.0f} rows/s a worker" + (f" x {lanes} lanes"
+                                                                  if lanes > 1 else "")
     seconds = None if rows is None else rows / rate
-    return JobCost(name, role, gate.describe(), rows, rows_source, rate, rate_source, seconds)
+    return JobCost(name, role, gate.describe(), rows, rows_source, rate, rate_source, seconds,
+                   lanes, status)
+
+
+def _rows(name: str, gate: gates.Gate, reader: _Catalog) -> tuple[int | None, str]:
+    """The rows a job has to do, and where the figure comes from: counted by the job's own
+    verification (as its gate counts them), else by its own estimate of the rows a run walks,
+    else the table it walks, as analysed. Before the engine's tables exist the gate counts
+    nothing, but the job may: each is tried until one works (its tables or columns may come
+    with this plan)."""
+    if gate.remaining is not None:
+        return gate.remaining, "counted now"
+    if name not in reader.rows:  # a job enqueued, then required: counted once
+        reader.rows[name] = _count(name, reader)
+    return reader.rows[name]
+
+
+def _count(name: str, reader: _Catalog) -> tuple[int | None, str]:
+    job = get_job(name)
+    for count, source in ((job.count_remaining, "counted now"),
+                          (lambda cursor: job.estimate_total(
+                              cursor, *key_bounds(cursor, job.table, job.key)),
+                           "the job's estimate")):
+        try:
+            with transaction.atomic(using=reader.using), \
+                    connections[reader.using].cursor() as cursor:
+                return count(cursor), source
+        except DatabaseError:
+            continue
+    try:
+        rows = reader.cost(locks.TableLock(job.table, locks.Mode.NONE, locks.Hold.NONE)).rows
+    except DatabaseError:
+        return None, "table not found"
+    return rows, "the table's estimate" if rows is not None else "table not found"
 

@@ -15,9 +15,11 @@
     migrate_online --check [--json] change nothing; exit 8 if migrations or jobs are pending (of
                                     every stage, or of --stage); each job's run in the shape of
                                     every run printed (`ops.run_json`)
-    migrate_online --plan [--json]  print the unapplied migrations with each one's stage and gate,
+    migrate_online --plan [--workers N] [--json]
+                                    print the unapplied migrations with each one's stage and gate,
                                     every statement's lock, table (rows, size) and rough duration,
-                                    and each data job's estimated duration (`plan`)
+                                    each data job's estimated duration, and the whole deploy's
+                                    with N workers running the jobs (`plan`, `clock`)
     migrate_online --wait-for-db S [--json]
                                     wait until the database accepts connections
     migrate_online --preflight [--min-age S] [--session-wait S] [--strict] [--json]
@@ -73,6 +75,7 @@ from migrations_worker.deploy.executor import OnlineExecutor
 from migrations_worker.exceptions import InvalidInput, Pending, TimedOut, UnsafeDatabase
 from migrations_worker.management.arguments import (
     add_database,
+    positive_int,
     positive_seconds,
     seconds,
 )
@@ -191,6 +194,9 @@ class Command(EngineCommand):
         parser.add_argument("--require-complete", action="store_true",
                             help="exit 8 (pending) if the stage stopped at a gate with its job "
                                  "unfinished, instead of 0: for pipelines that must not go on")
+        parser.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                            help="with --plan: the Celery workers that run the deploy's jobs "
+                                 "(default: MIGRATIONS_WORKER['PLAN_WORKERS'], 2)")
         parser.add_argument("--json", action="store_true",
                             help="with --plan, --check, --preflight, --postflight or --wait-for-db: "
                                  "the answer as JSON, for pipelines")
@@ -229,8 +235,11 @@ class Command(EngineCommand):
         if options["require_complete"] and (options["plan"] or options["check"]):
             raise InvalidInput("--require-complete goes with applying a stage, not --plan or --check "
                                "(--check exits 8 whenever something is pending)")
+        if options["workers"] is not None and not options["plan"]:
+            raise InvalidInput("--workers goes with --plan: the deploy runs its jobs on the "
+                               "Celery workers there are")
         if options["plan"]:
-            return self.show_plan(listed, as_json=options["json"])
+            return self.show_plan(listed, as_json=options["json"], workers=options["workers"])
         if options["check"]:
             return self.check(listed, as_json=options["json"])
         require_supported_database(self.using)
@@ -244,8 +253,9 @@ class Command(EngineCommand):
 
     # -- read-only views ----------------------------------------------------------------------
 
-    def show_plan(self, stage: Stage | None, as_json: bool = False) -> None:
-        found = plan.build(stage, self.using)
+    def show_plan(self, stage: Stage | None, as_json: bool = False,
+                  workers: int | None = None) -> None:
+        found = plan.build(stage, self.using, workers)
         if as_json:
             self.stdout.write(json.dumps(found.as_dict(), indent=2))
             return

@@ -53,6 +53,9 @@ class AlertsUuid(Job):
     # batches: a batch holds its alerts' row locks until it commits, and an alert that fires
     # reads its alert FOR SHARE; ~80 ms keeps such a statement under 100 ms (bench/README.md).
     defaults = {"lease_seconds": 10.0, "target_batch_seconds": 0.08}
+    # Alerts a second, one worker: bench/results/scale/scale.md, xlarge (10M alerts), the staged
+    # deploy with 2 Celery workers and the live load on (medium: 43,376).
+    measured_rows_per_second = 29_385.0
 
     def process_batch(self, cursor, start: int, end: int) -> BatchResult:
         cursor.execute(ASSIGN_UUIDS, [start, end])
