@@ -207,6 +207,10 @@ def measure_deploy(templates: Templates, args, logs: Path, log, workers: int = 2
     database = f"bench_run_{label}_deploy"
     log(f"staged deploy ({scale}): copy of {templates.seed} -> {database}")
     create(database, templates.seed)
+    # What `migrate_online --plan` promises for this deploy, read before it starts, as an
+    # operator would: its estimate is judged against the stages' measured time.
+    plan = json.loads(manage(database, "migrate_online", "--plan", "--stage", "all", "--json",
+                             "--workers", str(workers)))["totals"]
     flush_broker()
     memory = MemorySampler()
     memory.start()
@@ -284,6 +288,8 @@ def measure_deploy(templates: Templates, args, logs: Path, log, workers: int = 2
     result.update({
         "alerts": alerts, "prices": prices, "seconds": post["end"] - pre["start"],
         "work_seconds": pre["seconds"] + post["seconds"], "schema": described,
+        "plan": {"deploy_seconds": plan.get("deploy_seconds"), "workers": plan.get("workers"),
+                 "stages": plan.get("stages")},
         "wal_bytes": int(wal_bytes), "relation_bytes": relation_bytes, "assets": assets,
         "stages": {s["stage"]: {"seconds": s["seconds"], "migrations": len(s["migrations"])}
                    for s in (pre, post)},

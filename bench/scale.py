@@ -34,6 +34,8 @@ from bench.report import X, gib, mib, seconds
 from bench.window import differences, measure_window
 
 SCALES = ("small", "medium", "large", "xlarge")
+# Issue 24: the plan's estimate of the whole deploy (read before it starts) against its work.
+MAX_PLAN_ERROR = 0.25
 OUT = RESULTS / "scale"
 # The goals: time linear in the data (each step's log-log slope at most this), worker memory
 # within this much of medium's at any scale.
@@ -140,6 +142,17 @@ def markdown(entries: list[dict]) -> str:
                          f"| {mib(e['peak_worker_rss_kib'])} = {ratio:.2f}{X} "
                          f"{mib(medium['peak_worker_rss_kib'])} "
                          f"| {'yes' if ratio <= MAX_RSS_VS_MEDIUM else '**no**'} |")
+    for e in entries:
+        estimate = (e.get("plan") or {}).get("deploy_seconds")
+        if estimate and e.get("work_seconds"):
+            off = estimate / e["work_seconds"] - 1
+            judged = e["scale"] == "xlarge"
+            lines.append(f"| `migrate_online --plan`'s estimate within {MAX_PLAN_ERROR:.0%} of the "
+                         f"deploy's work at {e['scale']}" + ("" if judged else " (for information)")
+                         + f" | {seconds(estimate)} estimated, {seconds(e['work_seconds'])} "
+                         f"measured ({off:+.0%}) | "
+                         + (("yes" if abs(off) <= MAX_PLAN_ERROR else "**no**") if judged else "-")
+                         + " |")
     lines += window_table([e for e in entries if "window" in e])
     lines += slopes.table(entries) + slopes.sizing(entries)
     lines += ["", "![cost against size](scale.png)", "", BILLION.strip(), ""]
