@@ -187,3 +187,33 @@ def ratio(hits: float | None, reads: float | None) -> float | None:
     if hits is None or reads is None or hits + reads == 0:
         return None
     return hits / (hits + reads)
+
+
+def over_a_deploy(counters: Counters, block: int) -> dict[str, Any]:
+    """What a whole deploy did to the cache, the checkpoints and the WAL, from its deltas: per
+    table, heap and index (all its indexes, the ones the deploy built too) hits and reads, a
+    heap block the table grew by counted as new, not read."""
+    tables = {}
+    for table, stats in counters["tables"].items():
+        heap_new = max(0, counters["blocks"].get(table) or 0)
+        heap_read = max(0, (stats["heap_blks_read"] or 0) - heap_new)
+        tables[table] = {
+            "heap_hit_ratio": ratio(stats["heap_blks_hit"], heap_read),
+            "index_hit_ratio": ratio(stats["idx_blks_hit"], stats["idx_blks_read"]),
+            "read_bytes": (heap_read + (stats["idx_blks_read"] or 0)) * block,
+            "heap_new_bytes": heap_new * block,
+            "hot_share": stats["hot"] / stats["updated"] if stats["updated"] else None,
+        }
+    database, wal, checkpoints = counters["database"], counters["wal"], counters["checkpoints"]
+    return {
+        "tables": tables,
+        "database_hit_ratio": ratio(database["blks_hit"], database["blks_read"]),
+        "database_read_bytes": (database["blks_read"] or 0) * block,
+        "read_ms_per_block": (database["blk_read_time"] / database["blks_read"]
+                              if database["blks_read"] else None),
+        "checkpoints_requested": checkpoints["checkpoints_req"],
+        "checkpoints_timed": checkpoints["checkpoints_timed"],
+        "buffers_written_by_backends": checkpoints["buffers_backend"],
+        "wal_bytes": wal["wal_bytes"], "wal_full_page_images": wal["wal_fpi"],
+        "wal_buffers_full": wal["wal_buffers_full"],
+    }

@@ -21,6 +21,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from bench.buffers import Probe, block_size, over_a_deploy, time_reads
 from bench.common import APP_DEPLOY, BROKER_URL, ROOT, connect, django_env, scalar
 from bench.contenders import Process, beat, engine_worker, eta_errors, flush_broker
 from bench.databases import Templates, create, drop, manage
@@ -32,6 +33,7 @@ SELECT id, job_name, status, rows_done, batches_done, extract(epoch FROM started
        extract(epoch FROM finished_at)
 FROM migrations_worker_jobrun WHERE status = 'finished' ORDER BY started_at
 """
+PROFILED = ("investments_alert", "investments_alerttrigger", "assets_asset")
 WAL_LSN = "SELECT pg_current_wal_lsn()::text"
 WAL_SINCE = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)"
 # The tables whose size an operator must plan for: the archives the jobs fill, the tables they
@@ -212,6 +214,10 @@ def measure_deploy(templates: Templates, args, logs: Path, log, workers: int = 2
     plan = json.loads(manage(database, "migrate_online", "--plan", "--stage", "all", "--json",
                              "--workers", str(workers)))["totals"]
     flush_broker()
+    # Hits and reads of the tables the jobs rewrite, checkpoints and WAL over the deploy: the
+    # profile of how it scales (bench/buffers.py); block reads timed, to tell cache from disk.
+    time_reads(database)
+    probe = Probe(database, PROFILED)
     memory = MemorySampler()
     memory.start()
     processes: list[Process] = []
@@ -258,7 +264,13 @@ def measure_deploy(templates: Templates, args, logs: Path, log, workers: int = 2
             process.stop()
         peaks = memory.stop()
         flush_broker()
+    try:
+        counters = probe.finish()  # alone on the database: every session's counters are in
+    except TimeoutError as exc:  # a session that outlived the deploy: no profile, said so
+        log(f"staged deploy ({scale}): no buffer profile: {exc}")
+        counters = None
     with connect(database) as conn:
+        buffers = over_a_deploy(counters, block_size(conn)) if counters else None
         jobs = [
             {"job": job, "status": status, "rows": rows, "batches": batches,
              "seconds": float(ended) - float(began) if began and ended else None,
@@ -290,6 +302,7 @@ def measure_deploy(templates: Templates, args, logs: Path, log, workers: int = 2
         "work_seconds": pre["seconds"] + post["seconds"], "schema": described,
         "plan": {"deploy_seconds": plan.get("deploy_seconds"), "workers": plan.get("workers"),
                  "stages": plan.get("stages")},
+        "buffers": buffers,
         "wal_bytes": int(wal_bytes), "relation_bytes": relation_bytes, "assets": assets,
         "stages": {s["stage"]: {"seconds": s["seconds"], "migrations": len(s["migrations"])}
                    for s in (pre, post)},

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from bench import slopes
-from bench.common import RESULTS, admin_scalar
+from bench.common import RESULTS, admin_scalar, server_settings, settings_words
 from bench.databases import ensure_templates
 from bench.deploy import measure_deploy
 from bench.report import X, gib, mib, seconds
@@ -55,6 +55,7 @@ def run_scale(scale: str, args) -> dict:
     seed_bytes = admin_scalar("SELECT pg_database_size(%s)", [templates.seed])
     logs = OUT / "raw" / "logs"
     deploy = measure_deploy(templates, args, logs, log)
+    deploy["settings"] = server_settings()
     deploy.pop("samples", None)  # the chart here is cost against size, not latency over time
     online = deploy.pop("schema")
     entry = {**deploy, "template_seconds": seeded, "seed_bytes": seed_bytes,
@@ -154,9 +155,46 @@ def markdown(entries: list[dict]) -> str:
                          + (("yes" if abs(off) <= MAX_PLAN_ERROR else "**no**") if judged else "-")
                          + " |")
     lines += window_table([e for e in entries if "window" in e])
+    lines += buffers_table(entries)
     lines += slopes.table(entries) + slopes.sizing(entries)
     lines += ["", "![cost against size](scale.png)", "", BILLION.strip(), ""]
     return "\n".join(lines)
+
+
+def buffers_table(entries: list[dict]) -> list[str]:
+    """The profile of each deploy (bench/buffers.py): how much of what the jobs rewrite was found
+    in shared_buffers, what was read from outside it and how fast, checkpoints and WAL."""
+    rows = [e for e in entries if e.get("buffers")]
+    if not rows:
+        return []
+    lines = ["", "## The cache, checkpoints and WAL during each deploy", "",
+             "Counters of `pg_statio_user_tables`, `pg_stat_database`, `pg_stat_bgwriter` and "
+             "`pg_stat_wal` over the deploy (server-wide for checkpoints and WAL); a heap block "
+             "a table grew by is new, not read. Settings: "
+             + "; ".join(f"{e['scale']}: {settings_words(e.get('settings', {}))}" for e in rows)
+             + ".", "",
+             "| scale | alerts heap hit | alerts index hit | alerts read from outside "
+             "shared_buffers | HOT updates | database hit | ms per block read | checkpoints "
+             "(requested / timed) | buffers written by backends | WAL | WAL per alert "
+             "| full-page images |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    for e in rows:
+        b = e["buffers"]
+        alerts = b["tables"].get("investments_alert", {})
+        per_block = b["read_ms_per_block"]
+        lines.append(
+            f"| {e['scale']} | {share(alerts.get('heap_hit_ratio'))} "
+            f"| {share(alerts.get('index_hit_ratio'))} | {gib(alerts.get('read_bytes'))} "
+            f"| {share(alerts.get('hot_share'))} | {share(b['database_hit_ratio'])} "
+            f"| {'-' if per_block is None else f'{per_block:.3f}'} "
+            f"| {b['checkpoints_requested']:.0f} / {b['checkpoints_timed']:.0f} "
+            f"| {b['buffers_written_by_backends']:,.0f} | {gib(b['wal_bytes'])} "
+            f"| {b['wal_bytes'] / e['alerts']:,.0f} B | {b['wal_full_page_images']:,.0f} |")
+    return lines
 
 
 def lost_writes(online: dict) -> str:
