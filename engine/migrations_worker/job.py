@@ -47,6 +47,11 @@ class Job:
     # database it plans for. A row is what `count_remaining` counts. None: the site's
     # PLAN_ROWS_PER_SECOND.
     measured_rows_per_second: ClassVar[float | None] = None
+    # The worker lanes a migration's `EnqueueJob` starts the job on unless it says otherwise: a
+    # job that is the deploy's longest takes more than one, so the deploy's workers are not left
+    # idle once its shorter jobs are done (a lane is a Celery message; with fewer workers than
+    # lanes the lanes take turns, which costs nothing).
+    lanes: ClassVar[int] = 1
 
     def process_batch(self, cursor, start: int, end: int) -> BatchResult | int:
         """Do the work for keys in the half-open range (start, end]."""

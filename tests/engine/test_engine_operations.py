@@ -58,3 +58,23 @@ def test_gate_refuses_to_run_inside_an_atomic_migration(before_the_job):
         pytest.raises(InsideTransaction, match="atomic = False"),
     ):
         RequireJob(JOB).database_forwards("engine_app", editor, None, None)
+
+
+def test_enqueue_starts_a_job_on_its_own_lanes_unless_the_migration_says_otherwise():
+    from migrations_worker.operations import EnqueueJob
+
+    # The deploy's longest job takes both of a deploy's workers; the others one each.
+    assert EnqueueJob("alerts_uuid").lanes == 2
+    assert EnqueueJob("legacy_columns").lanes == 1
+    assert EnqueueJob("alerts_uuid", workers=1).lanes == 1
+    # A migration written before jobs had lanes still reads as it did.
+    assert EnqueueJob("alerts_uuid").deconstruct() == ("EnqueueJob", [], {"job_name": "alerts_uuid"})
+
+
+def test_a_run_enqueued_by_a_migration_gets_the_jobs_lanes(before_the_job, monkeypatch):
+    from tests.engine_app.jobs import TouchWidgets
+
+    monkeypatch.setattr(TouchWidgets, "lanes", 3)
+    make_widgets(800)
+    migrate_to(LATEST)  # the gate finishes the small remainder inline
+    assert JobRun.objects.get(job_name=JOB).workers == 3

@@ -221,7 +221,7 @@ def _statement(text: str, before: str, settings_now: dict, reader: _Catalog) -> 
 
 def _jobs(migration: Migration, seen: dict[str, gates.Gate], reader: _Catalog) -> list[JobCost]:
     wanted = [(gate.job_name, "requires", 1) for gate in gates_of(migration)]
-    wanted += [(op.job_name, "enqueues", op.workers)
+    wanted += [(op.job_name, "enqueues", op.lanes)
                for op in operations_of(migration.operations, EnqueueJob)]
     return [_job(name, role, lanes, seen, reader) for name, role, lanes in wanted]
 

@@ -20,6 +20,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from .. import pg
 from ..exceptions import Irreversible
+from ..job import get_job
 from ..runs import control, dispatch, gates
 from ..targets import database_flag
 from .base import DeclaredOperation
@@ -47,11 +48,17 @@ class JobOperation(DeclaredOperation):
 
 
 class EnqueueJob(JobOperation):
-    optional = {"batch_size": None, "workers": 1}
+    """`workers`: the lanes the run gets; None (the default) takes the job's own (`Job.lanes`)."""
+
+    optional = {"batch_size": None, "workers": None}
+
+    @property
+    def lanes(self) -> int:
+        return self.workers if self.workers is not None else get_job(self.job_name).lanes
 
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
         dispatch.enqueue(self.job_name, actor="migrate", message="enqueued by migration",
-                         batch_size=self.batch_size, workers=self.workers,
+                         batch_size=self.batch_size, workers=self.lanes,
                          using=schema_editor.connection.alias)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
