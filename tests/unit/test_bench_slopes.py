@@ -11,7 +11,7 @@ def entry(scale: str, alerts: int, alerts_job_seconds: float, index_ms: int, wal
         "database_bytes": 1500 * alerts, "wal_bytes": wal,
         "jobs": [{"job": "alerts_uuid", "rows": alerts, "seconds": alerts_job_seconds}],
         "steps": [{"migration": "investments.0007", "steps": [
-            {"step": "create index alert uuid", "ms": index_ms},
+            {"step": "ddl create index alert uuid", "ms": index_ms},
             {"step": "set lock_timeout", "ms": 3}]}],
         "relation_bytes": {"investments_alert": 200 * alerts},
     }
@@ -25,7 +25,7 @@ def test_each_part_is_shown_per_million_alerts_with_its_slope_and_its_billion_fi
     # 20 s per 1M at medium, 40 s per 1M at xlarge: 20x the time for 10x the rows, slope 1.30;
     # a billion is xlarge's 400 s x 100.
     assert job.split(" | ")[1:] == ["20 s", "40 s", "1.30", "11.1 h |"]
-    index = next(line for line in lines if "create index alert uuid" in line)
+    index = next(line for line in lines if line.startswith("| DDL: create index alert uuid |"))
     assert index.split(" | ")[1:] == ["4 s", "4 s", "1.00", "1.1 h |"]
     assert not any("set lock_timeout" in line for line in lines)
     wal = next(line for line in lines if line.startswith("| WAL written"))
