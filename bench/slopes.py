@@ -35,7 +35,9 @@ def _loglog(a: tuple[float, int], b: tuple[float, int]) -> str:
 def _duration(value: float) -> str:
     if value >= 3600:
         return f"{value / 3600:.1f} h"
-    return f"{value / 60:.1f} min" if value >= 120 else f"{value:.0f} s"
+    if value >= 120:
+        return f"{value / 60:.1f} min"
+    return f"{value:.0f} s" if value >= 10 else f"{value:.2g} s"
 
 
 def _size(value: float) -> str:
