@@ -69,10 +69,12 @@ def run_status(run_id: int) -> str:
 
 
 def batch_in_flight() -> bool:
-    """A worker is inside a batch right now: its transaction is sleeping in pg_sleep."""
+    """A worker is inside a batch right now: its transaction is sleeping in pg_sleep (on this
+    test's database: a test on another xdist worker may be sleeping in its own)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%' "
-                       "AND state = 'active' AND pid <> pg_backend_pid()")
+                       "AND state = 'active' AND pid <> pg_backend_pid() "
+                       "AND datname = current_database()")
         return cursor.fetchone()[0] > 0
 
 

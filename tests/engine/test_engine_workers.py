@@ -27,7 +27,7 @@ def batch_in_flight() -> bool:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%' "
-            "AND state = 'active' AND pid <> pg_backend_pid()"
+            "AND state = 'active' AND pid <> pg_backend_pid() AND datname = current_database()"
         )
         return cursor.fetchone()[0] > 0
 

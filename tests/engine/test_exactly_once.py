@@ -57,7 +57,8 @@ def written_and_uncommitted() -> int | None:
     sleeps after the write, before the engine commits: where a kill must land."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pid FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%' "
-                       "AND state = 'active' AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()")
+                       "AND state = 'active' AND backend_xid IS NOT NULL AND pid <> pg_backend_pid() "
+                       "AND datname = current_database()")
         row = cursor.fetchone()
         return row[0] if row else None
 
