@@ -35,7 +35,10 @@ def snapshot() -> tuple:
     """Everything an operator command could change: runs, their batches and their log."""
     return (
         list(JobRun.objects.order_by("id").values_list("id", "status", "batch_size", "dispatch_epoch")),
-        list(JobRun.objects.values_list("batches__id", "batches__status", "batches__attempts")),
+        # By id: a batch row rewritten in place (its totals folded) moves in the heap, and an
+        # unordered read would then list the same batches in another order.
+        list(JobRun.objects.order_by("id", "batches__id")
+             .values_list("batches__id", "batches__status", "batches__attempts")),
         JobRunEvent.objects.count(),
     )
 
