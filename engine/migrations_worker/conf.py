@@ -71,6 +71,12 @@ DEFAULTS: dict[str, Any] = {
     "PLAN_ROWS_PER_SECOND": 5_000.0,
     "PLAN_SCAN_BYTES_PER_SECOND": 100 * 1024**2,
     "PLAN_WORKERS": 2,
+    # A batch's own statements (its claim, its fence, its outcome, and the statements of a job
+    # that sets `prepare_statements`) run as prepared statements: parsed and planned once per
+    # worker session instead of once per batch (runs/prepared.py). False behind a pooler that
+    # does not keep prepared statements across a session's transactions (PgBouncer in
+    # transaction mode before 1.21, or without max_prepared_statements).
+    "PREPARED_STATEMENTS": True,
 }
 
 REQUEUE_STALE_RUNS = "migrations_worker.requeue_stale_runs"

@@ -52,6 +52,11 @@ class Job:
     # idle once its shorter jobs are done (a lane is a Celery message; with fewer workers than
     # lanes the lanes take turns, which costs nothing).
     lanes: ClassVar[int] = 1
+    # True: `process_batch` gets a cursor whose statements are prepared, planned once per
+    # worker session instead of once per batch (runs/prepared.py). It binds parameters on the
+    # server: one statement per `execute`, parameters only where a value goes (`= ANY(%s)` with
+    # a list, not `IN %s` with a tuple; `set_config()`, not `SET ... %s`).
+    prepare_statements: ClassVar[bool] = False
 
     def process_batch(self, cursor, start: int, end: int) -> BatchResult | int:
         """Do the work for keys in the half-open range (start, end]."""

@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("__init__", "exceptions", "logs", "conf", "models", "celery"),
     ("pg", "job", "sqltext", "targets"),
     # runs/: a run's life
-    ("runs", "runs.states", "runs.batching", "runs.eta"),
+    ("runs", "runs.states", "runs.batching", "runs.eta", "runs.prepared"),
     ("runs.progress", "runs.throttle"),
     ("runs.quarantine", "runs.totals", "runs.server_slots"),
     ("runs.claim", "runs.verdict"),

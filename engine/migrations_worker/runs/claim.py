@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.db import connections
 from psycopg import sql
 
 from ..job import Job
 from ..models import JobRun
-from . import progress, throttle
+from . import prepared, progress, throttle
 from .totals import FOLDED, RUN_TOTALS
 
 # {key} and {table}: the job's. `again` is the batch to
@@ -140,7 +139,7 @@ class Claimer:
         """The next batch (see CLAIM); None when the run is not running under this worker's
         epoch, or has no batch to hand out now (the worker then looks at why)."""
         size, average = self._sizing()
-        with connections[self.using].cursor() as cursor:
+        with prepared.cursor(self.using) as cursor:
             cursor.execute(self.sql, {
                 "run": self.run_id, "epoch": self.epoch, "size": size, "avg": average,
                 "worker": self.worker, "lease": self.tuning.lease_seconds,

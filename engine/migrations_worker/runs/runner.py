@@ -25,6 +25,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -38,7 +39,7 @@ from .. import pg
 from ..job import BatchResult, Job, get_job
 from ..logs import about
 from ..models import BatchStatus, JobBatch, JobRun, RunStatus
-from . import batching, quarantine, server_slots, throttle
+from . import batching, prepared, quarantine, server_slots, throttle
 from .claim import Claim, Claimer
 from .states import enter, record, transition
 from .totals import fold
@@ -225,7 +226,8 @@ class RunWorker:
     def _process(self, claim: Claim) -> None:
         t0 = time.monotonic()
         try:
-            with transaction.atomic(using=self.using), connections[self.using].cursor() as cursor:
+            with transaction.atomic(using=self.using), prepared.cursor(self.using) as cursor, \
+                    self._job_cursor(cursor) as job_cursor:
                 with pg.timeouts(cursor, lock_timeout_ms=self.tuning.lock_timeout_ms,
                                  statement_timeout_ms=self.tuning.statement_timeout_ms):
                     cursor.execute(FENCE, [claim.batch_id, claim.attempt, claim.end])
@@ -237,7 +239,7 @@ class RunWorker:
                             extra=self._about(claim),
                         )
                         return
-                    result = self.job.process_batch(cursor, claim.start, claim.end)
+                    result = self.job.process_batch(job_cursor, claim.start, claim.end)
                 if isinstance(result, int):
                     result = BatchResult(rows=result)
                 seconds = time.monotonic() - t0
@@ -261,6 +263,13 @@ class RunWorker:
             waited = pg.transient(exc, using=self.using)
             pg.reset_if_broken(using=self.using)
             self._record_failure(claim, exc, time.monotonic() - t0, waited)
+
+    def _job_cursor(self, own) -> AbstractContextManager:
+        """The cursor the job's statements run on: the batch's own, prepared, for a job that
+        opts in (`Job.prepare_statements`), else Django's, on the same session and transaction."""
+        if self.job.prepare_statements:
+            return nullcontext(own)
+        return connections[self.using].cursor()
 
     def _record_failure(self, claim: Claim, exc: Exception, seconds: float,
                         waited: bool = False) -> None:

@@ -188,6 +188,9 @@ MIGRATIONS_WORKER = {
     "SERVER_LIMIT": int(os.environ.get("MW_SERVER_LIMIT", "4")),
     # Each target's labels (server, region, ...), by alias.
     "TARGETS": mw_targets.labels(TARGETS),
+    # A batch's statements prepared once per worker session; 0 behind a pooler that drops
+    # prepared statements between transactions (docs/engine-install.md).
+    "PREPARED_STATEMENTS": env_bool("MW_PREPARED_STATEMENTS", True),
 }
 # The read-only status API (/ops/runs.json, /ops/metrics) also accepts
 # `Authorization: Bearer <MW_STATUS_TOKEN>`, for dashboards and deploy pipelines; empty: off.

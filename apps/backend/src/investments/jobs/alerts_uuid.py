@@ -60,6 +60,9 @@ class AlertsUuid(Job):
     # second worker joins it as soon as the text archival and the merge are done, instead of
     # idling at the gate (bench/results/scale/scale.md, the window comparison).
     lanes = 2
+    # Two statements a batch, the same text every time: planning them took 0.55-0.7 ms each
+    # per 80 ms batch (docs/benchmarks.md).
+    prepare_statements = True
 
     def process_batch(self, cursor, start: int, end: int) -> BatchResult:
         cursor.execute(ASSIGN_UUIDS, [start, end])
