@@ -346,7 +346,8 @@ def write(args, entry: dict) -> None:
         f"# Where the engine's time goes: alerts backfill, {args.scale} scale "
         f"({rows:,} alerts), no live load",
         "",
-        f"`python -m bench.profile_engine --scale {args.scale} --repeat {args.repeat}`: one "
+        f"`python -m bench.profile_engine --scale {args.scale} --targets "
+        f"{' '.join(map(str, args.targets))} --repeat {args.repeat}`: one "
         "process, the RunWorker loop inline (what each Celery slice runs), each run on a fresh "
         f"copy of the template; every figure is the fastest of {args.repeat} runs (the machine "
         "is shared: noise only adds time).",
