@@ -349,10 +349,18 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "exactly once: the batch's data commits before its progress",
         "engine/migrations_worker/runs/runner.py",
-        "                    result = self.job.process_batch(cursor, claim.start, claim.end)\n",
-        "                    result = self.job.process_batch(cursor, claim.start, claim.end)\n"
-        "                    cursor.execute('COMMIT')\n",
+        "                    result = self.job.process_batch(job_cursor, claim.start, claim.end)\n",
+        "                    result = self.job.process_batch(job_cursor, claim.start, claim.end)\n"
+        "                    job_cursor.execute('COMMIT')\n",
         EXACTLY_ONCE, "a kill between the two commits leaves data done and the batch to do again"),
+    Mutation(
+        "prepared statements: a batch's own statements planned again every time",
+        "engine/migrations_worker/runs/prepared.py",
+        "        return super().execute(query, params, prepare=True, binary=binary)\n",
+        "        return super().execute(query, params, prepare=False, binary=binary)\n",
+        "tests/engine/test_prepared_statements.py::"
+        "test_the_claim_fence_and_outcome_of_every_batch_are_planned_once_per_session",
+        "every batch parses and plans its claim, fence and outcome again"),
     Mutation(
         "totals: the run concludes on a fold taken before its last batch committed",
         "engine/migrations_worker/runs/runner.py",

@@ -35,6 +35,13 @@ SCRIPT = ROOT / "deploy" / "demo.sh"
 SEEDED_ALERTS = 20_000  # the small preset
 
 
+def as_in_a_terminal() -> None:
+    """In the demo's process, before it starts: Ctrl-C interrupts, as in a terminal. A test run
+    started in the background (`make test &`, a CI runner) ignores SIGINT, and a shell can
+    neither trap nor reset a signal ignored when it started: Ctrl-C would then do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Demo:
     """deploy/demo.sh in a process group of its own, its output collected line by line."""
 
@@ -62,6 +69,7 @@ class Demo:
         self.proc = subprocess.Popen(
             [str(SCRIPT), "small"], cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            preexec_fn=as_in_a_terminal,
         )
         threading.Thread(target=self._read, daemon=True).start()
 
