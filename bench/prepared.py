@@ -17,9 +17,7 @@ import json
 import statistics
 
 from bench.common import RESULTS, server_settings, settings_words
-
-# The scales bench.profile_engine builds templates for (seed.dataset.SIZES).
-SCALES = ("small", "medium", "large", "xlarge")
+from seed.dataset import SIZES
 
 STEPS = {"claim a batch": "claim", "batch: bookkeeping + commit": "bookkeeping",
          "batch: the job's statements": "job"}
@@ -103,7 +101,7 @@ def report(raw: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", choices=SCALES, default="medium")
+    parser.add_argument("--scale", choices=list(SIZES), default="medium")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--report", action="store_true", help="only rewrite the report")
     args = parser.parse_args()
