@@ -24,12 +24,34 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .costs import JobCost, MigrationCost
+from typing import Protocol
 
 STAGES = ("pre", "post")
+
+
+class JobCost(Protocol):
+    """What the clock reads of a job's estimate (`costs.JobCost` is one): the clock knows the
+    shape it walks, not the plan that holds it, so the plan can hold the clock."""
+
+    status: str
+    rows: int | None
+    lanes: int
+    seconds: float | None
+
+
+class MigrationCost(Protocol):
+    """What the clock reads of a migration's estimate (`costs.MigrationCost` is one)."""
+
+    migration: str
+    stage: str
+    parents: list[str]
+    gate_limits: dict[str, int]
+
+    @property
+    def seconds(self) -> float | None: ...
+
+    @property
+    def enqueues(self) -> list[str]: ...
 
 
 @dataclass
