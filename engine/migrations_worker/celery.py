@@ -28,7 +28,7 @@ app = Celery("migrations_worker")
 # The default app in every thread: a web server's request threads send tasks too (the admin's
 # resume and retry), and without this they would fall back to Celery's built-in default broker.
 app.set_default()
-app.config_from_object(CelerySettings(), namespace="CELERY")
+app.config_from_object(CelerySettings())
 app.autodiscover_tasks(["migrations_worker"])
 
 

@@ -10,8 +10,9 @@ project, and a project that adds the app and a broker URL gets a working, safe e
   its environment.
 - The Celery app's defaults (`CELERY_DEFAULTS`): worker-wide settings the engine needs, under
   whatever `CELERY_*` settings the project sets. What a run's safety rests on is not left to the
-  project: the engine's tasks carry acks_late, reject_on_worker_lost and their queue themselves
-  (tasks.py), without changing the policy of the project's own tasks.
+  project: the engine's tasks carry acks_late and reject_on_worker_lost themselves (tasks.py),
+  and a route ahead of the project's sends them to the engine's queue, without changing the
+  policy of the project's own tasks.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ DEFAULTS: dict[str, Any] = {
 
 REQUEUE_STALE_RUNS = "migrations_worker.requeue_stale_runs"
 ADVANCE_ROLLOUTS = "migrations_worker.advance_rollouts"
+ENGINE_TASKS = "migrations_worker.*"  # every task the engine registers (a Celery route glob)
 
 # Under the project's CELERY_* settings: one message reserved per worker process at a time (a
 # slice can run for seconds; a prefetched one would wait behind it, its lease ticking), and a
@@ -143,11 +145,16 @@ def flower_url() -> str:
 
 
 class CelerySettings(Mapping):
-    """Django's CELERY_* settings over `CELERY_DEFAULTS`, plus the engine's beat entries.
+    """Django's CELERY_* settings over `CELERY_DEFAULTS`, plus the engine's beat entries, under
+    Celery's own names (`CELERY_RESULT_BACKEND` -> `result_backend`).
 
     Read by the Celery app when it first needs its configuration (after Django's settings are
-    loaded). The beat entries re-send stale runs and advance open fleet rollouts; each is added
-    unless the project's own CELERY_BEAT_SCHEDULE already schedules that task."""
+    loaded). Celery's names, not the CELERY_ namespace: a few namespaced names are also Celery
+    3's (`CELERY_RESULT_BACKEND`), and a namespaced app warns of them as deprecated in every
+    worker's log. The beat entries re-send stale runs and advance open fleet rollouts; each is
+    added unless the project's own CELERY_BEAT_SCHEDULE already schedules that task, and every
+    engine task is routed to `MIGRATIONS_WORKER["QUEUE"]` (the task attribute `queue` that did
+    this is deprecated in Celery 5)."""
 
     def _merged(self) -> dict[str, Any]:
         merged = {**CELERY_DEFAULTS,
@@ -159,7 +166,12 @@ class CelerySettings(Mapping):
                 schedule[key] = {
                     "task": task, "schedule": float(get("REQUEUE_INTERVAL_SECONDS"))}
         merged["CELERY_BEAT_SCHEDULE"] = schedule
-        return merged
+        # The engine's tasks go to the engine's queue whatever the project's routes say: a
+        # router ahead of the project's (Celery takes the first that answers).
+        routes = merged.get("CELERY_TASK_ROUTES")
+        routes = list(routes) if isinstance(routes, (list, tuple)) else [routes] if routes else []
+        merged["CELERY_TASK_ROUTES"] = [{ENGINE_TASKS: {"queue": get("QUEUE")}}, *routes]
+        return {key.removeprefix("CELERY_").lower(): value for key, value in merged.items()}
 
     def __getitem__(self, key: str) -> Any:
         return self._merged()[key]

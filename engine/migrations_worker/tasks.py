@@ -29,7 +29,6 @@ OTHER_DATABASE_RETRY_SECONDS = 5.0
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=False,
-    queue=conf.get("QUEUE"),
 )
 def run_slice(self, run_id: int, job_name: str, epoch: int, lane: int,
               database: str = DEFAULT_DB_ALIAS) -> dict:
@@ -84,7 +83,7 @@ def _work_slice(task, run_id: int, job_name: str, epoch: int, lane: int, databas
     if outcome.kind in (runner.Kind.CONTINUE, runner.Kind.HOLD, runner.Kind.WAIT):
         try:
             run_slice.apply_async((run_id, job_name, epoch, lane), {"database": database},
-                                  countdown=outcome.delay)
+                                  countdown=outcome.delay, queue=conf.get("QUEUE"))
         except Exception as exc:  # a broker outage: the run's heartbeat goes stale, beat re-sends
             log.warning("run=%s job=%s database=%s could not re-enqueue (%s); beat will re-send "
                         "the run", run_id, job_name, database, exc,
@@ -93,7 +92,7 @@ def _work_slice(task, run_id: int, job_name: str, epoch: int, lane: int, databas
             "outcome": outcome.kind, "status": outcome.status}
 
 
-@shared_task(name=conf.REQUEUE_STALE_RUNS, ignore_result=True, queue=conf.get("QUEUE"))
+@shared_task(name=conf.REQUEUE_STALE_RUNS, ignore_result=True)
 def requeue_stale_runs() -> dict[str, list[int]]:
     """Re-send runs no worker has touched lately, on every target: a killed worker, a lost
     message, a broker restart. A new epoch fences the old messages, should they ever arrive. A

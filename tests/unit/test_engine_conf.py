@@ -30,15 +30,48 @@ def test_a_misspelt_engine_setting_fails_the_system_check(settings):
 def test_the_projects_celery_settings_win_over_the_engines_defaults(settings):
     settings.CELERY_WORKER_PREFETCH_MULTIPLIER = 4
     merged = conf.CelerySettings()
-    assert merged["CELERY_WORKER_PREFETCH_MULTIPLIER"] == 4
-    assert merged["CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP"] is True
+    assert merged["worker_prefetch_multiplier"] == 4
+    assert merged["broker_connection_retry_on_startup"] is True
+    assert merged["result_backend"] == settings.CELERY_RESULT_BACKEND
+
+
+def test_the_celery_app_reads_the_projects_settings_and_warns_of_none_as_deprecated(settings):
+    """CELERY_RESULT_BACKEND is also a Celery 3 name: read through the CELERY_ namespace it made
+    every worker log a deprecation warning for a setting written as Celery's docs say."""
+    from migrations_worker.celery import app
+
+    config = app.conf
+    config.finalize()
+    assert config.result_backend == settings.CELERY_RESULT_BACKEND
+    assert config.result_extended is settings.CELERY_RESULT_EXTENDED
+    assert config.task_routes == [{"migrations_worker.*": {"queue": "migrations"}},
+                                  settings.CELERY_TASK_ROUTES]
+    assert config.broker_transport_options == settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    assert not config.deprecated_settings
+
+
+def test_the_engines_tasks_go_to_its_queue_whatever_the_projects_routes_say(settings):
+    """A route, not the task attribute `queue` (deprecated in Celery 5), so beat's entries and a
+    task's own re-enqueue land on the engine's queue as the sends that name it do."""
+    from celery.app.routes import Router, prepare
+
+    from migrations_worker.celery import app
+
+    settings.CELERY_TASK_ROUTES = {"*": {"queue": "shop"}}
+    settings.MIGRATIONS_WORKER = {**settings.MIGRATIONS_WORKER, "QUEUE": "mw-night"}
+    router = Router(prepare(conf.CelerySettings()["task_routes"]), app.amqp.queues,
+                    create_missing=True, app=app)
+    for task in ("migrations_worker.run_slice", conf.REQUEUE_STALE_RUNS, conf.ADVANCE_ROLLOUTS,
+                 "migrations_worker.fleet_step"):
+        assert router.route({}, task)["queue"].name == "mw-night"
+    assert router.route({}, "shop.tick")["queue"].name == "shop"
 
 
 def test_beat_re_sends_stale_runs_and_advances_rollouts_once_whether_or_not_the_project_schedules_them(
         settings):
     settings.CELERY_BEAT_SCHEDULE = {"mine": {"task": "shop.tick", "schedule": 5.0}}
     settings.MIGRATIONS_WORKER = {"REQUEUE_INTERVAL_SECONDS": 2}
-    schedule = conf.CelerySettings()["CELERY_BEAT_SCHEDULE"]
+    schedule = conf.CelerySettings()["beat_schedule"]
     assert schedule == {"mine": {"task": "shop.tick", "schedule": 5.0},
                         "migrations_worker.requeue-stale-runs": {
                             "task": conf.REQUEUE_STALE_RUNS, "schedule": 2.0},
@@ -46,4 +79,4 @@ def test_beat_re_sends_stale_runs_and_advances_rollouts_once_whether_or_not_the_
                             "task": conf.ADVANCE_ROLLOUTS, "schedule": 2.0}}
     settings.CELERY_BEAT_SCHEDULE = {"own": {"task": conf.REQUEUE_STALE_RUNS, "schedule": 1.0},
                                      "fleet": {"task": conf.ADVANCE_ROLLOUTS, "schedule": 3.0}}
-    assert conf.CelerySettings()["CELERY_BEAT_SCHEDULE"] == settings.CELERY_BEAT_SCHEDULE
+    assert conf.CelerySettings()["beat_schedule"] == settings.CELERY_BEAT_SCHEDULE

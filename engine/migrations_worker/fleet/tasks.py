@@ -22,7 +22,7 @@ log = logging.getLogger("migrations_worker.fleet")
 
 
 @shared_task(bind=True, name=STEP_TASK, acks_late=True, reject_on_worker_lost=True,
-             ignore_result=False, queue=conf.get("QUEUE"))
+             ignore_result=False)
 def fleet_step(self, rollout_id: int, target: str, stage: str, attempt: int) -> dict:
     """One step of `target` in rollout `rollout_id` (fleet/step.py). A redelivered or duplicate
     message is harmless: the target's deploy lock keeps two steps apart, its attempt fences one
@@ -35,7 +35,7 @@ def fleet_step(self, rollout_id: int, target: str, stage: str, attempt: int) -> 
             "step": done}
 
 
-@shared_task(name=conf.ADVANCE_ROLLOUTS, ignore_result=True, queue=conf.get("QUEUE"))
+@shared_task(name=conf.ADVANCE_ROLLOUTS, ignore_result=True)
 def advance_rollouts() -> str:
     """Beat's tick of the open rollout: it goes on without the command that started it."""
     try:
