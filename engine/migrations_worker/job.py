@@ -47,6 +47,12 @@ class Job:
     # database it plans for. A row is what `count_remaining` counts. None: the site's
     # PLAN_ROWS_PER_SECOND.
     measured_rows_per_second: ClassVar[float | None] = None
+    # What one row of the job's work writes, measured by `python -m bench.footprint`: bytes of
+    # WAL, and bytes the database grows by before vacuum (the rows' new versions and their index
+    # entries, archive rows). `migrate_online --plan` sizes the deploy's WAL and disk with them,
+    # before anyone starts it. None: unknown, and the plan says so.
+    measured_wal_bytes_per_row: ClassVar[float | None] = None
+    measured_growth_bytes_per_row: ClassVar[float | None] = None
     # The worker lanes a migration's `EnqueueJob` starts the job on unless it says otherwise: a
     # job that is the deploy's longest takes more than one, so the deploy's workers are not left
     # idle once its shorter jobs are done (a lane is a Celery message; with fewer workers than

@@ -64,6 +64,54 @@ def test_a_job_that_never_ran_here_is_planned_at_the_rate_the_bench_measured_for
     assert "for a job that has not run" not in text
 
 
+@pytest.fixture
+def replication_slot(fresh_database):
+    """A physical slot on the test server, not reserving WAL yet; dropped afterwards. Slots are
+    the server's: the name is the fresh database's, unique to this test worker."""
+    name = fresh_database.rsplit("/", 1)[1] + "_slot"
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute("SELECT pg_create_physical_replication_slot(%s)", [name])
+    yield name
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute("SELECT pg_drop_replication_slot(%s)", [name])
+
+
+def test_the_plan_sizes_the_jobs_wal_and_growth_against_checkpoints_slots_and_autovacuum(
+    fresh_database, replication_slot
+):
+    migrated = manage_on(fresh_database, "migrate", "assets", "0006")
+    assert migrated.returncode == 0, migrated.stderr
+    with psycopg.connect(fresh_database, autocommit=True) as conn:
+        conn.execute(LEGACY_ASSETS)
+        conn.execute("ALTER TABLE assets_asset SET (autovacuum_vacuum_scale_factor = 0.01)")
+        conn.execute("ANALYZE assets_asset")
+        max_wal_size = conn.execute(
+            "SELECT pg_size_bytes(current_setting('max_wal_size'))").fetchone()[0]
+
+    result = manage_on(fresh_database, "migrate_online", "--plan", "--stage", "pre", "--json")
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    legacy, dedup = found["jobs"]["legacy_columns"], found["jobs"]["ticker_dedup"]
+    # Rows to do x the bytes a row the bench measured for each job (its class says).
+    assert legacy["wal_bytes"] == 6_000 * 1_003.0 and legacy["growth_bytes"] == 6_000 * 384.0
+    assert dedup["wal_bytes"] == 30 * 80_084.0 and dedup["growth_bytes"] == 30 * 42_208.0
+    assert found["totals"]["wal_bytes"] == 6_000 * 1_003.0 + 30 * 80_084.0
+    server = found["server"]
+    assert server["max_wal_size"] == max_wal_size
+    assert {"name": replication_slot, "kind": "physical", "active": False,
+            "retained_bytes": None} in server["slots"]
+    # Both jobs walk assets_asset: its threshold once, from its own scale factor (3,000 rows).
+    assert server["vacuum"] == [{"table": "assets_asset", "rows": 3_000, "threshold": 80,
+                                 "enabled": True}]
+
+    text = manage_on(fresh_database, "migrate_online", "--plan", "--stage", "pre").stdout
+    assert ("  WAL: ~8.0 MB (legacy_columns ~5.7 MB, ticker_dedup ~2.3 MB); max_wal_size "
+            f"{max_wal_size / 2**30:.1f} GB: about 0 checkpoint(s) requested by it alone") in text
+    assert (f"  replication slot {replication_slot} (physical, INACTIVE): the primary keeps this "
+            "WAL on its disk until the slot moves past it") in text
+    assert ("  vacuum: assets_asset (3,000 rows): autovacuum starts after ~80 dead rows") in text
+
+
 def test_once_the_job_has_run_here_the_pace_of_its_run_wins_over_the_measured_rate(
     seeded_before_the_gate, monkeypatch
 ):
@@ -105,7 +153,9 @@ def test_the_deploy_is_walked_on_the_clock_with_its_job_on_a_worker_until_its_ga
     assert found["migrations"][1]["gate_limits"] == {JOB: 1_000}
 
     text = manage("migrate_online", "--plan", "--workers", "1").stdout.splitlines()
-    assert text[-4:] == [
+    clock = text.index(
+        "estimated deploy with 1 worker(s): ~1s (schema changes <1s, waiting at gates ~1s)")
+    assert text[clock:clock + 4] == [
         "estimated deploy with 1 worker(s): ~1s (schema changes <1s, waiting at gates ~1s)",
         "  pre-deploy stage: ~1s (schema changes <1s, waiting at gates ~1s)",
         "  post-deploy stage: <1s (schema changes <1s, waiting at gates <1s)",

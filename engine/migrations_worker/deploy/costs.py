@@ -76,6 +76,9 @@ class JobCost:
     # Where it stands before the deploy: "finished", "running" (a run works it now), "held" (its
     # run waits for an operator), or "" (to be started).
     status: str = ""
+    # What its rows left will write (rows x the job's measured bytes a row); None: unknown.
+    wal_bytes: float | None = None
+    growth_bytes: float | None = None
 
     def describe(self) -> str:
         rows = "rows unknown" if self.rows is None else f"{self.rows:,} row(s) to do"
@@ -108,6 +111,46 @@ class MigrationCost:
 
 
 @dataclass
+class Slot:
+    """A replication slot: WAL it holds back is kept on the primary's disk until it moves."""
+
+    name: str
+    kind: str  # physical or logical
+    active: bool
+    retained_bytes: int | None  # WAL kept for it now
+
+
+@dataclass
+class Vacuum:
+    """When autovacuum starts on a table a job rewrites: every row rewritten leaves a dead
+    version, and until vacuum reclaims them the table keeps both."""
+
+    table: str
+    rows: int | None
+    threshold: int | None  # dead rows before autovacuum starts (None: the table's unknown)
+    enabled: bool
+
+
+@dataclass
+class Server:
+    """What the database says about the room a deploy's writes need (`plan.server`)."""
+
+    max_wal_size: int  # bytes
+    checkpoint_completion_target: float
+    max_slot_wal_keep_size: int | None  # None: unlimited
+    wal_level: str
+    slots: list[Slot] = field(default_factory=list)
+    vacuum: list[Vacuum] = field(default_factory=list)
+
+    @property
+    def wal_per_checkpoint(self) -> float:
+        """WAL written between checkpoints before the next is requested: PostgreSQL spreads a
+        checkpoint over `checkpoint_completion_target` of the interval, so it starts one after
+        max_wal_size / (1 + target) (xlarge's 7.7 GB deploy: 3 requested at 4 GB)."""
+        return self.max_wal_size / (1 + self.checkpoint_completion_target)
+
+
+@dataclass
 class Plan:
     stage: str
     migrations: list[MigrationCost]
@@ -115,6 +158,7 @@ class Plan:
     scan_bytes_per_second: float
     database: str = "default"  # the target it was read from
     workers: int = 2  # the worker lanes the deploy's jobs share
+    server: Server | None = None
 
     def timeline(self) -> clock.Timeline:
         """The deploy on the clock: every stage of the plan, one after the other."""
@@ -157,7 +201,10 @@ class Plan:
                                      "gate_seconds": s.gate_seconds} for s in timeline.stages},
                 "strongest_lock": max((locks.Mode[s.lock.replace(" ", "_")] for s in statements),
                                       default=locks.Mode.NONE).sql_name,
+                "wal_bytes": total(job.wal_bytes for job in jobs.values()),
+                "growth_bytes": total(job.growth_bytes for job in jobs.values()),
             },
+            "server": None if self.server is None else asdict(self.server),
         }
 
 
@@ -240,7 +287,55 @@ def text_lines(plan: Plan) -> list[str]:
                  f"(strongest lock {totals['strongest_lock']})"
                  + (f"; data jobs: {jobs}" if jobs else "")
                  + f" (at {size(int(plan.scan_bytes_per_second))}/s scanned)")
-    return lines + timeline_lines(plan.timeline())
+    return lines + timeline_lines(plan.timeline()) + room_lines(plan)
+
+
+def room_lines(plan: Plan) -> list[str]:
+    """What to make room for before starting: the data jobs' WAL and growth at the bytes a row
+    the bench measured, against the server's checkpoints, replication slots and autovacuum."""
+    jobs = [job for job in plan.jobs().values() if job.rows]
+    if not jobs:
+        return []
+    lines = ["room it needs (the data jobs, at the bytes a row the bench measured; the index "
+             "builds add about each new index's size):"]
+    server = plan.server
+    wal = total(job.wal_bytes for job in jobs)
+    each = ", ".join(f"{job.job} {about(job.wal_bytes)}" for job in jobs)
+    line = f"  WAL: {about(wal)} ({each})"
+    if server is not None and wal is not None:
+        line += (f"; max_wal_size {size(server.max_wal_size)}: about "
+                 f"{int(wal // server.wal_per_checkpoint)} checkpoint(s) requested by it alone")
+    lines.append(line)
+    growth = total(job.growth_bytes for job in jobs)
+    lines.append(f"  disk: {about(growth)} more until vacuum reclaims the old row versions ("
+                 + ", ".join(f"{job.job} {about(job.growth_bytes)}" for job in jobs) + ")")
+    if server is None:
+        return lines
+    keep = ("unlimited" if server.max_slot_wal_keep_size is None
+            else size(server.max_slot_wal_keep_size))
+    if not server.slots:
+        lines.append(f"  replication slots: none (wal_level {server.wal_level})")
+    for slot in server.slots:
+        state = "active" if slot.active else "INACTIVE"
+        kept = "" if slot.retained_bytes is None else f", keeps {size(slot.retained_bytes)} now"
+        lines.append(f"  replication slot {slot.name} ({slot.kind}, {state}{kept}): the primary "
+                     f"keeps this WAL on its disk until the slot moves past it "
+                     f"(max_slot_wal_keep_size: {keep})")
+    for v in server.vacuum:
+        rows = "rows unknown" if v.rows is None else f"{v.rows:,} rows"
+        if not v.enabled:
+            when = "autovacuum is off on it: VACUUM it after the job"
+        elif v.threshold is None:
+            when = "autovacuum's threshold unknown (never analysed)"
+        else:
+            when = f"autovacuum starts after ~{v.threshold:,} dead rows"
+        lines.append(f"  vacuum: {v.table} ({rows}): {when}; each row a job rewrites leaves a "
+                     "dead version until then")
+    return lines
+
+
+def about(n: float | None) -> str:
+    return "unknown" if n is None else f"~{size(int(n))}"
 
 
 def timeline_lines(timeline: clock.Timeline) -> list[str]:

@@ -14,8 +14,12 @@ measured_rows_per_second`, times the lanes it gets); the site's default. Stateme
 are rough on purpose: the table's size read at a scan rate, times a factor per kind of
 statement (`locks.COST`: x1 a scan or a validation, x3 an index build, x5 a rewrite).
 
-Last, the whole deploy on a clock (`clock`): the jobs run on the workers while the DDL goes on,
-and a gate waits for its own job.
+Then the whole deploy on a clock (`clock`): the jobs run on the workers while the DDL goes on,
+and a gate waits for its own job. Last, the room its writes need, before anyone starts it: the
+data jobs' WAL and the database's growth before vacuum, at the bytes a row the bench measured
+for each job (`Job.measured_wal_bytes_per_row`, `measured_growth_bytes_per_row`), against the
+checkpoints `max_wal_size` asks for, the replication slots that keep WAL on the primary's disk,
+and when autovacuum starts on the tables the jobs rewrite (`server`).
 
 The rates are settings: `MIGRATIONS_WORKER["PLAN_ROWS_PER_SECOND"]` (a data job's rows per second
 on one worker when nothing better is known, 5,000), `["PLAN_SCAN_BYTES_PER_SECOND"]` (100 MB/s)
@@ -45,7 +49,18 @@ from ..runs.batching import key_bounds
 from ..runs.progress import progress_of, sampled_rate
 from ..sqltext import LINE_COMMENT, created_indexes, split_statements
 from . import locks
-from .costs import JobCost, MigrationCost, Plan, StatementCost, Step, TableCost, timeout_words
+from .costs import (
+    JobCost,
+    MigrationCost,
+    Plan,
+    Server,
+    Slot,
+    StatementCost,
+    Step,
+    TableCost,
+    Vacuum,
+    timeout_words,
+)
 from .pending import gate_lines, gates_of, label, loader_executor, unapplied
 
 TABLE_STATS = """
@@ -55,6 +70,25 @@ FROM pg_class c WHERE c.oid = to_regclass(quote_ident(%s))
 INDEX_TABLE = """
 SELECT t.relname FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid
 WHERE i.indexrelid = to_regclass(quote_ident(%s))
+"""
+SERVER = """
+SELECT pg_size_bytes(current_setting('max_wal_size')),
+       current_setting('checkpoint_completion_target')::float,
+       CASE WHEN current_setting('max_slot_wal_keep_size') = '-1' THEN NULL
+            ELSE pg_size_bytes(current_setting('max_slot_wal_keep_size')) END,
+       current_setting('wal_level'),
+       current_setting('autovacuum') = 'on',
+       current_setting('autovacuum_vacuum_threshold')::bigint,
+       current_setting('autovacuum_vacuum_scale_factor')::float
+"""
+SLOTS = """
+SELECT slot_name, slot_type, active,
+       CASE WHEN pg_is_in_recovery() THEN NULL
+            ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint END
+FROM pg_replication_slots ORDER BY slot_name
+"""
+VACUUM = """
+SELECT c.reltuples::bigint, c.reloptions FROM pg_class c WHERE c.oid = to_regclass(quote_ident(%s))
 """
 _SETTING = re.compile(r"^\s*SET\s+(?P<name>lock_timeout|statement_timeout)\s*(?:=|TO)\s*"
                       r"'?(?P<value>[^';]*)'?", re.I)
@@ -110,8 +144,37 @@ def build(stage: Stage | None = None, using: str = DEFAULT_DB_ALIAS,
                                    parents=sorted(".".join(parent.key) for parent in parents),
                                    gate_limits={g.job_name: g.limit()
                                                 for g in gates_of(migration)}))
-    return Plan("all" if stage is None else str(stage), costs, rows_per_second(),
-                scan_bytes_per_second(), using, workers)
+    found = Plan("all" if stage is None else str(stage), costs, rows_per_second(),
+                 scan_bytes_per_second(), using, workers)
+    found.server = server(using, [get_job(job.job).table for job in found.jobs().values()
+                                  if job.rows])
+    return found
+
+
+def server(using: str, tables: list[str]) -> Server:
+    """The settings that decide how the deploy's writes land: checkpoints, the WAL replication
+    slots hold back (any database's: WAL is the server's), and when autovacuum starts on the
+    tables the jobs rewrite."""
+    with connections[using].cursor() as cursor:
+        cursor.execute(SERVER)
+        wal, target, keep, level, autovacuum, base, factor = cursor.fetchone()
+        cursor.execute(SLOTS)
+        slots = [Slot(*row) for row in cursor.fetchall()]
+        vacuum = []
+        for table in dict.fromkeys(tables):
+            cursor.execute(VACUUM, [table])
+            row = cursor.fetchone()
+            if row is None:
+                continue  # created by this plan: nothing to rewrite yet
+            rows, options = row
+            own = dict(option.split("=", 1) for option in options or [])
+            enabled = autovacuum and own.get("autovacuum_enabled", "true").lower() not in (
+                "false", "off", "0", "no")
+            threshold = None if rows < 0 else int(
+                int(own.get("autovacuum_vacuum_threshold", base))
+                + float(own.get("autovacuum_vacuum_scale_factor", factor)) * rows)
+            vacuum.append(Vacuum(table, None if rows < 0 else rows, threshold, enabled))
+    return Server(wal, target, keep, level, slots, vacuum)
 
 
 class _Catalog:
@@ -233,7 +296,7 @@ def _job(name: str, role: str, lanes: int, seen: dict[str, gates.Gate],
     gate = seen.get(name) or reader.gate(name)
     if gate.state == gates.GateState.OPEN:
         return JobCost(name, role, gate.describe(), 0, "finished", None, "finished", 0.0, lanes,
-                       "finished")
+                       "finished", 0.0, 0.0)
     rows, rows_source = _rows(name, gate, reader)
     run = gate.run or (control.latest_run(name, using=reader.using)
                        if gates.engine_tables_exist(using=reader.using) else None)
@@ -254,8 +317,16 @@ def _job(name: str, role: str, lanes: int, seen: dict[str, gates.Gate],
         rate_source += f", {per_worker:,.0f} rows/s a worker" + (f" x {lanes} lanes"
                                                                   if lanes > 1 else "")
     seconds = None if rows is None else rows / rate
+    job = get_job(name)
     return JobCost(name, role, gate.describe(), rows, rows_source, rate, rate_source, seconds,
-                   lanes, status)
+                   lanes, status, _bytes(rows, job.measured_wal_bytes_per_row),
+                   _bytes(rows, job.measured_growth_bytes_per_row))
+
+
+def _bytes(rows: int | None, per_row: float | None) -> float | None:
+    if rows == 0:
+        return 0.0  # nothing to do writes nothing, measured or not
+    return None if rows is None or per_row is None else rows * per_row
 
 
 def _rows(name: str, gate: gates.Gate, reader: _Catalog) -> tuple[int | None, str]:

@@ -241,6 +241,10 @@ class TickerDedup(Job):
     # Groups merged a second, one worker: bench/results/scale/scale.md, xlarge, the staged
     # deploy with 2 Celery workers and the live load on (medium: 105).
     measured_rows_per_second = 78.0
+    # What a group merged writes (every row of its members re-pointed, merged or archived as a
+    # jsonb before-image): bench/results/medium/footprint.md.
+    measured_wal_bytes_per_row = 80_084.0
+    measured_growth_bytes_per_row = 42_208.0
 
     def process_batch(self, cursor, start: int, end: int) -> BatchResult:
         cursor.execute(sql.SQL(MEMBERS).format(groups=sql.Identifier(GROUPS),
