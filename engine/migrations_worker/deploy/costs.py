@@ -303,8 +303,13 @@ def room_lines(plan: Plan) -> list[str]:
     each = ", ".join(f"{job.job} {about(job.wal_bytes)}" for job in jobs)
     line = f"  WAL: {about(wal)} ({each})"
     if server is not None and wal is not None:
-        line += (f"; max_wal_size {size(server.max_wal_size)}: about "
-                 f"{int(wal // server.wal_per_checkpoint)} checkpoint(s) requested by it alone")
+        checkpoints = int(wal // server.wal_per_checkpoint)
+        line += (f"; max_wal_size {size(server.max_wal_size)}: about {checkpoints} "
+                 "checkpoint(s) requested by it alone")
+        if checkpoints:
+            spare = wal * (1 + server.checkpoint_completion_target)
+            line += (f" (max_wal_size {size(int(spare))} for the deploy would spare them, at the "
+                     "price of a longer crash recovery)")
     lines.append(line)
     growth = total(job.growth_bytes for job in jobs)
     lines.append(f"  disk: {about(growth)} more until vacuum reclaims the old row versions ("
