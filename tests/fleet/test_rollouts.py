@@ -52,6 +52,22 @@ def test_plan_shows_the_waves_and_what_each_target_would_do(fleet):
             assert "alerts_uuid" in target["jobs"]
             assert target["seconds"] is not None
     assert {t["server"] for w in plan["waves"] for t in w["targets"]} == {"pg-first", "pg-second"}
+    # Each server's share of the writes: its two targets' WAL and growth, added up on it.
+    targets = {t["target"]: t for w in plan["waves"] for t in w["targets"]}
+    rooms = {room["server"]: room for room in plan["servers"]}
+    assert {server: sorted(room["targets"]) for server, room in rooms.items()} == {
+        "pg-first": ["t1", "t3"], "pg-second": ["t2", "t4"]}
+    for server, (one, other) in (("pg-first", ("t1", "t3")), ("pg-second", ("t2", "t4"))):
+        assert targets[one]["wal_bytes"] > 0
+        assert rooms[server]["wal_bytes"] == targets[one]["wal_bytes"] + targets[other]["wal_bytes"]
+        assert rooms[server]["growth_bytes"] == (targets[one]["growth_bytes"]
+                                                 + targets[other]["growth_bytes"])
+    assert rooms["pg-first"]["settings"]["max_wal_size"] > 0
+
+    text = fleet.fleet("plan", "--stage", "pre", *WAVES).stdout
+    assert "room per server (its targets' data jobs, at the bytes a row measured):" in text
+    assert "  pg-first: WAL ~" in text and "for 2 target(s); max_wal_size" in text
+    assert "  pg-second: WAL ~" in text
 
 
 def test_a_staged_deploy_rolls_out_wave_by_wave_and_each_target_ends_fully_migrated(

@@ -142,6 +142,12 @@ class Server:
     slots: list[Slot] = field(default_factory=list)
     vacuum: list[Vacuum] = field(default_factory=list)
 
+    @classmethod
+    def from_dict(cls, found: dict) -> Server:
+        """A server as `Plan.as_dict` wrote it (a fleet plan reads its targets' that way)."""
+        return cls(**{**found, "slots": [Slot(**slot) for slot in found["slots"]],
+                      "vacuum": [Vacuum(**table) for table in found["vacuum"]]})
+
     @property
     def wal_per_checkpoint(self) -> float:
         """WAL written between checkpoints before the next is requested: PostgreSQL spreads a
@@ -301,31 +307,13 @@ def room_lines(plan: Plan) -> list[str]:
     server = plan.server
     wal = total(job.wal_bytes for job in jobs)
     each = ", ".join(f"{job.job} {about(job.wal_bytes)}" for job in jobs)
-    line = f"  WAL: {about(wal)} ({each})"
-    if server is not None and wal is not None:
-        checkpoints = int(wal // server.wal_per_checkpoint)
-        line += (f"; max_wal_size {size(server.max_wal_size)}: about {checkpoints} "
-                 "checkpoint(s) requested by it alone")
-        if checkpoints:
-            spare = wal * (1 + server.checkpoint_completion_target)
-            line += (f" (max_wal_size {size(int(spare))} for the deploy would spare them, at the "
-                     "price of a longer crash recovery)")
-    lines.append(line)
+    lines.append(f"  WAL: {about(wal)} ({each}){checkpoint_words(wal, server)}")
     growth = total(job.growth_bytes for job in jobs)
     lines.append(f"  disk: {about(growth)} more until vacuum reclaims the old row versions ("
                  + ", ".join(f"{job.job} {about(job.growth_bytes)}" for job in jobs) + ")")
     if server is None:
         return lines
-    keep = ("unlimited" if server.max_slot_wal_keep_size is None
-            else size(server.max_slot_wal_keep_size))
-    if not server.slots:
-        lines.append(f"  replication slots: none (wal_level {server.wal_level})")
-    for slot in server.slots:
-        state = "active" if slot.active else "INACTIVE"
-        kept = "" if slot.retained_bytes is None else f", keeps {size(slot.retained_bytes)} now"
-        lines.append(f"  replication slot {slot.name} ({slot.kind}, {state}{kept}): the primary "
-                     f"keeps this WAL on its disk until the slot moves past it "
-                     f"(max_slot_wal_keep_size: {keep})")
+    lines += slot_lines(server)
     for v in server.vacuum:
         rows = "rows unknown" if v.rows is None else f"{v.rows:,} rows"
         if not v.enabled:
@@ -336,6 +324,36 @@ def room_lines(plan: Plan) -> list[str]:
             when = f"autovacuum starts after ~{v.threshold:,} dead rows"
         lines.append(f"  vacuum: {v.table} ({rows}): {when}; each row a job rewrites leaves a "
                      "dead version until then")
+    return lines
+
+
+def checkpoint_words(wal: float | None, server: Server | None, of: str = "the deploy") -> str:
+    """What `wal` bytes of WAL ask of the server's checkpoints ('' when either is unknown)."""
+    if server is None or wal is None:
+        return ""
+    checkpoints = int(wal // server.wal_per_checkpoint)
+    words = (f"; max_wal_size {size(server.max_wal_size)}: about {checkpoints} checkpoint(s) "
+             "requested by it alone")
+    if checkpoints:
+        spare = wal * (1 + server.checkpoint_completion_target)
+        words += (f" (max_wal_size {size(int(spare))} for {of} would spare them, at the price "
+                  "of a longer crash recovery)")
+    return words
+
+
+def slot_lines(server: Server) -> list[str]:
+    """Every replication slot of the server: any of them keeps the WAL it has not passed."""
+    keep = ("unlimited" if server.max_slot_wal_keep_size is None
+            else size(server.max_slot_wal_keep_size))
+    if not server.slots:
+        return [f"  replication slots: none (wal_level {server.wal_level})"]
+    lines = []
+    for slot in server.slots:
+        state = "active" if slot.active else "INACTIVE"
+        kept = "" if slot.retained_bytes is None else f", keeps {size(slot.retained_bytes)} now"
+        lines.append(f"  replication slot {slot.name} ({slot.kind}, {state}{kept}): the primary "
+                     f"keeps this WAL on its disk until the slot moves past it "
+                     f"(max_slot_wal_keep_size: {keep})")
     return lines
 
 

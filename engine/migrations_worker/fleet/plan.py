@@ -1,6 +1,7 @@
 """`fleet plan`: the waves a rollout would take and, per target, what its stage would do there:
 the pending migrations, the data jobs they enqueue or wait for, and an estimated time (the
-deploy plan's, `deploy.plan`, read on that target). Nothing is changed anywhere.
+deploy plan's, `deploy.plan`, read on that target); then, per PostgreSQL server, the WAL and
+disk its targets' data jobs will write there. Nothing is changed anywhere.
 
 The fleet's estimate is the waves', each as long as its slowest target when `parallel` covers
 it (else its targets in `parallel` lanes): a canary of ten minutes makes the rollout at least ten
@@ -42,7 +43,28 @@ def target_plan(name: str, stage: Stage) -> dict:
         "jobs": {job: {"rows": cost["rows"], "seconds": cost["seconds"]}
                  for job, cost in found["jobs"].items()},
         "seconds": found["totals"]["deploy_seconds"],  # its stage on the deploy's clock
+        "wal_bytes": found["totals"]["wal_bytes"],
+        "growth_bytes": found["totals"]["growth_bytes"],
+        "settings": found["server"],
     }
+
+
+def server_rooms(targets: list[dict]) -> list[dict]:
+    """Each server's share of the rollout's writes: its targets' WAL and growth add up on it
+    (one WAL stream, one disk, one max_wal_size), whatever the waves and the per-server limit
+    do to when they are written. A target that could not be read leaves its server's sums
+    unknown."""
+    rooms: dict[str, dict] = {}
+    for t in targets:
+        room = rooms.setdefault(t["server"], {"server": t["server"], "targets": [],
+                                              "wal_bytes": 0.0, "growth_bytes": 0.0,
+                                              "settings": None})
+        room["targets"].append(t["target"])
+        for key in ("wal_bytes", "growth_bytes"):
+            known = room[key] is not None and not t["error"] and t[key] is not None
+            room[key] = room[key] + t[key] if known else None
+        room["settings"] = room["settings"] or t.get("settings")
+    return list(rooms.values())
 
 
 def wave_seconds(members: list[dict], parallel: int) -> float | None:
@@ -65,4 +87,5 @@ def build(stage: str, waves_spec: str, parallel: int, select: Mapping[str, str])
     seconds = [w["seconds"] for w in planned]
     return {"stage": stage, "waves_spec": waves_spec, "parallel": parallel, "select": dict(select),
             "waves": planned,
-            "seconds": None if any(s is None for s in seconds) else sum(seconds)}
+            "seconds": None if any(s is None for s in seconds) else sum(seconds),
+            "servers": server_rooms([t for w in planned for t in w["targets"]])}

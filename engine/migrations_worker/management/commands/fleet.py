@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 
+from migrations_worker.deploy import costs
 from migrations_worker.exceptions import RolloutHalted, RolloutPaused
 from migrations_worker.fleet import plan, rollouts, view, waves
 from migrations_worker.management.arguments import add_output_flags, positive_int, positive_seconds
@@ -161,6 +162,17 @@ class Command(EngineCommand):
                 self.stdout.write(f"  {t['target']:<16} {t['server']:<18} "
                                   f"{len(t['migrations'])} migration(s), {jobs}, about "
                                   f"{format_duration(t['seconds'])}")
+        self.stdout.write("room per server (its targets' data jobs, at the bytes a row measured):")
+        for room in found["servers"]:
+            settings = costs.Server.from_dict(room["settings"]) if room["settings"] else None
+            self.stdout.write(
+                f"  {room['server']}: WAL {costs.about(room['wal_bytes'])} for "
+                f"{len(room['targets'])} target(s)"
+                f"{costs.checkpoint_words(room['wal_bytes'], settings, 'the rollout')}; "
+                f"disk {costs.about(room['growth_bytes'])} more until vacuum")
+            if settings:
+                for line in costs.slot_lines(settings):
+                    self.stdout.write(f"  {line}")
 
     def rollout(self, options, select) -> None:
         ensure_broker()
