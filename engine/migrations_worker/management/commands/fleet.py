@@ -149,10 +149,10 @@ class Command(EngineCommand):
         if self.as_json:
             return self.print_json(found)
         self.stdout.write(f"{options['stage']} stage in {len(found['waves'])} wave(s) ({spec}), "
-                          f"about {format_duration(found['seconds'])} in all:")
+                          f"{costs.approx(found['seconds'])} in all:")
         for wave in found["waves"]:
             self.stdout.write(f"wave {wave['wave']}{' (canary, alone)' if wave['canary'] else ''}"
-                              f": about {format_duration(wave['seconds'])}")
+                              f": {costs.approx(wave['seconds'])}")
             for t in wave["targets"]:
                 if t["error"]:
                     self.stdout.write(f"  {t['target']:<16} {t['server']:<18} {t['error']}")
@@ -160,8 +160,8 @@ class Command(EngineCommand):
                 jobs = ", ".join(f"{job} ({cost['rows'] if cost['rows'] is not None else '?'} "
                                  f"rows)" for job, cost in t["jobs"].items()) or "no data job"
                 self.stdout.write(f"  {t['target']:<16} {t['server']:<18} "
-                                  f"{len(t['migrations'])} migration(s), {jobs}, about "
-                                  f"{format_duration(t['seconds'])}")
+                                  f"{len(t['migrations'])} migration(s), {jobs}, "
+                                  f"{costs.approx(t['seconds'])}")
         self.stdout.write("room per server (its targets' data jobs, at the bytes a row measured):")
         for room in found["servers"]:
             settings = costs.Server.from_dict(room["settings"]) if room["settings"] else None
