@@ -303,7 +303,7 @@ def room_lines(plan: Plan) -> list[str]:
     if not jobs:
         return []
     lines = ["room it needs (the data jobs, at the bytes a row the bench measured; the index "
-             "builds add about each new index's size):"]
+             "builds come on top):"]
     server = plan.server
     wal = total(job.wal_bytes for job in jobs)
     each = ", ".join(f"{job.job} {about(job.wal_bytes)}" for job in jobs)
