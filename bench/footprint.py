@@ -1,6 +1,6 @@
 """What each data job writes per row: WAL, and the database's growth before vacuum.
 
-    python -m bench.footprint [--scale medium]
+    python -m bench.footprint [--scale medium] [--jobs alerts_uuid ...]
 
 On a fresh copy of each job's template (bench/databases.py), with autovacuum off on every
 table of the copy (so nothing reclaims space mid-run), one process runs the job to its end
@@ -98,11 +98,12 @@ def measure(job_name: str, template: str) -> dict:
             "growth_per_row": growth / rows if rows else None}
 
 
-def report(scale: str, entries: list[dict], settings: dict[str, str], started: str) -> str:
+def report(scale: str, entries: list[dict], settings: dict[str, str], started: str,
+           command: str = "python -m bench.footprint") -> str:
     lines = [
         f"# What each data job writes per row, {scale} scale ({started})",
         "",
-        f"`python -m bench.footprint --scale {scale}`: each job alone, inline, on a fresh copy "
+        f"`{command}`: each job alone, inline, on a fresh copy "
         "of its template with autovacuum off; WAL from the server's WAL position around the "
         "run, growth from the database's size; per row of what the job's verification counted "
         "before it started. The jobs carry these as `measured_wal_bytes_per_row` and "
@@ -130,13 +131,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", choices=list(SIZES), default="medium")
+    parser.add_argument("--jobs", nargs="+", choices=[job for job, _ in JOBS],
+                        default=[job for job, _ in JOBS],
+                        help="only these (alerts_uuid alone needs only the alerts template, which "
+                             "at xlarge spares a backfill of the text columns to build the others)")
     args = parser.parse_args()
     from bench.profile_engine import ensure_templates
 
-    templates = ensure_templates(args.scale, rebuild=False, log=print)
+    templates = ensure_templates(args.scale, rebuild=False, log=print,
+                                 alerts_only=args.jobs == ["alerts_uuid"])
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     entries = []
-    for job_name, kind in JOBS:
+    for job_name, kind in [(job, kind) for job, kind in JOBS if job in args.jobs]:
         print(f"{job_name} on a copy of {getattr(templates, kind)}", flush=True)
         entries.append(measure(job_name, getattr(templates, kind)))
         print(f"  {entries[-1]}", flush=True)
@@ -144,10 +150,12 @@ def main() -> None:
         settings = server_settings(conn)
     out = RESULTS / args.scale
     (out / "raw").mkdir(parents=True, exist_ok=True)
+    command = f"python -m bench.footprint --scale {args.scale}" + (
+        f" --jobs {' '.join(args.jobs)}" if len(args.jobs) < len(JOBS) else "")
     (out / "raw" / "footprint.json").write_text(json.dumps(
-        {"scale": args.scale, "started": started, "settings": settings, "jobs": entries},
-        indent=1))
-    (out / "footprint.md").write_text(report(args.scale, entries, settings, started))
+        {"scale": args.scale, "started": started, "settings": settings, "jobs": entries,
+         "command": command}, indent=1))
+    (out / "footprint.md").write_text(report(args.scale, entries, settings, started, command))
     print((out / "footprint.md").read_text())
 
 
