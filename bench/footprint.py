@@ -48,7 +48,10 @@ def wal_between(before: str, after: str) -> int:
         return int(conn.execute("SELECT pg_wal_lsn_diff(%s, %s)", [after, before]).fetchone()[0])
 
 
-def measure(job_name: str, template: str) -> dict:
+def measure(job_name: str, template: str, *, autovacuum: bool = False) -> dict:
+    """The job alone on a fresh copy of `template`, inline, to its end: its rows to do, time,
+    WAL and growth. Autovacuum is off on the copy's tables unless `autovacuum` (the growth is
+    then what is left after it reused space)."""
     # (after bench.profile_engine has set Django up, for the engine's runner on the copy)
     from django.db import connection
 
@@ -62,8 +65,7 @@ def measure(job_name: str, template: str) -> dict:
     create(COPY, template)
     try:
         with connect(COPY, APP_SAMPLER) as conn:
-            conn.autocommit = True
-            for schema, table in conn.execute(USER_TABLES).fetchall():
+            for schema, table in conn.execute(USER_TABLES).fetchall() if not autovacuum else []:
                 conn.execute(sql.SQL("ALTER TABLE {} SET (autovacuum_enabled = false)")
                              .format(sql.Identifier(schema, table)))
         use_database(COPY)
