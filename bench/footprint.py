@@ -56,7 +56,7 @@ def measure(job_name: str, template: str, *, autovacuum: bool = False) -> dict:
     from django.db import connection
 
     from bench.databases import create, drop
-    from bench.profile_engine import use_database
+    from bench.profile_engine import use_database, work_to_end
     from migrations_worker.job import get_job
     from migrations_worker.models import RunStatus
     from migrations_worker.runs import control, runner
@@ -78,13 +78,7 @@ def measure(job_name: str, template: str, *, autovacuum: bool = False) -> dict:
         use_database(COPY)  # nothing of the setup's own sessions in the figures
         lsn, size_before = position()
         started = time.perf_counter()
-        worker = runner.RunWorker(run.pk, name="footprint")
-        while True:
-            outcome = worker.work()
-            if outcome.kind in (runner.Kind.HOLD, runner.Kind.WAIT):
-                time.sleep(outcome.delay)
-                continue
-            break
+        outcome = work_to_end(runner.RunWorker(run.pk, name="footprint"))
         seconds = time.perf_counter() - started
         use_database("postgres")
         if outcome.status != RunStatus.FINISHED:

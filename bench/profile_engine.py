@@ -126,6 +126,15 @@ class Profile:
         worker.job.process_batch = process_batch
 
 
+def work_to_end(worker: runner.RunWorker) -> runner.Outcome:
+    """The worker's slices one after the other, waiting out holds, as Celery re-sends them."""
+    while True:
+        outcome = worker.work()
+        if outcome.kind not in (runner.Kind.HOLD, runner.Kind.WAIT):
+            return outcome
+        time.sleep(outcome.delay)
+
+
 def engine(template: str, target: float) -> dict:
     with fresh_copy(template) as measured:
         use_database(COPY)
@@ -136,12 +145,7 @@ def engine(template: str, target: float) -> dict:
         profile.wrap(worker)
         started = time.perf_counter()
         with connection.execute_wrapper(profile.count):
-            while True:
-                outcome = worker.work()
-                if outcome.kind in (runner.Kind.HOLD, runner.Kind.WAIT):
-                    time.sleep(outcome.delay)
-                    continue
-                break
+            outcome = work_to_end(worker)
         total = time.perf_counter() - started
         ranges = list(JobBatch.objects.filter(run_id=run.pk).order_by("start_key")
                       .values_list("start_key", "end_key"))
@@ -172,14 +176,8 @@ def engine_lanes(template: str, target: float, lanes: int) -> float:
         def lane(number: int) -> None:
             try:
                 worker = runner.RunWorker(run.pk, name=f"profile-{number}")
-                while True:
-                    outcome = worker.work()
-                    if outcome.kind in (runner.Kind.HOLD, runner.Kind.WAIT):
-                        time.sleep(outcome.delay)
-                        continue
-                    if outcome.kind == runner.Kind.DONE:
-                        finished.append(time.perf_counter())
-                    return
+                if work_to_end(worker).kind == runner.Kind.DONE:
+                    finished.append(time.perf_counter())
             finally:
                 connection.close()
 
